@@ -1,0 +1,36 @@
+# clawpolicy: the two commands are `make run` and `make test` (both set up what they need).
+PY := .venv/bin/python
+EXAMPLES := $(wildcard examples/*.claw)
+
+.PHONY: setup run test test-unit bench golden check clean
+
+setup:
+	@scripts/setup.sh
+
+## Compile the bundled examples into generated/ (validated with libnftables).
+run: setup
+	$(PY) -m clawpolicy.cli compile $(EXAMPLES) --validate
+
+## The whole suite: unit, golden, fuzz, and kernel tests (these need root, as CI has).
+test: setup
+	$(PY) -m pytest
+
+## Fast feedback: everything that does not need root.
+test-unit: setup
+	$(PY) -m pytest tests/unit tests/golden tests/fuzz
+
+## Compile-time, memory and nft load-time figures (a table; never asserted).
+bench: setup
+	$(PY) benchmarks/run.py
+
+## Regenerate golden files and generated/ after a reviewed change (then read the diff!).
+golden: setup
+	$(PY) -m clawpolicy.cli compile $(EXAMPLES)
+	CLAWPOLICY_REGENERATE=1 $(PY) -m pytest tests/golden -q
+
+## CI's staleness check on its own.
+check: setup
+	$(PY) -m clawpolicy.cli compile $(EXAMPLES) --check
+
+clean:
+	rm -rf .venv .pytest_cache .hypothesis build *.egg-info

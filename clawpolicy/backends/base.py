@@ -1,0 +1,79 @@
+"""What a backend is: floor 2. The contract between the IR and every target.
+
+A backend is one module with one pure entry point, `compile(policy, options)`, plus a
+declared table of which policy features it enforces. The table is data: the shared check in
+`registry` compares it with the features a policy uses (so compile can say which rule a
+target cannot enforce, and why) and the docs target prints it as the enforcement matrix.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from clawpolicy.errors import Diagnostic
+from clawpolicy.ir import Policy
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One generated file: a path relative to generated/<policy>/<target>/, and its bytes."""
+
+    path: str
+    content: bytes
+    media_type: str = "text/plain"
+
+
+class Feature(str, enum.Enum):
+    """Parts of a policy a target may or may not be able to enforce."""
+
+    CIDR_PORT = "addresses and ports"
+    FQDN = "domain names"
+    WILDCARD = "*.wildcard names"
+    EXPLICIT_DENY = "explicit deny"
+    INGRESS = "ingress"
+    USER_SCOPE = "per-user scope"
+    SOCKETS = "socket families and types"
+    CAPABILITIES = "capabilities"
+    FILES = "file paths"
+    LOG_ONLY = "log-only (shadow) mode"
+
+
+class Level(str, enum.Enum):
+    YES = "yes"
+    PARTIAL = "partly"
+    NO = "no"
+
+
+@dataclass(frozen=True)
+class Support:
+    level: Level
+    how: str  # one line: how the target enforces it, or why it cannot
+
+
+@dataclass(frozen=True)
+class CompileOptions:
+    """Options every backend may read; target-specific settings get their own fields here."""
+
+    strict: bool = False
+    nft_log_rate: str = "10/second"
+    nft_log_burst: int = 20
+
+
+@dataclass
+class BackendResult:
+    artifacts: list[Artifact] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+class Backend(Protocol):
+    """The one shape every target module exposes (checked by mypy through `BACKENDS`)."""
+
+    name: str
+    summary: str
+    enforces: bool  # False for documentation-only targets
+    support: Mapping[Feature, Support]
+
+    def compile(self, policy: Policy, options: CompileOptions) -> BackendResult: ...

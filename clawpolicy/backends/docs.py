@@ -1,0 +1,256 @@
+"""IR to Markdown rule documentation: floor 2, one backend, one entry point (`BACKEND.compile`).
+
+The docs target enforces nothing. From the IR alone it writes what a pull-request reviewer
+and an auditor need: every rule with its reason, owner, ticket, expiry and source line; the
+confinement settings; the enforcement matrix, built from the `support` tables of the
+enforcing targets in `registry.BACKENDS` (the tables the compile-time check reads, so the
+docs and the warnings cannot disagree); the policy's `test` blocks with the evaluator's
+verdicts; and a Mermaid diagram of the flows.
+
+This module prepares plain rows of text; `templates/docs/policy.md.j2` lays them out.
+Autoescape is off (Markdown is not HTML), so every piece of user text goes through an
+explicit filter: `md_text`/`md_cell` (Markdown), `md_code` (code spans) or `mermaid_label`.
+The output depends on the IR only: sorted iteration, no clock, no absolute paths.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import PurePath
+
+import jinja2
+
+from clawpolicy.backends.base import Artifact, Backend, BackendResult, CompileOptions, Feature, Level, Support
+from clawpolicy.evaluate import run_tests
+from clawpolicy.ir import Action, Direction, FileRule, Mode, Policy, PortRange, Rule, Span
+
+ABSENT = "—"
+DIAGRAM_MAX_PEERS = 4  # a node lists this many peers, then "…": the tables hold the full list
+CONFINEMENT = (Feature.SOCKETS, Feature.CAPABILITIES, Feature.FILES)
+# Backslash-escaping ASCII punctuation is valid CommonMark outside code (spec 2.4), and GFM
+# tables honour `\|`; `<`, `>` and `&` become entities so no renderer ever sees a tag or an
+# entity the user wrote. `$` (GitHub math), `~` (strikethrough) and `#` (closing ATX heading
+# marks) are structure on the renderers these files are read in.
+MD_ESCAPES = {c: "\\" + c for c in "\\`*_[]|~#$"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+# Mermaid entity codes (mermaid.js.org, flowchart "Entity codes to escape characters"): a
+# quote would end the label, `#`/`;` start codes and statements, a leading backtick would
+# make a "markdown string", `<`/`>`/`&` would reach the HTML label renderer.
+MERMAID_ESCAPES = {'"': "#quot;", "#": "#35;", ";": "#59;", "<": "#lt;", ">": "#gt;",
+                   "&": "#amp;", "`": "#96;", "|": "#124;"}
+# Invisible characters that reorder or hide text (Trojan Source): shown, not obeyed.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _one_line(value: object) -> str:
+    """User text on one line: line breaks and control characters become spaces (a newline
+    would end a table row or a Mermaid statement), bidi controls become visible U+XXXX."""
+    out = []
+    for c in "" if value is None else str(value):
+        if c in BIDI_CONTROLS:
+            out.append(f"(U+{ord(c):04X})")
+        elif unicodedata.category(c) in ("Cc", "Zl", "Zp"):
+            out.append(" ")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def md_text(value: object) -> str:
+    """Running Markdown text that cannot open a link, tag, emphasis, code span or heading."""
+    return "".join(MD_ESCAPES.get(c, c) for c in _one_line(value))
+
+
+def md_cell(value: object) -> str:
+    """One table cell: `md_text`, never empty (an absent value reads as a dash)."""
+    return md_text(value).strip() or ABSENT
+
+
+def md_code(value: object) -> str:
+    """A code span holding the text literally: the fence is longer than any backtick run
+    inside (CommonMark 6.1), padded when the text starts or ends with a backtick."""
+    text = _one_line(value)
+    longest = run = 0
+    for c in text:
+        run = run + 1 if c == "`" else 0
+        longest = max(longest, run)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def mermaid_label(value: object) -> str:
+    """A quoted Mermaid label; node IDs are always generated, never user text."""
+    return '"' + "".join(MERMAID_ESCAPES.get(c, c) for c in _one_line(value)) + '"'
+
+
+Cells = list[object]  # one table row, each cell through md_cell (None reads as a dash)
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    label: str
+
+
+@dataclass(frozen=True)
+class Edge:
+    source: str
+    target: str
+    label: str
+    dashed: bool
+
+
+def display_path(path: str) -> str:
+    """A source path without the machine's layout: `lower` records paths relative to the
+    working directory, an absolute one (a file outside it) keeps only its name."""
+    return PurePath(path).name if PurePath(path).is_absolute() else path
+
+
+def where(span: Span) -> str:
+    return f"{display_path(span.file)}:{span.line}"
+
+
+def ports_text(ports: Iterable[PortRange]) -> str:
+    return ", ".join(str(p) for p in ports) or "any"
+
+
+def _canonical(peers: Iterable[str]) -> set[str]:
+    out = set()
+    for peer in peers:
+        try:
+            out.add(str(ipaddress.ip_network(peer, strict=False)))
+        except ValueError:
+            out.add(peer.lower().rstrip("."))
+    return out
+
+
+def peers_text(rule: Rule) -> str:
+    """The peers the rule matches, and the spelling of the source when it says more (a group
+    such as @llm, a name defined elsewhere); spelling-only differences are not repeated."""
+    shown = rule.peers.describe()
+    text = ", ".join(shown)
+    if rule.origin and _canonical(rule.origin) != _canonical(shown):
+        text += " (as written: " + ", ".join(rule.origin) + ")"
+    return text
+
+
+def rule_cells(rule: Rule, with_direction: bool) -> Cells:
+    return [rule.id, *([rule.direction.value] if with_direction else []), peers_text(rule),
+            ports_text(rule.ports), rule.reason, rule.owner, rule.ticket, rule.expires,
+            where(rule.span)]
+
+
+def file_cells(f: FileRule) -> Cells:
+    return [f.id, f.action.value, ", ".join(f.paths), f.reason, f.owner, f.ticket,
+            f.expires, where(f.span)]
+
+
+def fqdn_cells(rule: Rule) -> Cells:
+    # Lazy for the same reason as registry in render(); the set names are the nftables
+    # target's own, so an auditor can `nft list set` them.
+    from clawpolicy.backends.nftables import fqdn_set_name
+
+    sets = [fqdn_set_name(rule.direction, rule.action, family, rule.ports) for family in (4, 6)]
+    return [rule.id, ", ".join(rule.peers.names), ", ".join(f"*.{w}" for w in rule.peers.wildcards),
+            ", ".join(sets)]
+
+
+def test_cells(policy: Policy) -> list[Cells]:
+    """The `test` blocks with the evaluator's verdicts (run_tests keeps the blocks' order)."""
+    return [[r.name, str(r.flow), r.expected.value, str(r.verdict), "pass" if r.ok else "FAIL",
+             where(t.span)] for t, r in zip(policy.tests, run_tests(policy), strict=True)]
+
+
+def matrix(enforcing: list[Backend], used: Iterable[tuple[Feature, str, Span]]) -> list[list[str]]:
+    """Rows of cells: feature, the rules using it, then one "level: how" per enforcing target."""
+    by_feature: dict[Feature, set[str]] = {}
+    for feature, rule_id, _ in used:
+        by_feature.setdefault(feature, set()).add(rule_id)
+    rows = []
+    for feature in Feature:  # the enum's order: stable, and the order a reader expects
+        if feature in by_feature:
+            cells = [feature.value, ", ".join(sorted(by_feature[feature]))]
+            for backend in enforcing:
+                s = backend.support.get(feature, Support(Level.NO, "not declared"))
+                cells.append(f"{s.level.value}: {s.how}")
+            rows.append(cells)
+    return rows
+
+
+def diagram(policy: Policy, rules: list[Rule]) -> tuple[str, list[Node], list[Edge]]:
+    """One node for the agent and one per rule; edges point the way connections are opened."""
+    scope = "host" if policy.scope.kind == "host" else f"user {policy.scope.user or policy.scope.uid}"
+    agent = f"{policy.name} ({scope})"
+    nodes, edges = [], []
+    for n, rule in enumerate(rules, 1):
+        node_id = f"n{n}"
+        peers = rule.peers.describe()
+        more = len(peers) - DIAGRAM_MAX_PEERS
+        label = ", ".join(peers[:DIAGRAM_MAX_PEERS]) + (f", … (+{more})" if more > 0 else "")
+        nodes.append(Node(node_id, label))
+        deny = rule.action is Action.DENY
+        text = ("deny " if deny else "") + ports_text(rule.ports)
+        if rule.direction is Direction.EGRESS:
+            edges.append(Edge("agent", node_id, text, deny))
+        else:
+            edges.append(Edge(node_id, "agent", text, deny))
+    return agent, nodes, edges
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("clawpolicy", "templates"),
+                             undefined=jinja2.StrictUndefined, autoescape=False,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(md_text=md_text, md_cell=md_cell, md_code=md_code, mermaid_label=mermaid_label)
+    return env.get_template("docs/policy.md.j2")
+
+
+def render(policy: Policy, options: CompileOptions) -> str:
+    # Imported here: registry imports this module to list it in BACKENDS.
+    from clawpolicy.backends import nftables, registry
+
+    enforcing = sorted((b for b in registry.BACKENDS.values() if b.enforces), key=lambda b: b.name)
+    rules = sorted(policy.rules, key=lambda r: (r.direction.value, r.action.value, r.id))
+
+    def select(direction: Direction | None, action: Action) -> list[Rule]:
+        return [r for r in rules if r.action is action and direction in (None, r.direction)]
+
+    confiners = [b.name for b in enforcing if any(
+        b.support.get(f, Support(Level.NO, "")).level is not Level.NO for f in CONFINEMENT)]
+    tests = test_cells(policy)
+    agent, nodes, edges = diagram(policy, rules)
+    return _template().render(
+        policy=policy, shadow=policy.mode is Mode.SHADOW, source=display_path(policy.source),
+        agent_ports=ports_text(policy.scope.agent_ports) if policy.scope.agent_ports else "",
+        egress_allow=[rule_cells(r, False) for r in select(Direction.EGRESS, Action.ALLOW)],
+        denied=[rule_cells(r, True) for r in select(None, Action.DENY)],
+        ingress_allow=[rule_cells(r, False) for r in select(Direction.INGRESS, Action.ALLOW)],
+        fqdn=[fqdn_cells(r) for r in rules if r.peers.has_fqdns],
+        nft_table=nftables.table_name(policy), where=where,
+        capabilities=policy.capabilities, sockets=policy.sockets,
+        files=[file_cells(f) for f in sorted(policy.files, key=lambda f: f.id)],
+        confiners=confiners, enforcing=[b.name for b in enforcing],
+        columns=["Feature", "Rules", *(b.name for b in enforcing)],
+        matrix=matrix(enforcing, registry.features_used(policy)),
+        uses_user_scope=policy.scope.kind == "user",
+        tests=tests, passed=sum(1 for t in tests if t[4] == "pass"),
+        agent=agent, nodes=nodes, edges=edges)
+
+
+class DocsBackend:
+    name = "docs"
+    summary = "Markdown documentation: rules, confinement, enforcement matrix, tests, flow diagram"
+    enforces = False
+    support: Mapping[Feature, Support] = {}
+
+    def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
+        text = render(policy, options)
+        return BackendResult([Artifact("README.md", text.encode("utf-8"), "text/markdown")])
+
+
+BACKEND = DocsBackend()

@@ -1,0 +1,225 @@
+"""Command line: floor 4. Parses arguments, calls the library, prints, sets the exit status.
+
+Exit status: 0 success; 1 policy, validation, test or --check failures; 2 usage errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from clawpolicy import ir
+from clawpolicy.backends.registry import BACKENDS, DEFAULT_TARGETS
+from clawpolicy.catalog import load_catalog
+from clawpolicy.compiler import compile_paths
+from clawpolicy.errors import Diagnostic, ExitCode, Severity, render
+from clawpolicy.evaluate import run_tests
+from clawpolicy.lower import load_policies
+from clawpolicy.write import apply, describe, plan
+
+MAIN_HELP = """\
+clawpolicy compiles one egress/ingress policy for an AI agent (OpenClaw and the like) into
+every enforcement point: nftables rulesets and rule documentation today.
+
+Start with:  clawpolicy compile examples/openclaw-workstation.claw
+Then review generated/<policy>/ and load the ruleset with `nft -f`.
+"""
+
+COMPILE_HELP = """\
+examples:
+  clawpolicy compile examples/openclaw-workstation.claw
+      writes generated/openclaw-workstation/{nftables,docs}/...
+  clawpolicy compile examples/*.claw --check
+      CI: exit 1 if generated/ is stale, and show what differs
+  clawpolicy compile examples/x.claw --mode enforce -o out/
+      override the file's mode; write under out/
+  clawpolicy compile examples/x.claw --target nftables --validate
+      check the ruleset with libnftables (dry run) before writing
+
+Nothing is written unless every policy compiles; changed files are replaced atomically, and
+files a target no longer produces are removed from its directory.
+"""
+
+
+def _print_diagnostics(diags: Sequence[Diagnostic], sources: dict[str, str]) -> None:
+    if diags:
+        print(render(diags, sources), file=sys.stderr)
+
+
+def _failed(diags: Sequence[Diagnostic]) -> bool:
+    return any(d.severity is Severity.ERROR for d in diags)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    targets = args.target or list(DEFAULT_TARGETS)
+    result = compile_paths(args.policies, targets, mode=ir.Mode(args.mode) if args.mode else None,
+                           strict=args.strict, validate=args.validate)
+    shown = [d for d in result.diagnostics if d.severity is not Severity.NOTE or args.verbose]
+    _print_diagnostics(shown, result.sources)
+    for line in result.validations:
+        print(f"validated {line}", file=sys.stderr)
+    if not result.ok:
+        print("clawpolicy: compile failed; nothing was written", file=sys.stderr)
+        return ExitCode.POLICY_ERROR
+    root: Path = args.output
+    changes = plan(root, result.outputs, result.owned_dirs)
+    if args.check:
+        if changes.stale:
+            print(describe(root, result.outputs, changes), file=sys.stderr)
+            print(f"clawpolicy: {root} is stale; run `clawpolicy compile` and commit the result",
+                  file=sys.stderr)
+            return ExitCode.POLICY_ERROR
+        print(f"{root}: up to date ({len(changes.unchanged)} files)")
+        return ExitCode.OK
+    apply(root, result.outputs, changes)
+    for rel in changes.added + changes.changed:
+        print(f"wrote {root / rel}")
+    for rel in changes.removed:
+        print(f"removed {root / rel}")
+    if not changes.stale:
+        print(f"{root}: up to date ({len(changes.unchanged)} files)")
+    return ExitCode.OK
+
+
+def cmd_ir(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(json.dumps(ir.json_schema(), indent=2, sort_keys=True))
+        return ExitCode.OK
+    if not args.policies:
+        print("clawpolicy ir: give a policy file, or --schema", file=sys.stderr)
+        return ExitCode.USAGE
+    loaded = load_policies(args.policies)
+    _print_diagnostics(loaded.diagnostics, loaded.sources)
+    if not loaded.ok:
+        return ExitCode.POLICY_ERROR
+    docs = [json.loads(p.model_dump_json()) for p in loaded.policies
+            if not args.policy or p.name == args.policy]
+    print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, sort_keys=True))
+    return ExitCode.OK
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    loaded = load_policies(args.policies)
+    _print_diagnostics(loaded.diagnostics, loaded.sources)
+    if not loaded.ok:
+        return ExitCode.POLICY_ERROR
+    failed = total = 0
+    for policy in loaded.policies:
+        for r in run_tests(policy):
+            total += 1
+            status = "ok  " if r.ok else "FAIL"
+            failed += not r.ok
+            print(f"{status} {policy.name}: {r.name}: expect {r.expected.value} {r.flow} -> {r.verdict}"
+                  + ("" if r.ok else f"  [{r.where}]"))
+    print(f"{total - failed} passed, {failed} failed")
+    return ExitCode.POLICY_ERROR if failed else ExitCode.OK
+
+
+def cmd_catalog(args: argparse.Namespace) -> int:
+    catalog = load_catalog()
+    names = args.groups or sorted(catalog)
+    unknown = [n for n in names if n not in catalog]
+    if unknown:
+        print(f"clawpolicy catalog: unknown group(s): {', '.join(unknown)}", file=sys.stderr)
+        return ExitCode.POLICY_ERROR
+    if args.json:
+        out = {n: {"description": g.description, "source": g.source, "fqdns": list(g.fqdns),
+                   "wildcards": [f"*.{w}" for w in g.wildcards], "addresses": list(g.addresses),
+                   "ports": list(g.ports)} for n in names for g in [catalog[n]]}
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return ExitCode.OK
+    for n in names:
+        g = catalog[n]
+        peers = [*g.fqdns, *(f"*.{w}" for w in g.wildcards), *g.addresses]
+        print(f"{n:<20} {', '.join(g.ports):<16} {g.description}")
+        print(f"{'':<20} {', '.join(peers)}")
+        if args.groups:
+            print(f"{'':<20} source: {g.source}")
+    return ExitCode.OK
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(ExitCode.USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = _Parser(prog="clawpolicy", description=MAIN_HELP, formatter_class=fmt)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("compile", help="compile policies into generated/<policy>/<target>/",
+                       description="Compile policy files into artifacts for every target.",
+                       epilog=COMPILE_HELP, formatter_class=fmt)
+    p.add_argument("policies", nargs="+", type=Path, metavar="POLICY.claw")
+    p.add_argument("-o", "--output", type=Path, default=Path("generated"),
+                   help="output root (default: generated/)")
+    p.add_argument("-t", "--target", action="append", choices=sorted(BACKENDS),
+                   help="target to build (repeatable; default: all)")
+    p.add_argument("--mode", choices=[m.value for m in ir.Mode],
+                   help="override the policies' mode (e.g. a log-only dry run: --mode shadow)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if the output is stale, showing what differs")
+    p.add_argument("--strict", action="store_true",
+                   help="treat warnings (expired rules, rules no target enforces) as errors")
+    p.add_argument("--validate", action="store_true",
+                   help="check each nftables ruleset with libnftables (dry run) or `nft -c`")
+    p.add_argument("-v", "--verbose", action="store_true", help="also show notes")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("ir", help="print the IR as JSON (or its JSON Schema)",
+                       description="Print the lowered policy (the IR every backend reads) as JSON.",
+                       epilog="examples:\n  clawpolicy ir examples/openclaw-workstation.claw\n"
+                              "  clawpolicy ir --schema > clawpolicy-ir.schema.json",
+                       formatter_class=fmt)
+    p.add_argument("policies", nargs="*", type=Path, metavar="POLICY.claw")
+    p.add_argument("--schema", action="store_true", help="print the IR's JSON Schema instead")
+    p.add_argument("--policy", help="only the policy with this name")
+    p.set_defaults(func=cmd_ir)
+
+    p = sub.add_parser("test", help="run the policies' own `test` blocks",
+                       description="Evaluate each `expect` of the policies' `test` blocks and "
+                                   "report pass/fail; exit 1 if any fails.",
+                       epilog="example:\n  clawpolicy test examples/openclaw-workstation.claw\n\n"
+                              "a test block:\n  test \"providers reachable\" {\n"
+                              "    expect allow egress api.anthropic.com port 443/tcp\n"
+                              "    expect deny ingress from 192.168.1.20 port 18789/tcp\n  }",
+                       formatter_class=fmt)
+    p.add_argument("policies", nargs="+", type=Path, metavar="POLICY.claw")
+    p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("catalog", help="list the built-in service groups",
+                       description="List the catalog groups a policy can name (e.g. `define llm = "
+                                   "openai, anthropic`), with their names, ports and sources.",
+                       epilog="examples:\n  clawpolicy catalog\n  clawpolicy catalog telegram\n"
+                              "  clawpolicy catalog --json", formatter_class=fmt)
+    p.add_argument("groups", nargs="*", metavar="GROUP")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_catalog)
+    return parser
+
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help exits 0, usage errors 2
+        return int(exc.code or 0)
+    func: Command = args.func
+    try:
+        return int(func(args))
+    except BrokenPipeError:
+        return ExitCode.OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

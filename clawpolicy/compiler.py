@@ -1,0 +1,74 @@
+"""Policy files to artifacts in memory: floor 3, the library behind `clawpolicy compile`.
+
+Loads and lowers every file, checks what the selected targets can enforce, runs each backend
+and, on request, validates the rulesets with libnftables. Nothing touches the disk here: the
+caller hands `outputs` to `write`, so a failure anywhere leaves generated/ as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from clawpolicy.backends.base import CompileOptions
+from clawpolicy.backends.registry import BACKENDS, check_support
+from clawpolicy.errors import Diagnostic, Location, Severity
+from clawpolicy.ir import Mode, Policy
+from clawpolicy.lower import load_policies
+from clawpolicy.validate import validate_nft
+
+
+@dataclass
+class CompileResult:
+    policies: list[Policy] = field(default_factory=list)
+    outputs: dict[str, bytes] = field(default_factory=dict)  # "<policy>/<target>/<path>" -> bytes
+    owned_dirs: set[str] = field(default_factory=set)  # "<policy>/<target>"
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)
+    validations: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity is Severity.ERROR for d in self.diagnostics)
+
+
+def compile_paths(paths: Sequence[Path], targets: Sequence[str], *, mode: Mode | None = None,
+                  strict: bool = False, validate: bool = False,
+                  today: dt.date | None = None) -> CompileResult:
+    loaded = load_policies(paths, today=today)
+    result = CompileResult(sources=loaded.sources)
+    result.diagnostics.extend(_strictly(loaded.diagnostics, strict))
+    if not loaded.ok:
+        return result
+    options = CompileOptions(strict=strict)
+    for policy in loaded.policies:
+        if mode is not None:
+            policy = policy.with_mode(mode)
+        result.policies.append(policy)
+        result.diagnostics.extend(check_support(policy, targets, strict))
+        for target in targets:
+            produced = BACKENDS[target].compile(policy, options)
+            result.diagnostics.extend(_strictly(produced.diagnostics, strict))
+            result.owned_dirs.add(f"{policy.name}/{target}")
+            for artifact in produced.artifacts:
+                rel = f"{policy.name}/{target}/{artifact.path}"
+                result.outputs[rel] = artifact.content
+                if validate and target == "nftables":
+                    check = validate_nft(artifact.content.decode("utf-8"))
+                    result.validations.append(f"{rel}: {check.tool}: {check.message}")
+                    if not check.ok:
+                        result.diagnostics.append(Diagnostic(
+                            Severity.ERROR, f"generated ruleset rejected by {check.tool}",
+                            Location(policy.source), check.message.splitlines()[0] if check.message
+                            else None, code="validation"))
+    return result
+
+
+def _strictly(diagnostics: Sequence[Diagnostic], strict: bool) -> list[Diagnostic]:
+    """Under --strict, warnings (expired rules, unenforced rules) become errors."""
+    if not strict:
+        return list(diagnostics)
+    return [Diagnostic(Severity.ERROR, d.message, d.location, d.hint, d.code)
+            if d.severity is Severity.WARNING else d for d in diagnostics]

@@ -1,0 +1,122 @@
+"""Flow to verdict: floor 2, the reference semantics every backend is tested against.
+
+The rules of DESIGN.md, written once: out-of-scope traffic and loopback pass; otherwise deny
+overrides allow, whatever the order; anything not allowed is denied. Shadow mode decides the
+same way but does not enforce (the kernel logs a would-deny and lets the packet through).
+Names in flows match FQDN and wildcard rules; addresses match CIDR rules only, because an
+FQDN rule holds only the addresses DNS put into its set at run time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from clawpolicy.ir import Action, Direction, Mode, Peers, Policy, Protocol, Rule
+
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A connection attempt: egress to `peer`, or ingress from `peer`, on protocol/port."""
+
+    direction: Direction
+    peer: str  # an address or a domain name
+    protocol: Protocol = Protocol.TCP
+    port: int | None = None  # destination port (on the agent for ingress)
+    user: str | None = None  # egress: the sending user (name or uid); None: the policy's user
+
+    def __str__(self) -> str:
+        where = "to" if self.direction is Direction.EGRESS else "from"
+        port = self.protocol.value if self.port is None else f"{self.port}/{self.protocol.value}"
+        who = f" as user {self.user}" if self.user else ""
+        return f"{self.direction.value} {where} {self.peer} port {port}{who}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    cause: str  # rule | default | loopback | out-of-scope
+    rule_id: str | None = None
+    enforced: bool = True  # False in shadow mode: a deny is only logged
+
+    @property
+    def passes(self) -> bool:
+        """Whether the packet gets through the kernel (shadow lets denied packets pass)."""
+        return self.action is Action.ALLOW or not self.enforced
+
+    def __str__(self) -> str:
+        what = self.action.value if self.enforced or self.action is Action.ALLOW else "would-deny"
+        by = f"rule {self.rule_id}" if self.rule_id else self.cause
+        return f"{what} ({by})"
+
+
+def evaluate(policy: Policy, flow: Flow) -> Verdict:
+    enforced = policy.mode is Mode.ENFORCE
+    if not _in_scope(policy, flow):
+        return Verdict(Action.ALLOW, "out-of-scope", enforced=enforced)
+    address = _address(flow.peer)
+    if address is not None and any(address in net for net in LOOPBACK if net.version == address.version):
+        return Verdict(Action.ALLOW, "loopback", enforced=enforced)
+    candidates = [r for r in policy.rules if r.direction is flow.direction and _matches(r, flow)]
+    for action in (Action.DENY, Action.ALLOW):  # deny overrides allow
+        hits = sorted(r.id for r in candidates if r.action is action)
+        if hits:
+            return Verdict(action, "rule", hits[0], enforced)
+    return Verdict(Action.DENY, "default", None, enforced)
+
+
+def _in_scope(policy: Policy, flow: Flow) -> bool:
+    scope = policy.scope
+    if scope.kind == "host":
+        return True
+    if flow.direction is Direction.EGRESS:
+        return flow.user is None or flow.user in (scope.user, str(scope.uid))
+    return any(p.covers(flow.protocol, flow.port) for p in scope.agent_ports)
+
+
+def _matches(rule: Rule, flow: Flow) -> bool:
+    if rule.ports and not any(p.covers(flow.protocol, flow.port) for p in rule.ports):
+        return False
+    return peer_matches(rule.peers, flow.peer)
+
+
+def peer_matches(peers: Peers, peer: str) -> bool:
+    if peers.any:
+        return True
+    address = _address(peer)
+    if address is not None:
+        nets = peers.ipv4 if address.version == 4 else peers.ipv6
+        return any(address in net for net in nets)
+    name = peer.lower().rstrip(".")
+    return name in peers.names or any(name.endswith("." + w) for w in peers.wildcards)
+
+
+def _address(peer: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(peer)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class TestResult:
+    name: str
+    flow: Flow
+    expected: Action
+    verdict: Verdict
+    where: str
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict.action is self.expected
+
+
+def run_tests(policy: Policy) -> list[TestResult]:
+    """Check the policy's own `test` blocks against the evaluator."""
+    results = []
+    for t in policy.tests:
+        flow = Flow(t.direction, t.peer, t.protocol, t.port, t.user)
+        results.append(TestResult(t.name, flow, t.verdict, evaluate(policy, flow), t.span.where()))
+    return results

@@ -1,0 +1,217 @@
+"""The intermediate representation: floor 1, the one data model every later stage reads.
+
+`lower` builds it from the syntax tree; backends, the evaluator, diff and lint only read it.
+Models are frozen and normalised (canonical CIDRs, merged networks and ports, lower-case
+names), so two policies that mean the same thing compare equal, whatever their spelling or
+rule order. Source spans ride along for messages but never take part in equality.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import ipaddress
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+IR_VERSION = 1
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Span(Model):
+    """Where a node came from. Equal to every other span, so it never affects IR equality."""
+
+    file: str
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Span)
+
+    def __hash__(self) -> int:
+        return 0
+
+    def where(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+class Direction(str, enum.Enum):
+    EGRESS = "egress"
+    INGRESS = "ingress"
+
+
+class Action(str, enum.Enum):
+    ALLOW = "allow"
+    DENY = "deny"
+
+
+class Mode(str, enum.Enum):
+    ENFORCE = "enforce"
+    SHADOW = "shadow"
+
+
+class Protocol(str, enum.Enum):
+    TCP = "tcp"
+    UDP = "udp"
+    ICMP = "icmp"  # ICMP for IPv4 peers, ICMPv6 for IPv6 peers
+
+
+class PortRange(Model):
+    """One protocol and an inclusive port range; no range means every port (or a portless protocol)."""
+
+    protocol: Protocol
+    first: int | None = Field(default=None, ge=1, le=65535)
+    last: int | None = Field(default=None, ge=1, le=65535)
+
+    @property
+    def bounds(self) -> tuple[int, int]:
+        if self.first is None or self.last is None:
+            return (0, 65535)
+        return (self.first, self.last)
+
+    def covers(self, protocol: Protocol, port: int | None) -> bool:
+        if protocol is not self.protocol:
+            return False
+        if self.first is None or self.last is None:
+            return True
+        return port is not None and self.first <= port <= self.last
+
+    def __str__(self) -> str:
+        if self.first is None or self.last is None:
+            return self.protocol.value if self.protocol is Protocol.ICMP else f"any/{self.protocol.value}"
+        if self.first == self.last:
+            return f"{self.first}/{self.protocol.value}"
+        return f"{self.first}-{self.last}/{self.protocol.value}"
+
+
+class Peers(Model):
+    """Who a rule talks to. Wildcards are suffixes: "slack.com" stands for *.slack.com, i.e.
+    any name with one or more labels below slack.com, not slack.com itself."""
+
+    any: bool = False
+    ipv4: tuple[ipaddress.IPv4Network, ...] = ()
+    ipv6: tuple[ipaddress.IPv6Network, ...] = ()
+    names: tuple[str, ...] = ()
+    wildcards: tuple[str, ...] = ()
+
+    @property
+    def has_fqdns(self) -> bool:
+        return bool(self.names or self.wildcards)
+
+    def describe(self) -> list[str]:
+        """Human-readable peer list, in a stable order."""
+        if self.any:
+            return ["any"]
+        return ([str(n) for n in self.ipv4] + [str(n) for n in self.ipv6] + list(self.names)
+                + [f"*.{w}" for w in self.wildcards])
+
+
+class Rule(Model):
+    """A network rule after lowering: one direction, one action, one port set."""
+
+    id: str
+    direction: Direction
+    action: Action
+    peers: Peers
+    ports: tuple[PortRange, ...] = ()  # empty: every protocol and port
+    reason: str
+    owner: str | None = None
+    ticket: str | None = None
+    expires: dt.date | None = None
+    origin: tuple[str, ...] = ()  # peers as written (e.g. "@llm", "slack.com"), for docs and review
+    span: Span
+
+
+class Scope(Model):
+    """What the policy fences: the whole host, or one system user's traffic.
+
+    For a user, egress is matched by socket owner; ingress cannot be (no owner is known for an
+    arriving packet), so ingress is scoped to `agent_ports`, the ports the agent listens on."""
+
+    kind: Literal["host", "user"] = "host"
+    user: str | None = None
+    uid: int | None = None
+    agent_ports: tuple[PortRange, ...] = ()
+
+
+class Capabilities(Model):
+    drop_all: bool
+    keep: tuple[str, ...] = ()
+    drop: tuple[str, ...] = ()
+    reason: str | None = None
+    span: Span
+
+
+class SocketKind(Model):
+    family: Literal["unix", "inet", "inet6", "netlink", "packet"]
+    type: Literal["stream", "dgram", "raw", "seqpacket"] | None = None  # None: every type
+
+    def __str__(self) -> str:
+        return self.family if self.type is None else f"{self.family} {self.type}"
+
+
+class Sockets(Model):
+    allow: tuple[SocketKind, ...]
+    reason: str | None = None
+    span: Span
+
+
+class FileRule(Model):
+    id: str
+    action: Action
+    paths: tuple[str, ...]
+    reason: str
+    owner: str | None = None
+    ticket: str | None = None
+    expires: dt.date | None = None
+    span: Span
+
+
+class Expectation(Model):
+    """A `test` block's claim about one flow, checked by the evaluator (and the kernel)."""
+
+    name: str
+    verdict: Action
+    direction: Direction
+    peer: str  # an address or a name
+    protocol: Protocol
+    port: int | None = None
+    user: str | None = None  # egress as this user (name or uid); None: the policy's own user
+    span: Span
+
+
+class Policy(Model):
+    ir_version: int = IR_VERSION
+    name: str
+    description: str | None = None
+    owner: str | None = None
+    mode: Mode = Mode.ENFORCE
+    scope: Scope = Scope()
+    rules: tuple[Rule, ...] = ()
+    capabilities: Capabilities | None = None
+    sockets: Sockets | None = None
+    files: tuple[FileRule, ...] = ()
+    tests: tuple[Expectation, ...] = ()
+    source: str
+    span: Span
+
+    def rule(self, rule_id: str) -> Rule | FileRule | None:
+        items: tuple[Rule | FileRule, ...] = (*self.rules, *self.files)
+        for item in items:
+            if item.id == rule_id:
+                return item
+        return None
+
+    def with_mode(self, mode: Mode) -> Policy:
+        return self.model_copy(update={"mode": mode})
+
+
+def json_schema() -> dict[str, Any]:
+    """The IR's JSON Schema, published by `clawpolicy ir --schema`."""
+    return Policy.model_json_schema()

@@ -1,0 +1,137 @@
+"""Address and port arithmetic: floor 1, shared by lowering, backends and review.
+
+The one place that merges networks and port ranges and splits overlapping rule spaces into
+disjoint pieces. nftables rejects overlapping elements in concatenated interval maps (the
+kernel answers EEXIST), and a verdict map must send each packet to exactly one rule, so the
+backend needs a partition of (address, protocol, port) space in which every piece belongs to
+one rule. `partition` computes it by sweeping one dimension at a time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeVar
+
+from clawpolicy.ir import PortRange, Protocol
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+N = TypeVar("N", ipaddress.IPv4Network, ipaddress.IPv6Network)
+
+# IANA protocol numbers (nft's inet_proto); ICMP depends on the address family.
+PROTOCOL_NUMBERS = {Protocol.TCP: 6, Protocol.UDP: 17}
+ICMP_NUMBER = {4: 1, 6: 58}
+
+
+def merge_networks(networks: Iterable[N]) -> tuple[N, ...]:
+    """Collapse overlapping and adjacent networks; sorted and canonical."""
+    return tuple(ipaddress.collapse_addresses(networks))
+
+
+def merge_ports(ports: Iterable[PortRange]) -> tuple[PortRange, ...]:
+    """Merge overlapping and adjacent ranges per protocol; a whole-protocol entry absorbs the rest."""
+    by_proto: dict[Protocol, list[tuple[int, int]]] = {}
+    whole: set[Protocol] = set()
+    for p in ports:
+        if p.first is None or p.last is None:
+            whole.add(p.protocol)
+        else:
+            by_proto.setdefault(p.protocol, []).append((p.first, p.last))
+    out: list[PortRange] = []
+    for proto in sorted(set(by_proto) | whole, key=lambda x: x.value):
+        if proto in whole:
+            out.append(PortRange(protocol=proto))
+            continue
+        merged: list[list[int]] = []
+        for lo, hi in sorted(by_proto[proto]):
+            if merged and lo <= merged[-1][1] + 1:
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        out.extend(PortRange(protocol=proto, first=lo, last=hi) for lo, hi in merged)
+    return tuple(out)
+
+
+def protocol_number(protocol: Protocol, family: int) -> int:
+    return ICMP_NUMBER[family] if protocol is Protocol.ICMP else PROTOCOL_NUMBERS[protocol]
+
+
+# ---------------------------------------------------------------------------- partitioning
+
+Interval = tuple[int, int]  # inclusive bounds
+
+
+@dataclass(frozen=True)
+class Box:
+    """A product of inclusive intervals, one per dimension, owned by `owner` (lower wins)."""
+
+    bounds: tuple[Interval, ...]
+    owner: int
+
+
+def partition(boxes: Sequence[Box]) -> list[Box]:
+    """Split possibly overlapping boxes into disjoint ones; where boxes overlap, the one with
+    the lowest owner keeps the space. Touching pieces with the same owner are merged, so one
+    owner's contiguous space stays one element. Output is sorted, hence deterministic."""
+    if not boxes:
+        return []
+    return _partition(list(boxes))
+
+
+def _partition(boxes: list[Box]) -> list[Box]:
+    """Partition along the first dimension, recursing into the rest for each segment."""
+    if not boxes[0].bounds:
+        return [Box((), min(b.owner for b in boxes))]
+    ordered = sorted(boxes, key=lambda b: (b.bounds[0], b.owner))
+    # Fast path: no overlap in this dimension, so no later dimension can conflict either.
+    if all(a.bounds[0][1] < b.bounds[0][0] for a, b in zip(ordered, ordered[1:])):
+        return _merge_adjacent(ordered)
+    starts: dict[int, list[int]] = {}
+    ends: dict[int, list[int]] = {}
+    for i, b in enumerate(ordered):
+        starts.setdefault(b.bounds[0][0], []).append(i)
+        ends.setdefault(b.bounds[0][1] + 1, []).append(i)
+    points = sorted(starts.keys() | ends.keys())
+    active: set[int] = set()
+    pieces: list[Box] = []
+    for lo, nxt in zip(points, points[1:]):
+        active.difference_update(ends.get(lo, ()))
+        active.update(starts.get(lo, ()))
+        if not active:
+            continue
+        rest = [Box(ordered[i].bounds[1:], ordered[i].owner) for i in sorted(active)]
+        for sub in _partition(rest):
+            pieces.append(Box(((lo, nxt - 1),) + sub.bounds, sub.owner))
+    return _merge_adjacent(pieces)
+
+
+def _merge_adjacent(pieces: list[Box]) -> list[Box]:
+    """Join pieces that touch in the first dimension and agree on owner and all the others."""
+    pieces.sort(key=lambda b: (b.bounds[1:], b.owner, b.bounds[0]))
+    out: list[Box] = []
+    for b in pieces:
+        if out:
+            last = out[-1]
+            if (last.owner == b.owner and last.bounds[1:] == b.bounds[1:]
+                    and last.bounds[0][1] + 1 == b.bounds[0][0]):
+                out[-1] = Box(((last.bounds[0][0], b.bounds[0][1]),) + b.bounds[1:], b.owner)
+                continue
+        out.append(b)
+    out.sort(key=lambda b: b.bounds)
+    return out
+
+
+def interval_to_text(lo: int, hi: int, family: int) -> str:
+    """An address interval as nft writes it: a CIDR where aligned, else first-last."""
+    cls = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
+    first, last = cls(lo), cls(hi)
+    nets: list[IPNetwork] = list(ipaddress.summarize_address_range(first, last))
+    if len(nets) == 1:
+        net = nets[0]
+        return str(net.network_address) if net.num_addresses == 1 else str(net)
+    return f"{first}-{last}"
+
+
+def network_interval(net: IPNetwork) -> Interval:
+    return int(net.network_address), int(net.broadcast_address)

@@ -1,0 +1,111 @@
+"""Text to syntax tree: floor 2. Loads the one grammar (cached) and turns lark's exceptions
+into positioned diagnostics with hints, so no lark exception ever reaches a user."""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+
+import lark
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from clawpolicy.errors import Diagnostic, Location, PolicyError, Severity
+
+# Friendly names for the grammar's terminals, used in "expected ..." messages.
+_TERMINAL_NAMES = {
+    "WORD": "a name, address, port or date",
+    "REF": "an @reference",
+    "STRING": 'a "quoted string"',
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "COMMA": "','",
+    "EQUAL": "'='",
+    "$END": "end of file",
+}
+
+# Common mistakes, recognised by where the parser stopped (lark's match_examples), with hints.
+_EXAMPLES: dict[str, list[str]] = {
+    "egress rules name their peers with 'to', ingress rules with 'from'":
+        ["policy p { allow egress 10.0.0.1 reason \"x\" }", "policy p { allow ingress 10.0.0.1 reason \"x\" }"],
+    "separate peers and ports with commas: 'to a.example, b.example port 443/tcp, 80/tcp'":
+        ["policy p { allow egress to a.example b.example }", "policy p { allow egress to a.example port 1/tcp 2/tcp }"],
+    "a reason is a quoted string: reason \"why this rule exists\"":
+        ["policy p { allow egress to a.example reason why }"],
+    "every policy needs a name and a body: policy NAME { ... }":
+        ["policy { }", "policy p allow"],
+    "rules start with 'allow' or 'deny', then 'egress' or 'ingress'":
+        ["policy p { permit egress to a.example }", "policy p { allow outbound to a.example }"],
+}
+
+
+@functools.cache
+def grammar_text() -> str:
+    return (importlib.resources.files("clawpolicy") / "grammar" / "clawpolicy.lark").read_text(
+        encoding="utf-8")
+
+
+@functools.cache
+def parser() -> lark.Lark:
+    return lark.Lark(grammar_text(), parser="lalr", propagate_positions=True,
+                     maybe_placeholders=False)
+
+
+def parse_text(text: str, filename: str) -> lark.Tree[lark.Token]:
+    """Parse one file's text; raises PolicyError with one positioned diagnostic on bad syntax."""
+    try:
+        return parser().parse(text)
+    except UnexpectedInput as exc:
+        raise PolicyError([_diagnose(exc, text, filename)]) from None
+
+
+def _diagnose(exc: UnexpectedInput, text: str, filename: str) -> Diagnostic:
+    hint = _match_hint(exc)
+    if isinstance(exc, UnexpectedCharacters):
+        pos = exc.pos_in_stream or 0
+        char = text[pos] if pos < len(text) else ""
+        message = f"unexpected character {char!r}"
+        if char in "'`":
+            hint = hint or 'strings are written in double quotes: "like this"'
+        loc = Location(filename, exc.line, exc.column, exc.column + 1)
+    elif isinstance(exc, UnexpectedEOF):
+        lines = text.splitlines() or [""]
+        loc = Location(filename, len(lines), len(lines[-1]) + 1)
+        message = "unexpected end of file"
+        hint = hint or "a '}' is probably missing"
+    elif isinstance(exc, UnexpectedToken):
+        tok = exc.token
+        if tok.type == "$END":
+            lines = text.splitlines() or [""]
+            loc = Location(filename, len(lines), len(lines[-1]) + 1)
+            message = "unexpected end of file"
+            hint = hint or "a '}' is probably missing"
+        else:
+            width = len(str(tok)) or 1
+            loc = Location(filename, tok.line or 0, tok.column or 0, (tok.column or 0) + width)
+            message = f"unexpected {str(tok)!r}, expected {_expected(exc.expected)}"
+    else:  # pragma: no cover - lark has no other UnexpectedInput subclasses
+        loc = Location(filename, getattr(exc, "line", 0), getattr(exc, "column", 0))
+        message = str(exc).splitlines()[0]
+    return Diagnostic(Severity.ERROR, message, loc, hint, code="syntax")
+
+
+def _expected(names: set[str]) -> str:
+    readable = sorted({_TERMINAL_NAMES.get(n, _keyword(n)) for n in names})
+    if len(readable) > 6:
+        return ", ".join(readable[:6]) + ", ..."
+    return " or ".join(readable) if len(readable) <= 2 else ", ".join(readable)
+
+
+def _keyword(terminal: str) -> str:
+    for term in parser().terminals:
+        if term.name == terminal and term.pattern.type == "str":
+            return repr(term.pattern.value)
+    return terminal.lower()
+
+
+def _match_hint(exc: UnexpectedInput) -> str | None:
+    try:
+        label = exc.match_examples(parser().parse, _EXAMPLES, use_accepts=True)
+    except Exception:  # match_examples re-parses examples; never let that hide the real error
+        return None
+    return label if isinstance(label, str) else None

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian machine (or refresh an existing checkout) for clawpolicy:
+# system tools from Debian, then a virtualenv in .venv with the package and its test tools.
+# Idempotent and quick when nothing changed: `make run` and `make test` call it every time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(nftables libnftables1 iproute2 dnsmasq-base python3 python3-venv util-linux)
+VENV=.venv
+STAMP="$VENV/.clawpolicy-setup"
+
+need_apt=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
+done
+# python3-venv may be absent where another Python (pyenv) provides venv: only insist on it
+# when `python3 -m venv` does not work.
+if [[ " ${need_apt[*]-} " == *" python3-venv "* ]] && python3 -m venv --help >/dev/null 2>&1; then
+  need_apt=("${need_apt[@]/python3-venv}")
+fi
+if [[ " ${need_apt[*]-} " == *" python3 "* ]] && command -v python3 >/dev/null 2>&1; then
+  need_apt=("${need_apt[@]/python3}")
+fi
+mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]-}" | grep -v '^$' || true)
+if ((${#need_apt[@]})); then
+  echo "setup: installing Debian packages: ${need_apt[*]}"
+  SUDO=""
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install ${need_apt[*]}" >&2; exit 1; }
+    SUDO=sudo
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
+  exit 0
+fi
+echo "setup: creating $VENV with clawpolicy and its test tools"
+python3 -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet -e '.[test]'
+echo "$want" > "$STAMP"

@@ -1,0 +1,160 @@
+"""Concurrent reachability probes used by netlab (run inside a network namespace).
+
+Reads one JSON object on stdin::
+
+    {"uid": 0 | null, "timeout": 0.6,
+     "probes": [{"protocol": "tcp"|"udp"|"icmp", "dst": "10.0.0.53", "port": 53,
+                 "src": "100.64.0.7" | null, "send_only": false}, ...]}
+
+drops privileges to ``uid`` (gid = uid, no supplementary groups) when it is
+given and not 0, runs every probe concurrently (one thread each) and writes a
+JSON list with one ``{"ok", "outcome", "errno", "elapsed"}`` object per probe,
+in input order, to stdout.
+
+Outcomes:
+  ok           TCP handshake completed / UDP echo came back / ICMP echo reply
+               received / (send_only) the datagram was accepted by the stack
+  timeout      nothing came back within the timeout (a drop somewhere on the path)
+  eperm        the local stack refused to send (EPERM: a netfilter drop on OUTPUT)
+  refused      ECONNREFUSED (TCP RST or ICMP port unreachable, e.g. ``reject``)
+  unreachable  EHOSTUNREACH / ENETUNREACH / EACCES-style ICMP errors
+  error        anything else (see ``errno``)
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import json
+import os
+import socket
+import struct
+import sys
+import threading
+import time
+from typing import Any
+
+
+def _family(addr: str) -> int:
+    return socket.AF_INET6 if ipaddress.ip_address(addr).version == 6 else socket.AF_INET
+
+
+def _sockaddr(addr: str, port: int) -> tuple[Any, ...]:
+    return (addr, port, 0, 0) if _family(addr) == socket.AF_INET6 else (addr, port)
+
+
+def _classify(exc: BaseException) -> tuple[str, str | None]:
+    if isinstance(exc, TimeoutError):
+        return "timeout", None
+    if isinstance(exc, OSError) and exc.errno is not None:
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        if exc.errno == errno.EPERM:
+            return "eperm", name
+        if exc.errno == errno.ECONNREFUSED:
+            return "refused", name
+        if exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES):
+            return "unreachable", name
+        if exc.errno in (errno.ETIMEDOUT, errno.EAGAIN):
+            return "timeout", name
+        return "error", name
+    return "error", type(exc).__name__
+
+
+def _recv_until(s: socket.socket, deadline: float, match: Any) -> None:
+    """Receive until ``match(data)`` is true; raise TimeoutError at the deadline."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        s.settimeout(left)
+        data = s.recv(65535)
+        if match(data):
+            return
+
+
+def _tcp(p: dict[str, Any], deadline: float) -> None:
+    fam = _family(p["dst"])
+    with socket.socket(fam, socket.SOCK_STREAM) as s:
+        if p.get("src"):
+            s.bind(_sockaddr(p["src"], 0))
+        s.settimeout(max(deadline - time.monotonic(), 0.001))
+        s.connect(_sockaddr(p["dst"], p["port"]))
+
+
+def _udp(p: dict[str, Any], deadline: float) -> None:
+    fam = _family(p["dst"])
+    token = os.urandom(12)
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:
+        if p.get("src"):
+            s.bind(_sockaddr(p["src"], 0))
+        if p.get("send_only"):
+            s.sendto(token, _sockaddr(p["dst"], p["port"]))
+            return
+        s.connect(_sockaddr(p["dst"], p["port"]))
+        s.send(token)
+        _recv_until(s, deadline, lambda d: d == token)
+
+
+def _icmp(p: dict[str, Any], deadline: float) -> None:
+    fam = _family(p["dst"])
+    proto = socket.IPPROTO_ICMPV6 if fam == socket.AF_INET6 else socket.IPPROTO_ICMP
+    req, rep = (128, 129) if fam == socket.AF_INET6 else (8, 0)
+    token = os.urandom(16)
+    # The kernel fills in the identifier (the socket's "port") and the checksum.
+    packet = struct.pack("!BBHHH", req, 0, 0, 0, 1) + token
+    with socket.socket(fam, socket.SOCK_DGRAM, proto) as s:
+        if p.get("src"):
+            s.bind(_sockaddr(p["src"], 0))
+        s.sendto(packet, _sockaddr(p["dst"], 0))
+        if p.get("send_only"):
+            return
+        _recv_until(s, deadline, lambda d: len(d) >= 8 and d[0] == rep and d[8:] == token)
+
+
+_RUNNERS = {"tcp": _tcp, "udp": _udp, "icmp": _icmp}
+
+
+def _run_one(p: dict[str, Any], timeout: float, out: list[dict[str, Any]], i: int) -> None:
+    start = time.monotonic()
+    try:
+        _RUNNERS[p["protocol"]](p, start + timeout)
+        outcome, err = "ok", None
+    except BaseException as exc:  # noqa: BLE001 - every failure is a result
+        outcome, err = _classify(exc)
+    out[i] = {
+        "ok": outcome == "ok",
+        "outcome": outcome,
+        "errno": err,
+        "elapsed": round(time.monotonic() - start, 4),
+    }
+
+
+def main() -> int:
+    req = json.load(sys.stdin)
+    uid = req.get("uid")
+    if uid:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    timeout = float(req.get("timeout", 0.6))
+    probes = req["probes"]
+    results: list[dict[str, Any]] = [
+        {"ok": False, "outcome": "error", "errno": "not run", "elapsed": 0.0}
+    ] * len(probes)
+    threads = [
+        threading.Thread(target=_run_one, args=(p, timeout, results, i), daemon=True)
+        for i, p in enumerate(probes)
+    ]
+    for t in threads:
+        t.start()
+    hard_deadline = time.monotonic() + timeout + 2.0
+    for t in threads:
+        t.join(max(hard_deadline - time.monotonic(), 0))
+    json.dump(results, sys.stdout)
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

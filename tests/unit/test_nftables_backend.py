@@ -1,0 +1,125 @@
+"""The nftables backend's text: structure, determinism, escaping, scale (no kernel needed;
+tests/kernel/ loads the same output into namespaces)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from clawpolicy.backends.base import CompileOptions
+from clawpolicy.backends.nftables import nft_string, port_signature, render
+from clawpolicy.ir import Mode, Policy, PortRange, Protocol
+from clawpolicy.lower import load_policies
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _policy(tmp_path: Path, body: str, header: str = "mode enforce\n applies-to host") -> Policy:
+    src = tmp_path / "p.claw"
+    src.write_text(f"policy p {{\n {header}\n{body}\n}}\n")
+    result = load_policies([src])
+    assert result.ok, result.diagnostics
+    return result.policies[0]
+
+
+def _chain(text: str, name: str) -> list[str]:
+    m = re.search(rf"\n\tchain {name} {{\n(.*?)\n\t}}", text, re.S)
+    assert m, f"no chain {name}"
+    return [line.strip() for line in m.group(1).splitlines()]
+
+
+@pytest.mark.parametrize("text", [
+    'plain', 'a "quoted" word', 'line\nbreak', 'tab\tand\rcr', '} ; flush ruleset ; {',
+    '# not a comment', 'x' * 300, 'é' * 200, '\x00\x1b[31m', '\\"'])
+def test_nft_string_is_one_closed_string(text: str) -> None:
+    out = nft_string(text)
+    assert out.startswith('"') and out.endswith('"')
+    inner = out[1:-1]
+    assert '"' not in inner and "\n" not in inner and "\r" not in inner and "\x00" not in inner
+    assert len(out[1:-1].encode()) <= 127
+
+
+def test_port_signature_is_readable_and_bounded() -> None:
+    tcp = Protocol.TCP
+    assert port_signature(()) == "all"
+    assert port_signature((PortRange(protocol=tcp, first=443, last=443),)) == "tcp443"
+    assert port_signature((PortRange(protocol=tcp, first=8000, last=8100),)) == "tcp8000to8100"
+    many = tuple(PortRange(protocol=tcp, first=p, last=p) for p in range(1000, 1020))
+    assert len(port_signature(many)) <= 32
+
+
+def test_rule_count_is_constant_in_addresses(tmp_path: Path) -> None:
+    """Adding addresses adds map elements, never rules: the per-packet path stays the same."""
+    def shape(n: int) -> tuple[int, int]:
+        # every other /24, so lowering cannot merge them into larger networks
+        nets = ", ".join(f"10.{i // 128}.{(i % 128) * 2}.0/24" for i in range(n))
+        text = render(_policy(tmp_path, f'allow egress to {nets} port 443/tcp reason "r"'),
+                      CompileOptions())
+        return len(_chain(text, "egress")) + len(_chain(text, "output")), text.count(" : jump ")
+    small, large = shape(2), shape(2000)
+    assert small[0] == large[0]
+    assert (small[1], large[1]) == (2, 2000)
+
+
+def test_overlapping_rules_become_disjoint_elements(tmp_path: Path) -> None:
+    policy = _policy(tmp_path, """
+      allow egress to 10.0.0.0/8 port 443/tcp reason "wide" id wide
+      allow egress to 10.1.0.0/16 reason "narrow, all ports" id narrow""")
+    text = render(policy, CompileOptions())
+    elements = re.findall(r"^\t\t\t(.*) : jump (\S+),$", text, re.M)
+    assert elements == [
+        ("10.0.0.0/16 . tcp . 443", "rule_wide"),
+        ("10.1.0.0/16 . 0-255 . 0-65535", "rule_narrow"),
+        ("10.2.0.0-10.255.255.255 . tcp . 443", "rule_wide"),
+    ]
+
+
+def test_modes(tmp_path: Path) -> None:
+    body = 'allow egress to 192.0.2.1 port 443/tcp reason "r"\n deny egress to 192.0.2.9 reason "d"'
+    enforce = render(_policy(tmp_path, body), CompileOptions())
+    shadow = render(_policy(tmp_path, body).with_mode(Mode.SHADOW), CompileOptions())
+    rules = [line for line in shadow.splitlines() if not line.lstrip().startswith(("#", "comment"))]
+    assert "policy drop;" in enforce and not any(re.search(r"\bdrop\b", line) for line in rules)
+    assert 'log prefix "clawpolicy:p:deny:default-egress "' in enforce
+    assert 'log prefix "clawpolicy:p:would-deny:default-egress "' in shadow
+    assert enforce.count("limit rate") == shadow.count("limit rate")  # same structure
+    for text in (enforce, shadow):  # IPv6 control traffic and loopback always pass
+        assert "nd-neighbor-solicit" in text and 'oifname "lo" accept' in text
+        assert "ct state established,related accept" in text
+
+
+def test_fqdn_sets_are_declared_empty(tmp_path: Path) -> None:
+    text = render(_policy(tmp_path, 'allow egress to api.example.com, *.cdn.example port 443/tcp '
+                                    'reason "r"'), CompileOptions())
+    for fam, typ in (("4", "ipv4_addr"), ("6", "ipv6_addr")):
+        m = re.search(rf"set egress_allow_fqdn{fam}_tcp443 {{\n(.*?)\n\t}}", text, re.S)
+        assert m and f"type {typ}" in m.group(1) and "flags timeout" in m.group(1)
+        assert "elements" not in m.group(1)
+        assert "*.cdn.example api.example.com" in m.group(1)
+
+
+def test_output_is_deterministic(tmp_path: Path) -> None:
+    body = """
+      allow egress to 10.0.0.0/8 port 443/tcp reason "a"
+      allow egress to 2001:db8::/32 reason "b"
+      deny egress to 10.1.1.1 reason "c"
+      allow ingress from 192.0.2.0/24 port 22/tcp reason "d" """
+    reordered = "\n".join(reversed(body.strip().splitlines()))
+    a = render(_policy(tmp_path, body), CompileOptions())
+    b = render(_policy(tmp_path, reordered), CompileOptions())
+    def no_lines(text: str) -> str:  # comments cite source lines, which moved
+        return re.sub(r"p\.claw:\d+", "p.claw:N", text)
+    assert no_lines(a) == no_lines(b)  # rule order never changes the rules (deny overrides allow)
+
+
+def test_user_scope(tmp_path: Path) -> None:
+    named = render(_policy(tmp_path, 'allow egress to 192.0.2.1 reason "r"',
+                           "mode enforce\n applies-to user openclaw"), CompileOptions())
+    numeric = render(_policy(tmp_path, 'allow egress to 192.0.2.1 reason "r"',
+                             "mode enforce\n applies-to user 1001"), CompileOptions())
+    assert 'meta skuid "openclaw" goto egress' in named
+    assert "meta skuid 1001 goto egress" in numeric
+    assert "policy drop" not in named  # other users are not fenced
+    assert "tcp . 18789-18793" in named  # ingress scoped to the agent ports
