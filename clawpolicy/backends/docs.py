@@ -232,6 +232,7 @@ def render(policy: Policy, options: CompileOptions) -> str:
         ingress_allow=[rule_cells(r, False) for r in select(Direction.INGRESS, Action.ALLOW)],
         fqdn=[fqdn_cells(r) for r in rules if r.peers.has_fqdns],
         nft_table=nftables.table_name(policy), where=where,
+        log_prefix=nftables.log_prefix(policy, "would-deny" if policy.mode is Mode.SHADOW else "deny"),
         capabilities=policy.capabilities, sockets=policy.sockets,
         files=[file_cells(f) for f in sorted(policy.files, key=lambda f: f.id)],
         confiners=confiners, enforcing=[b.name for b in enforcing],

@@ -53,6 +53,12 @@ def chain_name(rule_id: str) -> str:
     return "rule_" + re.sub(r"[^a-z0-9]", "_", rule_id)
 
 
+def log_prefix(policy: Policy, label: str) -> str:
+    """The kernel log prefix: `clawpolicy:<policy>:<deny|would-deny>:<rule>`. Policy names
+    and rule IDs are restricted to [a-z0-9-] while lowering, so the prefix needs no escaping."""
+    return f"clawpolicy:{policy.name}:{label}"
+
+
 def nft_string(text: str, limit: int = COMMENT_MAX_BYTES) -> str:
     """A double-quoted nft string. nft's scanner has no escapes inside quotes, so a quote
     or a line break in user text would end the string: replace them, cap the length."""
@@ -162,7 +168,7 @@ class _Builder:
         self.chains: dict[str, RuleChain] = {}
 
     def log(self, verdict_label: str) -> str:
-        prefix = f"clawpolicy:{self.policy.name}:{verdict_label} "
+        prefix = log_prefix(self.policy, verdict_label) + " "
         return (f"limit rate {self.options.nft_log_rate} burst {self.options.nft_log_burst} packets "
                 f"log prefix {nft_string(prefix)} level warn")
 
