@@ -72,7 +72,8 @@ def _in_scope(policy: Policy, flow: Flow) -> bool:
     if scope.kind == "host":
         return True
     if flow.direction is Direction.EGRESS:
-        return flow.user is None or flow.user in (scope.user, str(scope.uid))
+        return flow.user is None or flow.user == scope.user or (
+            scope.uid is not None and flow.user == str(scope.uid))
     return any(p.covers(flow.protocol, flow.port) for p in scope.agent_ports)
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import ipaddress
+import posixpath
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from clawpolicy.resolve import (
 )
 from clawpolicy.syntax import (
     Attr, CapabilitiesDecl, Define, ExpectDecl, FilesDecl, PolicyDecl, RuleDecl, Setting,
-    SocketsDecl, TestDecl,
+    SocketsDecl, TestDecl, Word,
 )
 
 POLICY_NAME = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
@@ -59,10 +61,12 @@ def load_policies(paths: Sequence[Path], today: dt.date | None = None) -> LoadRe
     today = today or dt.date.today()
     policies: list[ir.Policy] = []
     seen: dict[str, Location] = {}
+    done: set[str] = set()
     for path in paths:
         source = load_file(ws, path)
-        if source is None:
+        if source is None or source.path in done:  # a file named twice is compiled once
             continue
+        done.add(source.path)
         if not source.policies:
             ws.diagnostics.warning(f"{source.path} defines no policy", Location(source.path),
                                    code="empty")
@@ -78,7 +82,8 @@ def load_policies(paths: Sequence[Path], today: dt.date | None = None) -> LoadRe
             policy = PolicyLowering(ws.diagnostics, defines, today).lower(decl, source.path)
             if policy is not None:
                 policies.append(policy)
-    return LoadResult(policies, list(ws.diagnostics.items), dict(ws.sources))
+    # Shared definitions are checked once per policy that sees them: report each problem once.
+    return LoadResult(policies, list(dict.fromkeys(ws.diagnostics.items)), dict(ws.sources))
 
 
 def span(loc: Location) -> ir.Span:
@@ -107,6 +112,9 @@ class PolicyLowering:
                             code="name")
         local = [s for s in decl.body if isinstance(s, Define)]
         self.resolver = Resolver([*self.file_defines, *local], self.diag)
+        for define in self.resolver.defines.values():  # unused definitions must be valid too
+            for item in define.items:
+                self.resolver.resolve(item, (define.name.text,))
         settings = self._settings([s for s in decl.body if isinstance(s, Setting)])
         rules: list[ir.Rule] = []
         files: list[ir.FileRule] = []
@@ -140,6 +148,29 @@ class PolicyLowering:
             return current
         return new
 
+    def _one_line(self, what: str, word: Word) -> None:
+        """Free text ends up in comments, log prefixes and docs: one line, no control codes."""
+        if not word.text.strip() or any(
+                unicodedata.category(c) in ("Cc", "Zl", "Zp") and c != "\t" for c in word.text):
+            self.diag.error(f"'{what}' must be one non-empty line", word.loc,
+                            "write it on one line, without control characters", code="docs")
+
+    def _reason_only(self, attrs: Sequence[Attr], what: str) -> str | None:
+        """`capabilities` and `sockets` are not rules: they take a reason and nothing else
+        (an ignored `expires` would promise an expiry that never happens)."""
+        reason = None
+        for a in attrs:
+            if a.key != "reason":
+                self.diag.error(f"'{what}' takes only a reason, not '{a.key}'", a.loc,
+                                f"remove '{a.key}'", code="docs")
+            elif reason is not None:
+                self.diag.error("'reason' is given twice", a.loc, "keep one 'reason'",
+                                code="duplicate")
+            else:
+                self._one_line("reason", a.value)
+                reason = a.value.text
+        return reason
+
     # ------------------------------------------------------------------ settings
     def _settings(self, settings: list[Setting]) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -148,7 +179,7 @@ class PolicyLowering:
         for s in settings:
             if s.key in seen:
                 self.diag.error(f"'{s.key}' is set twice (first at line {seen[s.key].line})", s.loc,
-                                code="duplicate")
+                                f"keep one '{s.key}'", code="duplicate")
                 continue
             seen[s.key] = s.loc
             if s.key in ("description", "owner"):
@@ -166,8 +197,10 @@ class PolicyLowering:
                 ports = [parse_port(w, self.diag) for w in s.values]
                 agent_ports = merge_ports(p for p in ports if p is not None)
             elif s.key == "applies-to":
-                out["scope"] = self._scope(s)
-        scope = out.get("scope", ir.Scope())
+                chosen = self._scope(s)
+                if chosen is not None:  # an invalid scope was reported; go on with the default
+                    out["scope"] = chosen
+        scope: ir.Scope = out.get("scope", ir.Scope())
         if scope.kind == "user":
             out["scope"] = scope.model_copy(update={"agent_ports": agent_ports or OPENCLAW_AGENT_PORTS})
         elif agent_ports is not None:
@@ -181,10 +214,16 @@ class PolicyLowering:
             return ir.Scope(kind="host")
         if kind.text == "user" and len(s.values) == 2:
             who = s.values[1].text
-            if who.isdigit():
+            if re.fullmatch(r"[0-9]+", who):  # not str.isdigit(): that admits other scripts' digits
+                if int(who) >= 2**32 - 1:  # (uid_t)-1 is "no user" to the kernel
+                    self.diag.error(f"uid {who} is out of range", s.values[1].loc,
+                                    "uids are 0-4294967294", code="scope")
+                    return None
                 return ir.Scope(kind="user", user=who, uid=int(who))
             if not re.fullmatch(r"[a-z_][a-z0-9_-]{0,31}\$?", who):
-                self.diag.error(f"invalid user name '{who}'", s.values[1].loc, code="scope")
+                self.diag.error(f"invalid user name '{who}'", s.values[1].loc,
+                                "a user is a name (lower-case letters, digits, '_', '-') or a uid",
+                                code="scope")
                 return None
             return ir.Scope(kind="user", user=who)
         if kind.text in ("service", "pods", "container"):
@@ -200,10 +239,13 @@ class PolicyLowering:
         docs: dict[str, Any] = {}
         for a in attrs:
             if a.key in docs:
-                self.diag.error(f"'{a.key}' is given twice", a.loc, code="duplicate")
+                self.diag.error(f"'{a.key}' is given twice", a.loc, f"keep one '{a.key}'",
+                                code="duplicate")
                 continue
             if a.key == "expires":
-                try:
+                try:  # fromisoformat alone would also take 20270630 and 2027-W26-3
+                    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", a.value.text):
+                        raise ValueError(a.value.text)
                     docs[a.key] = dt.date.fromisoformat(a.value.text)
                 except ValueError:
                     self.diag.error(f"invalid date '{a.value.text}'", a.value.loc,
@@ -219,8 +261,7 @@ class PolicyLowering:
                                     "ids are 1-32 lower-case letters, digits and '-'", code="name")
                 docs[a.key] = a.value.text
             else:
-                if not a.value.text.strip() or any(ord(c) < 32 and c != "\t" for c in a.value.text):
-                    self.diag.error(f"'{a.key}' must be one non-empty line", a.value.loc, code="docs")
+                self._one_line(a.key, a.value)
                 docs[a.key] = a.value.text
         if "reason" not in docs:
             self.diag.error(f"{what} has no reason", loc,
@@ -240,13 +281,14 @@ class PolicyLowering:
                             f"{expected} ...'", code="syntax")
         atoms: list[Atom] = []
         for word in decl.peers:
-            atoms.extend(self.resolver.resolve(word))
-        if direction is ir.Direction.INGRESS:
-            for word in decl.peers:
-                named = [a for a in self.resolver.resolve(word) if a.kind in ("name", "wildcard")]
+            resolved = self.resolver.resolve(word)
+            atoms.extend(resolved)
+            if direction is ir.Direction.INGRESS:
+                named = [a for a in resolved if a.kind in ("name", "wildcard")]
                 if named:
+                    shown = ("*." if named[0].kind == "wildcard" else "") + named[0].value
                     self.diag.error(f"ingress peers must be addresses, but '{word.text}' names "
-                                    f"{named[0].value}", word.loc, "a firewall sees where a packet "
+                                    f"{shown}", word.loc, "a firewall sees where a packet "
                                     "comes from, not a name; use addresses or CIDRs", code="ingress-fqdn")
         explicit = [p for p in (parse_port(w, self.diag) for w in decl.ports) if p is not None]
         docs = self._docs(decl.attrs, decl.loc, f"{action.value} {direction.value} rule")
@@ -278,7 +320,8 @@ class PolicyLowering:
             if item.id in seen:
                 first = seen[item.id]
                 self.diag.error(f"rule id '{item.id}' is used twice (first at line {first.line})",
-                                Location(item.span.file, item.span.line, item.span.col),
+                                Location(item.span.file, item.span.line, item.span.col,
+                                         item.span.end_col, item.span.end_line),
                                 "two rules with the same content are one rule too many; "
                                 "otherwise give each an explicit id", code="duplicate")
             seen[item.id] = item.span
@@ -288,6 +331,7 @@ class PolicyLowering:
         drop_all = False
         keep: list[str] = []
         drop: list[str] = []
+        where: dict[str, Location] = {}
         for keyword, names in decl.clauses:
             for w in names:
                 cap = w.text.lower().removeprefix("cap_")
@@ -300,10 +344,14 @@ class PolicyLowering:
                                     code="capability")
                 else:
                     (keep if keyword.text == "keep" else drop).append(cap)
+                    where.setdefault(cap, w.loc)
         if keep and not drop_all:
             self.diag.error("'keep' needs 'drop all' first", decl.loc,
                             "write 'capabilities drop all keep NAME, ...'", code="capability")
-        reason = next((a.value.text for a in decl.attrs if a.key == "reason"), None)
+        for cap in sorted(set(keep) & set(drop)):
+            self.diag.error(f"capability '{cap}' is both kept and dropped", where[cap],
+                            f"remove '{cap}' from one of the lists", code="capability")
+        reason = self._reason_only(decl.attrs, "capabilities")
         return ir.Capabilities(drop_all=drop_all, keep=tuple(sorted(set(keep))),
                                drop=tuple(sorted(set(drop))), reason=reason, span=span(decl.loc))
 
@@ -324,7 +372,7 @@ class PolicyLowering:
                                 f"types: {', '.join(SOCKET_TYPES)}", code="socket")
                 continue
             kinds.add(ir.SocketKind(family=family.text, type=kind.text if kind else None))
-        reason = next((a.value.text for a in decl.attrs if a.key == "reason"), None)
+        reason = self._reason_only(decl.attrs, "sockets")
         ordered = sorted(kinds, key=lambda k: (SOCKET_FAMILIES.index(k.family), k.type or ""))
         return ir.Sockets(allow=tuple(ordered), reason=reason, span=span(decl.loc))
 
@@ -333,10 +381,15 @@ class PolicyLowering:
         for w in decl.paths:
             if not (w.text.startswith("/") or w.text.startswith("~/")):
                 self.diag.error(f"path '{w.text}' must be absolute or start with ~/", w.loc,
+                                f"e.g. ~/{w.text.removeprefix('./')} or /{w.text.removeprefix('./')}",
                                 code="path")
             elif any(ord(c) < 32 or c == "\x7f" for c in w.text) or "\\" in w.text:
                 self.diag.error(f"path '{w.text}' contains a control character or backslash",
-                                w.loc, code="path")
+                                w.loc, "AppArmor paths are plain '/'-separated text", code="path")
+            elif (clean := _clean_path(w.text)) != (w.text.rstrip("/") or "/"):
+                # AppArmor matches resolved paths: a rule naming /a/../b or //b would never match.
+                self.diag.error(f"path '{w.text}' is not in canonical form", w.loc,
+                                f"write {'~/' if clean == '~' else clean}", code="path")
             else:
                 paths.append(w.text.rstrip("/") or "/")
         docs = self._docs(decl.attrs, decl.loc, f"files {decl.action.text} rule")
@@ -356,7 +409,9 @@ class PolicyLowering:
         direction = ir.Direction(x.direction.text)
         expected = "to" if direction is ir.Direction.EGRESS else "from"
         if x.peer_keyword is not None and x.peer_keyword.text != expected:
-            self.diag.error(f"{direction.value} flows use '{expected}'", x.peer_keyword.loc, code="syntax")
+            self.diag.error(f"{direction.value} flows use '{expected}', not '{x.peer_keyword.text}'",
+                            x.peer_keyword.loc, f"write 'expect ... {direction.value} {expected} HOST'",
+                            code="syntax")
         atom = parse_literal(x.peer, self.diag)
         if atom is None:
             return None
@@ -365,19 +420,36 @@ class PolicyLowering:
                             "use an address or a full domain name", code="test")
             return None
         if atom.kind == "name" and direction is ir.Direction.INGRESS:
-            self.diag.error("ingress flows come from an address", x.peer.loc, code="test")
+            self.diag.error("ingress flows come from an address", x.peer.loc,
+                            "a firewall sees the sender's address, not its name: e.g. 192.0.2.1",
+                            code="test")
             return None
-        port = parse_port(x.port, self.diag) if x.port else ir.PortRange(protocol=ir.Protocol.TCP)
+        if x.port is None:
+            self.diag.error("a test flow needs a port", x.peer.loc,
+                            f"add one: {x.peer.text} port 443/tcp (or port icmp)", code="test")
+            return None
+        port = parse_port(x.port, self.diag)
         if port is None:
             return None
         if port.first != port.last or (port.first is None and port.protocol is not ir.Protocol.ICMP):
-            self.diag.error("a test flow has one port: e.g. port 443/tcp (or icmp)",
-                            (x.port or x.peer).loc, code="test")
+            self.diag.error(f"a test flow has one port, not '{x.port.text}'", x.port.loc,
+                            "name a single port, e.g. port 443/tcp (or icmp)", code="test")
             return None
         peer = atom.value if atom.kind == "name" else str(ipaddress.ip_network(atom.value).network_address)
         return ir.Expectation(name=name, verdict=ir.Action(x.action.text), direction=direction,
                               peer=peer, protocol=port.protocol, port=port.first,
                               user=x.user.text if x.user else None, span=span(x.loc))
+
+
+def _clean_path(path: str) -> str:
+    """`path` without '.', '..', '//' or a trailing '/', as the IR stores it ('~' for ~/)."""
+    home = path.startswith("~/")
+    clean = posixpath.normpath("/" + path[2:] if home else path)
+    if clean.startswith("//"):  # POSIX keeps a leading '//'; no AppArmor path has one
+        clean = "/" + clean.lstrip("/")
+    if home:
+        return "~" if clean == "/" else "~" + clean
+    return clean
 
 
 def _peers(atoms: list[Atom]) -> ir.Peers:

@@ -31,6 +31,9 @@ _EXAMPLES: dict[str, list[str]] = {
         ["policy p { allow egress to a.example b.example }", "policy p { allow egress to a.example port 1/tcp 2/tcp }"],
     "a reason is a quoted string: reason \"why this rule exists\"":
         ["policy p { allow egress to a.example reason why }"],
+    "a quoted string here follows a keyword (reason \"...\"), and no ',' comes before reason":
+        ["policy p { allow egress to a.example, reason \"x\" }",
+         "policy p { allow egress to a.example \"x\" }"],
     "every policy needs a name and a body: policy NAME { ... }":
         ["policy { }", "policy p allow"],
     "rules start with 'allow' or 'deny', then 'egress' or 'ingress'":
@@ -64,19 +67,20 @@ def _diagnose(exc: UnexpectedInput, text: str, filename: str) -> Diagnostic:
         pos = exc.pos_in_stream or 0
         char = text[pos] if pos < len(text) else ""
         message = f"unexpected character {char!r}"
-        if char in "'`":
+        if char == '"':  # STRING did not match: no closing quote before the end of the line
+            message = "unterminated string"
+            hint = 'close the string with " on the same line'
+        elif char in "'`":
             hint = hint or 'strings are written in double quotes: "like this"'
         loc = Location(filename, exc.line, exc.column, exc.column + 1)
     elif isinstance(exc, UnexpectedEOF):
-        lines = text.splitlines() or [""]
-        loc = Location(filename, len(lines), len(lines[-1]) + 1)
+        loc = _end_of(text, filename)
         message = "unexpected end of file"
         hint = hint or "a '}' is probably missing"
     elif isinstance(exc, UnexpectedToken):
         tok = exc.token
         if tok.type == "$END":
-            lines = text.splitlines() or [""]
-            loc = Location(filename, len(lines), len(lines[-1]) + 1)
+            loc = _end_of(text, filename)
             message = "unexpected end of file"
             hint = hint or "a '}' is probably missing"
         else:
@@ -87,6 +91,15 @@ def _diagnose(exc: UnexpectedInput, text: str, filename: str) -> Diagnostic:
         loc = Location(filename, getattr(exc, "line", 0), getattr(exc, "column", 0))
         message = str(exc).splitlines()[0]
     return Diagnostic(Severity.ERROR, message, loc, hint, code="syntax")
+
+
+def _end_of(text: str, filename: str) -> Location:
+    """Where the file ends, counting lines as lark does (only \\n ends a line, unlike
+    str.splitlines, which also splits at \\f, \\x85, \\u2028 and others)."""
+    lines = text.split("\n")
+    if len(lines) > 1 and lines[-1] == "":  # the final newline ends the last line
+        lines.pop()
+    return Location(filename, len(lines), len(lines[-1].rstrip("\r")) + 1)
 
 
 def _expected(names: set[str]) -> str:
@@ -105,7 +118,8 @@ def _keyword(terminal: str) -> str:
 
 def _match_hint(exc: UnexpectedInput) -> str | None:
     try:
-        label = exc.match_examples(parser().parse, _EXAMPLES, use_accepts=True)
+        label = exc.match_examples(parser().parse, _EXAMPLES, use_accepts=True,
+                                   token_type_match_fallback=True)
     except Exception:  # match_examples re-parses examples; never let that hide the real error
         return None
     return label if isinstance(label, str) else None

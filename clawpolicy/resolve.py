@@ -21,7 +21,7 @@ from clawpolicy.parse import parse_text
 from clawpolicy.syntax import Define, SourceFile, ToSyntax, Word
 
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
-_PORT = re.compile(r"^(?:(\d+)(?:-(\d+))?|any)/(\w+)$")
+_PORT = re.compile(r"^(?:([0-9]+)(?:-([0-9]+))?|any)/(\w+)$")  # ASCII digits: \d admits ٤٤٣
 PROTOCOLS = {p.value: p for p in Protocol}
 
 
@@ -42,6 +42,7 @@ class Workspace:
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
     files: dict[str, SourceFile] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
+    includes: dict[str, list[str]] = field(default_factory=dict)  # file -> files it included
 
 
 def display_path(path: Path) -> str:
@@ -57,6 +58,10 @@ def display_path(path: Path) -> str:
 def load_file(ws: Workspace, path: Path, stack: tuple[str, ...] = (),
               at: Location | None = None) -> SourceFile | None:
     """Parse `path` and, recursively, what it includes. Returns None when it cannot be read."""
+    if any(ord(c) < 32 for c in str(path)):  # NUL makes every OS call raise ValueError
+        ws.diagnostics.error(f"invalid file name {str(path)!r}", at,
+                             "file names cannot contain control characters", code="io")
+        return None
     name = display_path(path)
     if name in stack:
         chain = " -> ".join((*stack[stack.index(name):], name))
@@ -68,7 +73,9 @@ def load_file(ws: Workspace, path: Path, stack: tuple[str, ...] = (),
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        ws.diagnostics.error(f"no such file: {name}", at, code="io")
+        hint = (f"include paths are relative to the including file ({Path(at.file).parent.as_posix()}/)"
+                if at is not None else None)
+        ws.diagnostics.error(f"no such file: {name}", at, hint, code="io")
         return None
     except (OSError, UnicodeDecodeError) as exc:
         ws.diagnostics.error(f"cannot read {name}: {exc}", at, code="io")
@@ -81,9 +88,12 @@ def load_file(ws: Workspace, path: Path, stack: tuple[str, ...] = (),
         return None
     source: SourceFile = ToSyntax(name).transform(tree)
     ws.files[name] = source
+    ws.includes[name] = []
     for inc in source.includes:
         target = Path(os.path.normpath(path.parent / inc.path.text))
         included = load_file(ws, target, (*stack, name), inc.path.loc)
+        if included is not None:
+            ws.includes[name].append(included.path)
         if included is not None and included.policies:
             ws.diagnostics.error(
                 f"included file {display_path(target)} defines policies", inc.path.loc,
@@ -98,10 +108,9 @@ def file_defines(ws: Workspace, source: SourceFile, seen: set[str] | None = None
         return []
     seen.add(source.path)
     out: list[Define] = []
-    for inc in source.includes:
-        target = display_path(Path(os.path.normpath(Path(source.path).parent / inc.path.text)))
-        if target in ws.files:
-            out.extend(file_defines(ws, ws.files[target], seen))
+    # The files `load_file` found, not paths recomputed here: those could differ (symlinks).
+    for target in ws.includes.get(source.path, ()):
+        out.extend(file_defines(ws, ws.files[target], seen))
     out.extend(source.defines)
     return out
 
@@ -149,6 +158,7 @@ class Resolver:
             return []
         if name in stack:
             self.diag.error(f"definition cycle: {' -> '.join((*stack, name))}", word.loc,
+                            "a definition cannot refer to itself, directly or through others",
                             code="define-cycle")
             return []
         atoms: list[Atom] = []
@@ -172,6 +182,10 @@ def parse_literal(word: Word, diag: Diagnostics, suggestions: list[str] | None =
     """An address, CIDR, FQDN or *.wildcard as written in a policy."""
     text = word.text
     if _looks_like_address(text):
+        if "%" in text:  # ipaddress accepts fe80::1%eth0; no firewall rule can hold a zone
+            diag.error(f"invalid address '{text}': interface zones are not supported", word.loc,
+                       f"drop the zone: {re.sub(r'%[^/]*', '', text)}", code="address")
+            return None
         try:
             net = ipaddress.ip_network(text, strict=True)
         except ValueError as exc:
@@ -249,7 +263,10 @@ def parse_port(word: Word, diag: Diagnostics) -> PortRange | None:
         return None
     lo_text, hi_text, proto_text = m.groups()
     proto = PROTOCOLS.get(proto_text)
-    if proto is None or proto is Protocol.ICMP and lo_text:
+    if proto is Protocol.ICMP and lo_text:
+        diag.error(f"icmp has no ports: '{word.text}'", word.loc, "write icmp alone", code="port")
+        return None
+    if proto is None:
         guess = closest(proto_text, ["tcp", "udp"])
         diag.error(f"unknown protocol '{proto_text}' in '{word.text}'", word.loc,
                    f"did you mean {guess}?" if guess else "ports are tcp or udp; icmp has none",

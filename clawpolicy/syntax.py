@@ -123,12 +123,15 @@ class SourceFile:
 
 
 def unquote(token: str) -> str:
-    """Decode a STRING token; the grammar admits JSON-style escapes (\\" \\\\ \\n \\t \\uXXXX)."""
+    """Decode a STRING token; the grammar admits JSON-style escapes (\\" \\\\ \\n \\t \\uXXXX).
+    Text that JSON cannot decode, or that decodes to a lone surrogate (not Unicode text, and
+    unencodable in any output), is kept as written."""
     try:
-        value = json.loads(token)
-    except json.JSONDecodeError:
+        value = str(json.loads(token))
+        value.encode("utf-8")
+    except (json.JSONDecodeError, UnicodeEncodeError):
         value = token[1:-1]
-    return str(value)
+    return value
 
 
 class ToSyntax(Transformer[lark.Token, Any]):

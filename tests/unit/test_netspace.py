@@ -1,0 +1,137 @@
+"""netspace: merging networks and ports, address intervals as nft text, and `partition`,
+checked against brute force over small grids."""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clawpolicy.ir import PortRange, Protocol
+from clawpolicy.netspace import (
+    Box, interval_to_text, merge_networks, merge_ports, network_interval, partition,
+    protocol_number,
+)
+
+TCP, UDP, ICMP = Protocol.TCP, Protocol.UDP, Protocol.ICMP
+
+
+def pr(protocol: Protocol, first: int | None = None, last: int | None = None) -> PortRange:
+    return PortRange(protocol=protocol, first=first, last=last if last is not None else first)
+
+
+def test_merge_ports(subtests: pytest.Subtests) -> None:
+    cases = [
+        ("empty", [], []),
+        ("overlap", [pr(TCP, 53), pr(TCP, 52, 54)], [pr(TCP, 52, 54)]),
+        ("adjacent", [pr(TCP, 1, 10), pr(TCP, 11, 20)], [pr(TCP, 1, 20)]),
+        ("gap kept", [pr(TCP, 1, 10), pr(TCP, 12, 20)], [pr(TCP, 1, 10), pr(TCP, 12, 20)]),
+        ("contained", [pr(TCP, 1, 100), pr(TCP, 5, 6)], [pr(TCP, 1, 100)]),
+        ("unsorted input", [pr(TCP, 80), pr(TCP, 22)], [pr(TCP, 22), pr(TCP, 80)]),
+        ("protocols apart", [pr(UDP, 53), pr(TCP, 53)], [pr(TCP, 53), pr(UDP, 53)]),
+        ("whole protocol absorbs", [pr(UDP, 53), pr(UDP)], [pr(UDP)]),
+        ("icmp", [pr(ICMP), pr(TCP, 22), pr(ICMP)], [pr(ICMP), pr(TCP, 22)]),
+        ("duplicates", [pr(TCP, 443), pr(TCP, 443)], [pr(TCP, 443)]),
+    ]
+    for name, given_ports, expected in cases:
+        with subtests.test(name):
+            assert merge_ports(given_ports) == tuple(expected)
+
+
+def test_merge_networks(subtests: pytest.Subtests) -> None:
+    v4, v6 = ipaddress.IPv4Network, ipaddress.IPv6Network
+    cases: list[tuple[str, list[Any], list[Any]]] = [
+        ("halves", [v4("10.0.0.0/25"), v4("10.0.0.128/25")], [v4("10.0.0.0/24")]),
+        ("contained", [v4("10.0.0.0/8"), v4("10.1.2.3/32")], [v4("10.0.0.0/8")]),
+        ("not aligned", [v4("10.0.0.128/25"), v4("10.0.1.0/25")],
+         [v4("10.0.0.128/25"), v4("10.0.1.0/25")]),
+        ("sorted", [v4("192.0.2.1/32"), v4("10.0.0.0/8")], [v4("10.0.0.0/8"), v4("192.0.2.1/32")]),
+        ("ipv6", [v6("2001:db8::/33"), v6("2001:db8:8000::/33")], [v6("2001:db8::/32")]),
+        ("empty", [], []),
+    ]
+    for name, nets, expected in cases:
+        with subtests.test(name):
+            assert merge_networks(nets) == tuple(expected)
+
+
+def test_interval_to_text(subtests: pytest.Subtests) -> None:
+    def iv(net: str) -> tuple[int, int]:
+        return network_interval(ipaddress.ip_network(net))
+
+    cases = [
+        ("host", (*iv("192.0.2.1/32"), 4), "192.0.2.1"),
+        ("cidr", (*iv("10.0.0.0/8"), 4), "10.0.0.0/8"),
+        ("range", (int(ipaddress.IPv4Address("10.0.0.1")), int(ipaddress.IPv4Address("10.0.0.6")), 4),
+         "10.0.0.1-10.0.0.6"),
+        ("everything v4", (0, 2**32 - 1, 4), "0.0.0.0/0"),
+        ("host v6", (*iv("::1/128"), 6), "::1"),
+        ("cidr v6", (*iv("fd7a:115c:a1e0::/48"), 6), "fd7a:115c:a1e0::/48"),
+        ("range v6", (1, 3, 6), "::1-::3"),
+    ]
+    for name, (lo, hi, family), expected in cases:
+        with subtests.test(name):
+            assert interval_to_text(lo, hi, family) == expected
+
+
+def test_protocol_numbers() -> None:
+    assert [protocol_number(TCP, 4), protocol_number(UDP, 6)] == [6, 17]
+    assert [protocol_number(ICMP, 4), protocol_number(ICMP, 6)] == [1, 58]
+
+
+def test_partition_examples(subtests: pytest.Subtests) -> None:
+    cases = [
+        ("empty", [], []),
+        ("one", [Box(((1, 5),), 0)], [Box(((1, 5),), 0)]),
+        ("lower owner wins the overlap", [Box(((1, 5),), 1), Box(((3, 8),), 0)],
+         [Box(((1, 2),), 1), Box(((3, 8),), 0)]),
+        ("same owner merges", [Box(((1, 5),), 0), Box(((6, 8),), 0)], [Box(((1, 8),), 0)]),
+        ("hole punched", [Box(((0, 9), (0, 9)), 1), Box(((3, 4), (3, 4)), 0)],
+         [Box(((0, 2), (0, 9)), 1), Box(((3, 4), (0, 2)), 1), Box(((3, 4), (3, 4)), 0),
+          Box(((3, 4), (5, 9)), 1), Box(((5, 9), (0, 9)), 1)]),
+    ]
+    for name, boxes, expected in cases:
+        with subtests.test(name):
+            assert partition(boxes) == expected
+
+
+# ---------------------------------------------------------------- partition, by brute force
+
+SIDE = 6  # coordinates 0..5 in every dimension: small enough to enumerate every point
+
+
+@st.composite
+def boxes(draw: st.DrawFn) -> list[Box]:
+    dims = draw(st.integers(1, 3))
+    interval = st.tuples(st.integers(0, SIDE - 1), st.integers(0, SIDE - 1)).map(
+        lambda t: (min(t), max(t)))
+    return draw(st.lists(st.builds(
+        Box, st.tuples(*[interval] * dims), st.integers(0, 4)), max_size=7))
+
+
+def _covers(box: Box, point: tuple[int, ...]) -> bool:
+    return all(lo <= x <= hi for (lo, hi), x in zip(box.bounds, point, strict=True))
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(boxes())
+def test_partition_properties(given_boxes: list[Box]) -> None:
+    out = partition(given_boxes)
+    assert out == sorted(out, key=lambda b: b.bounds)  # deterministic order
+    if not given_boxes:
+        assert out == []
+        return
+    dims = len(given_boxes[0].bounds)
+    for box in out:
+        assert len(box.bounds) == dims and all(lo <= hi for lo, hi in box.bounds)
+    for point in itertools.product(range(SIDE), repeat=dims):
+        owners = [b.owner for b in given_boxes if _covers(b, point)]
+        pieces = [b for b in out if _covers(b, point)]
+        if owners:
+            assert len(pieces) == 1, (point, pieces)  # covered exactly once: pairwise disjoint
+            assert pieces[0].owner == min(owners), point
+        else:
+            assert pieces == [], point  # nothing outside the inputs
