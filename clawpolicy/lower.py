@@ -300,8 +300,15 @@ class PolicyLowering:
         # Without a port clause, catalog groups bring their own ports and literals mean every
         # port; atoms with different port sets become separate IR rules sharing the docs.
         groups: dict[tuple[ir.PortRange, ...], list[Atom]] = {}
+        merged: dict[tuple[ir.PortRange, ...] | None, tuple[ir.PortRange, ...]] = {}
+        rule_ports = merge_ports(explicit) if decl.ports else None
         for atom in atoms:
-            ports = merge_ports(explicit) if decl.ports else merge_ports(atom.ports or ())
+            if rule_ports is not None:
+                ports = rule_ports
+            elif atom.ports not in merged:
+                ports = merged[atom.ports] = merge_ports(atom.ports or ())
+            else:
+                ports = merged[atom.ports]
             groups.setdefault(ports, []).append(atom)
         ordered = sorted(groups.items(), key=lambda kv: [str(p) for p in kv[0]])
         out = []
@@ -456,8 +463,8 @@ def _peers(atoms: list[Atom]) -> ir.Peers:
     if any(a.kind == "any" for a in atoms):
         return ir.Peers(any=True)
     return ir.Peers(
-        ipv4=merge_networks(ipaddress.IPv4Network(a.value) for a in atoms if a.kind == "net4"),
-        ipv6=merge_networks(ipaddress.IPv6Network(a.value) for a in atoms if a.kind == "net6"),
+        ipv4=merge_networks(a.net for a in atoms if isinstance(a.net, ipaddress.IPv4Network)),
+        ipv6=merge_networks(a.net for a in atoms if isinstance(a.net, ipaddress.IPv6Network)),
         names=tuple(sorted({a.value for a in atoms if a.kind == "name"})),
         wildcards=tuple(sorted({a.value for a in atoms if a.kind == "wildcard"})),
     )

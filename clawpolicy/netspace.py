@@ -25,8 +25,23 @@ ICMP_NUMBER = {4: 1, 6: 58}
 
 
 def merge_networks(networks: Iterable[N]) -> tuple[N, ...]:
-    """Collapse overlapping and adjacent networks; sorted and canonical."""
-    return tuple(ipaddress.collapse_addresses(networks))
+    """Collapse overlapping and adjacent networks; sorted and canonical.
+
+    Sorting and sweeping on integers keeps 100,000 networks cheap; only runs of networks
+    that touch go through `ipaddress.collapse_addresses` (which compares objects)."""
+    spans = sorted(((network_interval(n), n) for n in networks), key=lambda s: s[0])
+    out: list[N] = []
+    run: list[N] = []
+    run_end = -2
+    for (lo, hi), net in spans:
+        if run and lo > run_end + 1:
+            out.extend(run if len(run) == 1 else ipaddress.collapse_addresses(run))
+            run = []
+        run.append(net)
+        run_end = hi if len(run) == 1 else max(run_end, hi)
+    if run:
+        out.extend(run if len(run) == 1 else ipaddress.collapse_addresses(run))
+    return tuple(out)
 
 
 def merge_ports(ports: Iterable[PortRange]) -> tuple[PortRange, ...]:
@@ -80,16 +95,29 @@ def partition(boxes: Sequence[Box]) -> list[Box]:
 
 
 def _partition(boxes: list[Box]) -> list[Box]:
-    """Partition along the first dimension, recursing into the rest for each segment."""
+    """Partition along the first dimension, recursing into the rest where boxes overlap."""
     if not boxes[0].bounds:
         return [Box((), min(b.owner for b in boxes))]
     ordered = sorted(boxes, key=lambda b: (b.bounds[0], b.owner))
-    # Fast path: no overlap in this dimension, so no later dimension can conflict either.
-    if all(a.bounds[0][1] < b.bounds[0][0] for a, b in zip(ordered, ordered[1:])):
-        return _merge_adjacent(ordered)
+    pieces: list[Box] = []
+    cluster: list[Box] = []
+    cluster_end = -1
+    for box in ordered:  # clusters: runs of boxes that overlap (transitively) in this dimension
+        if cluster and box.bounds[0][0] > cluster_end:
+            pieces.extend(cluster if len(cluster) == 1 else _sweep(cluster))
+            cluster = []
+        cluster.append(box)
+        cluster_end = box.bounds[0][1] if len(cluster) == 1 else max(cluster_end, box.bounds[0][1])
+    pieces.extend(cluster if len(cluster) == 1 else _sweep(cluster))
+    return _merge_adjacent(pieces)
+
+
+def _sweep(cluster: list[Box]) -> list[Box]:
+    """Cut overlapping boxes at every start and end in the first dimension; each segment's
+    active boxes are partitioned in the remaining dimensions."""
     starts: dict[int, list[int]] = {}
     ends: dict[int, list[int]] = {}
-    for i, b in enumerate(ordered):
+    for i, b in enumerate(cluster):
         starts.setdefault(b.bounds[0][0], []).append(i)
         ends.setdefault(b.bounds[0][1] + 1, []).append(i)
     points = sorted(starts.keys() | ends.keys())
@@ -100,10 +128,10 @@ def _partition(boxes: list[Box]) -> list[Box]:
         active.update(starts.get(lo, ()))
         if not active:
             continue
-        rest = [Box(ordered[i].bounds[1:], ordered[i].owner) for i in sorted(active)]
+        rest = [Box(cluster[i].bounds[1:], cluster[i].owner) for i in sorted(active)]
         for sub in _partition(rest):
             pieces.append(Box(((lo, nxt - 1),) + sub.bounds, sub.owner))
-    return _merge_adjacent(pieces)
+    return pieces
 
 
 def _merge_adjacent(pieces: list[Box]) -> list[Box]:
@@ -122,8 +150,20 @@ def _merge_adjacent(pieces: list[Box]) -> list[Box]:
     return out
 
 
+def _address_text(value: int, family: int) -> str:
+    if family == 4:
+        return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}"
+    return str(ipaddress.IPv6Address(value))
+
+
 def interval_to_text(lo: int, hi: int, family: int) -> str:
     """An address interval as nft writes it: a CIDR where aligned, else first-last."""
+    size = hi - lo + 1
+    if size & (size - 1) == 0 and lo % size == 0:  # one aligned network: the common case
+        bits = 32 if family == 4 else 128
+        prefix = bits - (size.bit_length() - 1)
+        text = _address_text(lo, family)
+        return text if prefix == bits else f"{text}/{prefix}"
     cls = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
     first, last = cls(lo), cls(hi)
     nets: list[IPNetwork] = list(ipaddress.summarize_address_range(first, last))
@@ -134,4 +174,6 @@ def interval_to_text(lo: int, hi: int, family: int) -> str:
 
 
 def network_interval(net: IPNetwork) -> Interval:
-    return int(net.network_address), int(net.broadcast_address)
+    """First and last address as integers (no intermediate address objects)."""
+    lo = int(net.network_address)
+    return lo, lo + (1 << (net.max_prefixlen - net.prefixlen)) - 1

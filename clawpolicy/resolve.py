@@ -33,6 +33,7 @@ class Atom:
     value: str
     origin: str  # the word as written in the rule (e.g. "@llm")
     ports: tuple[PortRange, ...] | None = None  # catalog ports; None: the rule decides
+    net: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None  # parsed once, for net4/net6
 
 
 @dataclass
@@ -163,7 +164,7 @@ class Resolver:
             return []
         atoms: list[Atom] = []
         for item in define.items:
-            atoms.extend(Atom(a.kind, a.value, word.text, a.ports)
+            atoms.extend(Atom(a.kind, a.value, word.text, a.ports, a.net)
                          for a in self.resolve(item, (*stack, name)))
         return atoms
 
@@ -174,7 +175,7 @@ def _group_atoms(group: CatalogGroup, origin: str) -> list[Atom]:
     atoms += [Atom("wildcard", w, origin, ports) for w in group.wildcards]
     for addr in group.addresses:
         net = ipaddress.ip_network(addr)
-        atoms.append(Atom(f"net{net.version}", str(net), origin, ports))
+        atoms.append(Atom(f"net{net.version}", str(net), origin, ports, net))
     return atoms
 
 
@@ -198,7 +199,7 @@ def parse_literal(word: Word, diag: Diagnostics, suggestions: list[str] | None =
                        f"did you mean {fix}? (or {text.split('/')[0]} for the single host)",
                        code="cidr")
             return None
-        return Atom(f"net{net.version}", str(net), text)
+        return Atom(f"net{net.version}", text, text, None, net)
     if text.startswith("*."):
         name = normalise_name(text[2:])
         if name is None:

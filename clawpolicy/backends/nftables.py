@@ -53,6 +53,10 @@ def chain_name(rule_id: str) -> str:
     return "rule_" + re.sub(r"[^a-z0-9]", "_", rule_id)
 
 
+_CONTROL_TO_SPACE = {c: " " for c in (*range(32), 127)}
+_NFT_STRING_MAP = {**_CONTROL_TO_SPACE, ord('"'): "'"}
+
+
 def log_prefix(policy: Policy, label: str) -> str:
     """The kernel log prefix: `clawpolicy:<policy>:<deny|would-deny>:<rule>`. Policy names
     and rule IDs are restricted to [a-z0-9-] while lowering, so the prefix needs no escaping."""
@@ -62,7 +66,7 @@ def log_prefix(policy: Policy, label: str) -> str:
 def nft_string(text: str, limit: int = COMMENT_MAX_BYTES) -> str:
     """A double-quoted nft string. nft's scanner has no escapes inside quotes, so a quote
     or a line break in user text would end the string: replace them, cap the length."""
-    clean = "".join("'" if c == '"' else (" " if ord(c) < 32 or ord(c) == 127 else c) for c in text)
+    clean = text.translate(_NFT_STRING_MAP)
     raw = clean.encode("utf-8")
     if len(raw) > limit:
         clean = raw[: limit - 3].decode("utf-8", errors="ignore") + "..."
@@ -71,7 +75,7 @@ def nft_string(text: str, limit: int = COMMENT_MAX_BYTES) -> str:
 
 def line_comment(text: str) -> str:
     """Text for a `#` comment line: one line, whatever the user wrote."""
-    return "".join(" " if ord(c) < 32 or ord(c) == 127 else c for c in text)
+    return text.translate(_CONTROL_TO_SPACE)
 
 
 def port_signature(ports: Sequence[PortRange]) -> str:
