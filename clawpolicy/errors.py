@@ -116,7 +116,7 @@ def _render_one(diag: Diagnostic, sources: dict[str, str]) -> str:
             except (OSError, UnicodeDecodeError):
                 text = None
         if text is not None:
-            src_lines = text.splitlines()
+            src_lines = text.split("\n")  # lark counts only \n as a line break
             if 0 < loc.line <= len(src_lines):
                 src = src_lines[loc.line - 1].replace("\t", " ")
                 same_line = loc.end_line in (0, loc.line)

@@ -1,0 +1,240 @@
+"""Documentation fields, confinement and test flows: floor 3, part of lowering.
+
+`RuleLowering` is the base of `lower.PolicyLowering`: it owns what every rule's documentation
+must satisfy (a reason; one-line owner and ticket; ISO expiry dates, with expired rules
+reported), and lowers the statements that are not network rules: `capabilities`, `sockets`,
+`files` and the `expect` flows of `test` blocks.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import posixpath
+import re
+import unicodedata
+from collections.abc import Sequence
+from typing import Any
+
+from clawpolicy import ir
+from clawpolicy.errors import Diagnostics, Location, closest
+from clawpolicy.resolve import parse_literal, parse_port
+from clawpolicy.syntax import Attr, CapabilitiesDecl, ExpectDecl, FilesDecl, SocketsDecl, TestDecl, Word
+
+RULE_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+CAPABILITIES = frozenset("""chown dac_override dac_read_search fowner fsetid kill setgid setuid
+setpcap linux_immutable net_bind_service net_broadcast net_admin net_raw ipc_lock ipc_owner
+sys_module sys_rawio sys_chroot sys_ptrace sys_pacct sys_admin sys_boot sys_nice sys_resource
+sys_time sys_tty_config mknod lease audit_write audit_control setfcap mac_override mac_admin
+syslog wake_alarm block_suspend audit_read perfmon bpf checkpoint_restore""".split())
+SOCKET_FAMILIES = ("unix", "inet", "inet6", "netlink", "packet")
+SOCKET_TYPES = ("stream", "dgram", "raw", "seqpacket")
+
+
+def span(loc: Location) -> ir.Span:
+    return ir.Span(file=loc.file, line=loc.line, col=loc.col, end_line=loc.end_line or loc.line,
+                   end_col=loc.end_col)
+
+
+def stable_id(prefix: str, *parts: object) -> str:
+    """A content-derived ID: inserting or moving other rules never changes it."""
+    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
+    return f"{prefix}-{digest[:8]}"
+
+
+class RuleLowering:
+    def __init__(self, diagnostics: Diagnostics, today: dt.date) -> None:
+        self.diag = diagnostics
+        self.today = today
+
+    def _once(self, current: Any, loc: Location, what: str, new: Any) -> Any:
+        if current is not None:
+            self.diag.error(f"a policy has one '{what}' statement", loc,
+                            f"merge the two '{what}' statements into one", code="duplicate")
+            return current
+        return new
+
+    def _one_line(self, what: str, word: Word) -> None:
+        """Free text ends up in comments, log prefixes and docs: one line, no control codes."""
+        if not word.text.strip() or any(
+                unicodedata.category(c) in ("Cc", "Zl", "Zp") and c != "\t" for c in word.text):
+            self.diag.error(f"'{what}' must be one non-empty line", word.loc,
+                            "write it on one line, without control characters", code="docs")
+
+    def _reason_only(self, attrs: Sequence[Attr], what: str) -> str | None:
+        """`capabilities` and `sockets` are not rules: they take a reason and nothing else
+        (an ignored `expires` would promise an expiry that never happens)."""
+        reason = None
+        for a in attrs:
+            if a.key != "reason":
+                self.diag.error(f"'{what}' takes only a reason, not '{a.key}'", a.loc,
+                                f"remove '{a.key}'", code="docs")
+            elif reason is not None:
+                self.diag.error("'reason' is given twice", a.loc, "keep one 'reason'",
+                                code="duplicate")
+            else:
+                self._one_line("reason", a.value)
+                reason = a.value.text
+        return reason
+
+    # ------------------------------------------------------------------ documentation fields
+    def _docs(self, attrs: Sequence[Attr], loc: Location, what: str) -> dict[str, Any] | None:
+        docs: dict[str, Any] = {}
+        for a in attrs:
+            if a.key in docs:
+                self.diag.error(f"'{a.key}' is given twice", a.loc, f"keep one '{a.key}'",
+                                code="duplicate")
+                continue
+            if a.key == "expires":
+                try:  # fromisoformat alone would also take 20270630 and 2027-W26-3
+                    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", a.value.text):
+                        raise ValueError(a.value.text)
+                    docs[a.key] = dt.date.fromisoformat(a.value.text)
+                except ValueError:
+                    self.diag.error(f"invalid date '{a.value.text}'", a.value.loc,
+                                    "write dates as YYYY-MM-DD", code="date")
+                    continue
+                if docs[a.key] < self.today:
+                    self.diag.warning(f"{what} expired on {a.value.text}", a.value.loc,
+                                      "renew it (a new expires date) or remove the rule; "
+                                      "--strict makes this an error", code="expired")
+            elif a.key == "id":
+                if not RULE_ID.match(a.value.text):
+                    self.diag.error(f"invalid rule id '{a.value.text}'", a.value.loc,
+                                    "ids are 1-32 lower-case letters, digits and '-'", code="name")
+                docs[a.key] = a.value.text
+            else:
+                self._one_line(a.key, a.value)
+                docs[a.key] = a.value.text
+        if "reason" not in docs:
+            self.diag.error(f"{what} has no reason", loc,
+                            'every rule says why it exists: add reason "..." after it',
+                            code="missing-reason")
+            return None
+        return docs
+
+    # ------------------------------------------------------------------ confinement
+    def _capabilities(self, decl: CapabilitiesDecl) -> ir.Capabilities | None:
+        drop_all = False
+        keep: list[str] = []
+        drop: list[str] = []
+        where: dict[str, Location] = {}
+        for keyword, names in decl.clauses:
+            for w in names:
+                cap = w.text.lower().removeprefix("cap_")
+                if keyword.text == "drop" and cap == "all":
+                    drop_all = True
+                elif cap not in CAPABILITIES:
+                    guess = closest(cap, CAPABILITIES)
+                    self.diag.error(f"unknown capability '{w.text}'", w.loc,
+                                    f"did you mean {guess}?" if guess else "see capabilities(7)",
+                                    code="capability")
+                else:
+                    (keep if keyword.text == "keep" else drop).append(cap)
+                    where.setdefault(cap, w.loc)
+        if keep and not drop_all:
+            self.diag.error("'keep' needs 'drop all' first", decl.loc,
+                            "write 'capabilities drop all keep NAME, ...'", code="capability")
+        for cap in sorted(set(keep) & set(drop)):
+            self.diag.error(f"capability '{cap}' is both kept and dropped", where[cap],
+                            f"remove '{cap}' from one of the lists", code="capability")
+        reason = self._reason_only(decl.attrs, "capabilities")
+        return ir.Capabilities(drop_all=drop_all, keep=tuple(sorted(set(keep))),
+                               drop=tuple(sorted(set(drop))), reason=reason, span=span(decl.loc))
+
+    def _sockets(self, decl: SocketsDecl) -> ir.Sockets | None:
+        kinds: set[ir.SocketKind] = set()
+        for words in decl.kinds:
+            family, kind = words[0], (words[1] if len(words) > 1 else None)
+            if family.text not in SOCKET_FAMILIES:
+                guess = closest(family.text, SOCKET_FAMILIES)
+                self.diag.error(f"unknown socket family '{family.text}'", family.loc,
+                                f"did you mean {guess}?" if guess else
+                                f"families: {', '.join(SOCKET_FAMILIES)}", code="socket")
+                continue
+            if kind is not None and kind.text not in SOCKET_TYPES:
+                guess = closest(kind.text, SOCKET_TYPES)
+                self.diag.error(f"unknown socket type '{kind.text}'", kind.loc,
+                                f"did you mean {guess}?" if guess else
+                                f"types: {', '.join(SOCKET_TYPES)}", code="socket")
+                continue
+            kinds.add(ir.SocketKind(family=family.text, type=kind.text if kind else None))
+        reason = self._reason_only(decl.attrs, "sockets")
+        ordered = sorted(kinds, key=lambda k: (SOCKET_FAMILIES.index(k.family), k.type or ""))
+        return ir.Sockets(allow=tuple(ordered), reason=reason, span=span(decl.loc))
+
+    def _files(self, decl: FilesDecl) -> list[ir.FileRule]:
+        paths: list[str] = []
+        for w in decl.paths:
+            if not (w.text.startswith("/") or w.text.startswith("~/")):
+                self.diag.error(f"path '{w.text}' must be absolute or start with ~/", w.loc,
+                                f"e.g. ~/{w.text.removeprefix('./')} or /{w.text.removeprefix('./')}",
+                                code="path")
+            elif any(ord(c) < 32 or c == "\x7f" for c in w.text) or "\\" in w.text:
+                self.diag.error(f"path '{w.text}' contains a control character or backslash",
+                                w.loc, "AppArmor paths are plain '/'-separated text", code="path")
+            elif (clean := _clean_path(w.text)) != (w.text.rstrip("/") or "/"):
+                # AppArmor matches resolved paths: a rule naming /a/../b or //b would never match.
+                self.diag.error(f"path '{w.text}' is not in canonical form", w.loc,
+                                f"write {'~/' if clean == '~' else clean}", code="path")
+            else:
+                paths.append(w.text.rstrip("/") or "/")
+        docs = self._docs(decl.attrs, decl.loc, f"files {decl.action.text} rule")
+        if docs is None or not paths:
+            return []
+        action = ir.Action(decl.action.text)
+        rule_id = docs.get("id") or stable_id("f" + action.value[0], action.value, sorted(paths))
+        return [ir.FileRule(id=rule_id, action=action, paths=tuple(sorted(set(paths))),
+                            reason=docs["reason"], owner=docs.get("owner"), ticket=docs.get("ticket"),
+                            expires=docs.get("expires"), span=span(decl.loc))]
+
+    # ------------------------------------------------------------------ tests
+    def _test(self, decl: TestDecl) -> list[ir.Expectation]:
+        return [e for e in (self._expect(decl.name.text, x) for x in decl.expects) if e is not None]
+
+    def _expect(self, name: str, x: ExpectDecl) -> ir.Expectation | None:
+        direction = ir.Direction(x.direction.text)
+        expected = "to" if direction is ir.Direction.EGRESS else "from"
+        if x.peer_keyword is not None and x.peer_keyword.text != expected:
+            self.diag.error(f"{direction.value} flows use '{expected}', not '{x.peer_keyword.text}'",
+                            x.peer_keyword.loc, f"write 'expect ... {direction.value} {expected} HOST'",
+                            code="syntax")
+        atom = parse_literal(x.peer, self.diag)
+        if atom is None:
+            return None
+        if atom.kind in ("wildcard",) or (atom.kind.startswith("net") and "/" in x.peer.text):
+            self.diag.error(f"a test flow names one host, not '{x.peer.text}'", x.peer.loc,
+                            "use an address or a full domain name", code="test")
+            return None
+        if atom.kind == "name" and direction is ir.Direction.INGRESS:
+            self.diag.error("ingress flows come from an address", x.peer.loc,
+                            "a firewall sees the sender's address, not its name: e.g. 192.0.2.1",
+                            code="test")
+            return None
+        if x.port is None:
+            self.diag.error("a test flow needs a port", x.peer.loc,
+                            f"add one: {x.peer.text} port 443/tcp (or port icmp)", code="test")
+            return None
+        port = parse_port(x.port, self.diag)
+        if port is None:
+            return None
+        if port.first != port.last or (port.first is None and port.protocol is not ir.Protocol.ICMP):
+            self.diag.error(f"a test flow has one port, not '{x.port.text}'", x.port.loc,
+                            "name a single port, e.g. port 443/tcp (or icmp)", code="test")
+            return None
+        peer = atom.value if atom.kind == "name" else str(ipaddress.ip_network(atom.value).network_address)
+        return ir.Expectation(name=name, verdict=ir.Action(x.action.text), direction=direction,
+                              peer=peer, protocol=port.protocol, port=port.first,
+                              user=x.user.text if x.user else None, span=span(x.loc))
+
+
+def _clean_path(path: str) -> str:
+    """`path` without '.', '..', '//' or a trailing '/', as the IR stores it ('~' for ~/)."""
+    home = path.startswith("~/")
+    clean = posixpath.normpath("/" + path[2:] if home else path)
+    if clean.startswith("//"):  # POSIX keeps a leading '//'; no AppArmor path has one
+        clean = "/" + clean.lstrip("/")
+    if home:
+        return "~" if clean == "/" else "~" + clean
+    return clean

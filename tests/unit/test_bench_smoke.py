@@ -1,0 +1,17 @@
+"""`make bench` keeps working: the quick shapes compile and the table prints.
+No timing is asserted (the figures are for people, see benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quick_benchmark_runs() -> None:
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/run.py"), "--quick", "--no-load",
+                           "--repeat", "1"], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "| shape |" in proc.stdout and "100k-cidrs" in proc.stdout
