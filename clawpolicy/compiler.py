@@ -78,13 +78,13 @@ def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, s
                 rel = f"{policy.name}/{target}/{artifact.path}"
                 result.outputs[rel] = artifact.content
                 if validate and target == "nftables":
-                    check = validate_nft(artifact.content.decode("utf-8"))
-                    result.validations.append(f"{rel}: {check.tool}: {check.message}")
-                    if not check.ok:
-                        result.diagnostics.append(Diagnostic(
-                            Severity.ERROR, f"generated ruleset rejected by {check.tool}",
-                            Location(policy.source), check.message.splitlines()[0] if check.message
-                            else None, code="validation"))
+                    for check in validate_nft(artifact.content.decode("utf-8")):
+                        result.validations.append(f"{rel}: {check.tool}: {check.message}")
+                        if not check.ok:
+                            result.diagnostics.append(Diagnostic(
+                                Severity.ERROR, f"generated ruleset rejected by {check.tool}",
+                                Location(policy.source), check.message.splitlines()[0]
+                                if check.message else None, code="validation"))
     return result
 
 

@@ -34,30 +34,42 @@ def _substitute_users(text: str) -> tuple[str, list[str]]:
     return re.sub(r'meta skuid "([^"]*)"', repl, text), names
 
 
-def validate_nft(text: str) -> Validation:
+def validate_nft(text: str) -> list[Validation]:
+    """Check `text` with every checker installed: libnftables through its Python bindings,
+    and the `nft -c` command. An empty check list is reported as one failed 'none' entry
+    only when neither exists, so callers can say plainly that nothing was validated."""
     text, names = _substitute_users(text)
     note = f" (user {', '.join(sorted(set(names)))} checked as uid 0)" if names else ""
+    results = [r for r in (_with_bindings(text), _with_command(text)) if r is not None]
+    if not results:
+        return [Validation(True, "none", "neither the libnftables bindings nor nft are "
+                           "installed: ruleset NOT validated")]
+    return [Validation(r.ok, r.tool, r.message + note) for r in results]
+
+
+def _with_bindings(text: str) -> Validation | None:
     try:
         import nftables
     except ImportError:
-        nftables = None
-    if nftables is not None:
-        try:
-            nft = nftables.Nftables()
-            lib = ctypes.CDLL("libnftables.so.1")
-            lib.nft_ctx_set_dry_run.argtypes = [ctypes.c_void_p, ctypes.c_bool]
-            lib.nft_ctx_set_dry_run(nft._Nftables__ctx, True)  # noqa: SLF001 - see module doc
-            rc, _out, err = nft.cmd(text)
-        except OSError as exc:
-            return Validation(False, "libnftables", f"libnftables could not run: {exc}")
-        return Validation(rc == 0, "libnftables", (err.strip() or "ok") + note)
+        return None
+    try:
+        nft = nftables.Nftables()
+        lib = ctypes.CDLL("libnftables.so.1")
+        lib.nft_ctx_set_dry_run.argtypes = [ctypes.c_void_p, ctypes.c_bool]
+        lib.nft_ctx_set_dry_run(nft._Nftables__ctx, True)  # see the module docstring
+        rc, _out, err = nft.cmd(text)
+    except OSError as exc:
+        return Validation(False, "libnftables", f"libnftables could not run: {exc}")
+    return Validation(rc == 0, "libnftables", err.strip() or "ok")
+
+
+def _with_command(text: str) -> Validation | None:
     nft_bin = shutil.which("nft")
     if nft_bin is None:
-        return Validation(True, "none", "neither libnftables bindings nor nft are installed: "
-                          "ruleset NOT validated")
+        return None
     with tempfile.NamedTemporaryFile("w", suffix=".nft") as fh:
         fh.write(text)
         fh.flush()
         proc = subprocess.run([nft_bin, "-c", "-f", fh.name], capture_output=True, text=True,
                               check=False)
-    return Validation(proc.returncode == 0, "nft -c", (proc.stderr.strip() or "ok") + note)
+    return Validation(proc.returncode == 0, "nft -c", proc.stderr.strip() or "ok")

@@ -35,11 +35,6 @@ def _load(path: Path) -> list[Policy]:
     return result.policies
 
 
-def _with_test_user(policy: Policy) -> Policy:
-    """Policies scoped to a named user run as a test uid mapped to that name at load time."""
-    return policy
-
-
 def _check(lab: Lab, policy: Policy, cases: list[Case]) -> None:
     users = {policy.scope.user: AGENT_UID} if policy.scope.user and policy.scope.uid is None else {}
     lab.load_ruleset(render(policy, CompileOptions()), users=users)
@@ -123,7 +118,7 @@ def _random_policy(rng: random.Random, n: int) -> str:
 
 def test_random_policies(tmp_path: Path, subtests: pytest.FixtureRequest) -> None:
     rng = random.Random(20261123)  # fixed seed: CI sees the same policies every run
-    for n in range(8):
+    for n in range(16):
         text = _random_policy(rng, n)
         src = tmp_path / f"random-{n}.claw"
         src.write_text(text)
