@@ -112,6 +112,7 @@ class PolicyLowering(RuleLowering):
             elif isinstance(stmt, SocketsDecl):
                 socks = self._once(socks, stmt.loc, "sockets", self._sockets(stmt))
         self._unique_ids([*rules, *files])
+        self._unreachable_ingress(rules, settings.get("scope", ir.Scope()))
         if len([d for d in self.diag.items if d.severity.value == "error"]) > errors_before:
             return None
         return ir.Policy(
@@ -234,6 +235,22 @@ class PolicyLowering(RuleLowering):
                 expires=docs.get("expires"), origin=tuple(dict.fromkeys(a.origin for a in group)),
                 span=span(decl.loc)))
         return out
+
+    def _unreachable_ingress(self, rules: Sequence[ir.Rule], scope: ir.Scope) -> None:
+        """A user-scoped policy governs ingress only on the agent ports: an ingress rule
+        for other ports would silently never apply, so say so."""
+        if scope.kind != "user":
+            return
+        for rule in rules:
+            if rule.direction is ir.Direction.INGRESS and rule.ports and not any(
+                    p.protocol is a.protocol and p.bounds[0] <= a.bounds[1] and a.bounds[0] <= p.bounds[1]
+                    for p in rule.ports for a in scope.agent_ports):
+                agent = ", ".join(str(p) for p in scope.agent_ports)
+                self.diag.warning(
+                    f"ingress rule {rule.id} never applies: a policy for user {scope.user} governs "
+                    f"ingress only on the agent ports ({agent})", Location(
+                        rule.span.file, rule.span.line, rule.span.col),
+                    "add the ports to 'agent-ports', or use 'applies-to host'", code="scope")
 
     def _unique_ids(self, items: Sequence[ir.Rule | ir.FileRule]) -> None:
         seen: dict[str, ir.Span] = {}

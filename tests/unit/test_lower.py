@@ -556,3 +556,17 @@ def test_all_errors_of_a_file_in_one_run(workdir: Path) -> None:
         'allow egress to 10.0.0.1/8 reason "r"', 'allow egress to opnai reason "r"',
         "mode shadw")})
     assert sorted(d.code for d in result.diagnostics) == ["cidr", "mode", "unknown-name"]
+
+
+def test_ingress_outside_agent_ports_is_reported(tmp_path: Path) -> None:
+    src = tmp_path / "p.claw"
+    src.write_text("""policy p {
+  applies-to user openclaw
+  allow ingress from 10.0.0.0/8 port 22/tcp reason "ssh"
+  allow ingress from 10.0.0.0/8 port 18789/tcp reason "gateway"
+}""")
+    result = load_policies([src])
+    warnings = [d for d in result.diagnostics if d.code == "scope"]
+    assert len(warnings) == 1 and warnings[0].location is not None
+    assert warnings[0].location.line == 3 and "never applies" in warnings[0].message
+    assert "agent-ports" in (warnings[0].hint or "")
