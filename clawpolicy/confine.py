@@ -20,9 +20,12 @@ from typing import Any
 from clawpolicy import ir
 from clawpolicy.errors import Diagnostics, Location, closest
 from clawpolicy.resolve import parse_literal, parse_port
-from clawpolicy.syntax import Attr, CapabilitiesDecl, ExpectDecl, FilesDecl, SocketsDecl, TestDecl, Word
+from clawpolicy.syntax import (
+    Attr, CapabilitiesDecl, ExpectDecl, FilesDecl, SocketsDecl, SyscallsDecl, TestDecl, Word,
+)
 
 RULE_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+SYSCALL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$", re.ASCII)
 CAPABILITIES = frozenset("""chown dac_override dac_read_search fowner fsetid kill setgid setuid
 setpcap linux_immutable net_bind_service net_broadcast net_admin net_raw ipc_lock ipc_owner
 sys_module sys_rawio sys_chroot sys_ptrace sys_pacct sys_admin sys_boot sys_nice sys_resource
@@ -188,6 +191,27 @@ class RuleLowering:
         return [ir.FileRule(id=rule_id, action=action, paths=tuple(sorted(set(paths))),
                             reason=docs["reason"], owner=docs.get("owner"), ticket=docs.get("ticket"),
                             expires=docs.get("expires"), span=span(decl.loc))]
+
+    def _syscalls(self, decl: SyscallsDecl) -> list[ir.SyscallRule]:
+        """`syscalls allow|deny NAME, ...`: names are checked for shape here; the seccomp
+        target checks them against libseccomp's table for each architecture."""
+        names: list[str] = []
+        for w in decl.names:
+            if not SYSCALL_NAME.match(w.text):
+                self.diag.error(f"invalid syscall name '{w.text}'", w.loc,
+                                "syscall names are lower-case, e.g. ptrace, bpf, mount",
+                                code="syscall")
+            else:
+                names.append(w.text)
+        docs = self._docs(decl.attrs, decl.loc, f"syscalls {decl.action.text} rule")
+        if docs is None or not names:
+            return []
+        action = ir.Action(decl.action.text)
+        rule_id = docs.get("id") or stable_id("s" + action.value[0], action.value, sorted(names))
+        return [ir.SyscallRule(id=rule_id, action=action, names=tuple(sorted(set(names))),
+                               reason=docs["reason"], owner=docs.get("owner"),
+                               ticket=docs.get("ticket"), expires=docs.get("expires"),
+                               span=span(decl.loc))]
 
     # ------------------------------------------------------------------ tests
     def _test(self, decl: TestDecl) -> list[ir.Expectation]:

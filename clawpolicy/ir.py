@@ -162,6 +162,19 @@ class Sockets(Model):
     span: Span
 
 
+class SyscallRule(Model):
+    """Syscalls added to (allow) or removed from (deny) the seccomp target's baseline."""
+
+    id: str
+    action: Action
+    names: tuple[str, ...]
+    reason: str
+    owner: str | None = None
+    ticket: str | None = None
+    expires: dt.date | None = None
+    span: Span
+
+
 class FileRule(Model):
     id: str
     action: Action
@@ -196,13 +209,15 @@ class Policy(Model):
     rules: tuple[Rule, ...] = ()
     capabilities: Capabilities | None = None
     sockets: Sockets | None = None
+    syscalls: tuple[SyscallRule, ...] = ()
     files: tuple[FileRule, ...] = ()
+    executable: str | None = None  # the agent's program (AppArmor attachment); None: the target's default
     tests: tuple[Expectation, ...] = ()
     source: str
     span: Span
 
-    def rule(self, rule_id: str) -> Rule | FileRule | None:
-        items: tuple[Rule | FileRule, ...] = (*self.rules, *self.files)
+    def rule(self, rule_id: str) -> Rule | SyscallRule | FileRule | None:
+        items: tuple[Rule | SyscallRule | FileRule, ...] = (*self.rules, *self.syscalls, *self.files)
         for item in items:
             if item.id == rule_id:
                 return item

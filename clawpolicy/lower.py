@@ -21,11 +21,24 @@ from clawpolicy.confine import RuleLowering, span, stable_id
 from clawpolicy.errors import Diagnostic, Diagnostics, Location, closest
 from clawpolicy.netspace import merge_networks, merge_ports
 from clawpolicy.resolve import (
-    Atom, Resolver, Workspace, file_defines, load_file, parse_port,
+    Atom,
+    Resolver,
+    Workspace,
+    file_defines,
+    load_file,
+    parse_port,
 )
 from clawpolicy.syntax import (
-    CapabilitiesDecl, Define, FilesDecl, PolicyDecl, RuleDecl, Setting,
-    SocketsDecl, TestDecl,
+    CapabilitiesDecl,
+    Define,
+    FilesDecl,
+    PolicyDecl,
+    RuleDecl,
+    Setting,
+    SocketsDecl,
+    SyscallsDecl,
+    TestDecl,
+    Word,
 )
 
 POLICY_NAME = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
@@ -98,6 +111,7 @@ class PolicyLowering(RuleLowering):
         settings = self._settings([s for s in decl.body if isinstance(s, Setting)])
         rules: list[ir.Rule] = []
         files: list[ir.FileRule] = []
+        syscalls: list[ir.SyscallRule] = []
         tests: list[ir.Expectation] = []
         caps = socks = None
         for stmt in decl.body:
@@ -105,13 +119,15 @@ class PolicyLowering(RuleLowering):
                 rules.extend(self._rule(stmt))
             elif isinstance(stmt, FilesDecl):
                 files.extend(self._files(stmt))
+            elif isinstance(stmt, SyscallsDecl):
+                syscalls.extend(self._syscalls(stmt))
             elif isinstance(stmt, TestDecl):
                 tests.extend(self._test(stmt))
             elif isinstance(stmt, CapabilitiesDecl):
                 caps = self._once(caps, stmt.loc, "capabilities", self._capabilities(stmt))
             elif isinstance(stmt, SocketsDecl):
                 socks = self._once(socks, stmt.loc, "sockets", self._sockets(stmt))
-        self._unique_ids([*rules, *files])
+        self._unique_ids([*rules, *syscalls, *files])
         self._unreachable_ingress(rules, settings.get("scope", ir.Scope()))
         if len([d for d in self.diag.items if d.severity.value == "error"]) > errors_before:
             return None
@@ -120,6 +136,8 @@ class PolicyLowering(RuleLowering):
             mode=settings.get("mode", ir.Mode.ENFORCE), scope=settings.get("scope", ir.Scope()),
             rules=tuple(sorted(rules, key=lambda r: r.id)), capabilities=caps, sockets=socks,
             files=tuple(sorted(files, key=lambda f: f.id)), tests=tuple(tests),
+            syscalls=tuple(sorted(syscalls, key=lambda s: s.id)),
+            executable=settings.get("executable"),
             source=source, span=span(decl.loc))
 
     # ------------------------------------------------------------------ settings
@@ -135,6 +153,8 @@ class PolicyLowering(RuleLowering):
             seen[s.key] = s.loc
             if s.key in ("description", "owner"):
                 out[s.key] = s.values[0].text
+            elif s.key == "executable":
+                out[s.key] = self._executable(s.values[0])
             elif s.key == "mode":
                 word = s.values[0]
                 try:
@@ -158,6 +178,16 @@ class PolicyLowering(RuleLowering):
             self.diag.error("agent-ports only applies to 'applies-to user ...'", seen["agent-ports"],
                             "a host policy governs every port", code="scope")
         return out
+
+    def _executable(self, word: Word) -> str | None:
+        """The agent's program, as AppArmor attaches a profile to it: an absolute path
+        (globs allowed, e.g. /usr/lib/node_modules/openclaw/bin/*)."""
+        text = word.text
+        if not text.startswith("/") or any(ord(c) < 32 or c in '"\\\x7f' for c in text):
+            self.diag.error(f"invalid executable '{text}'", word.loc,
+                            'an absolute path, e.g. executable "/usr/bin/node"', code="path")
+            return None
+        return text
 
     def _scope(self, s: Setting) -> ir.Scope | None:
         kind = s.values[0]
@@ -252,7 +282,7 @@ class PolicyLowering(RuleLowering):
                         rule.span.file, rule.span.line, rule.span.col),
                     "add the ports to 'agent-ports', or use 'applies-to host'", code="scope")
 
-    def _unique_ids(self, items: Sequence[ir.Rule | ir.FileRule]) -> None:
+    def _unique_ids(self, items: Sequence[ir.Rule | ir.SyscallRule | ir.FileRule]) -> None:
         seen: dict[str, ir.Span] = {}
         for item in items:
             if item.id in seen:

@@ -71,6 +71,14 @@ class SocketsDecl:
 
 
 @dataclass(frozen=True)
+class SyscallsDecl:
+    action: Word
+    names: tuple[Word, ...]
+    attrs: tuple[Attr, ...]
+    loc: Location
+
+
+@dataclass(frozen=True)
 class FilesDecl:
     action: Word
     paths: tuple[Word, ...]
@@ -103,7 +111,8 @@ class Setting:
     loc: Location
 
 
-Statement = Define | RuleDecl | CapabilitiesDecl | SocketsDecl | FilesDecl | TestDecl | Setting
+Statement = (Define | RuleDecl | CapabilitiesDecl | SocketsDecl | SyscallsDecl | FilesDecl
+             | TestDecl | Setting)
 
 
 @dataclass(frozen=True)
@@ -206,6 +215,7 @@ class ToSyntax(Transformer[lark.Token, Any]):
     mode = _setting("mode")
     applies_to = _setting("applies-to")
     agent_ports = _setting("agent-ports")
+    executable = _setting("executable")
 
     # -- rules
     def port_clause(self, items: list[Word]) -> tuple[Word, ...]:
@@ -249,6 +259,12 @@ class ToSyntax(Transformer[lark.Token, Any]):
         kinds = tuple(i for i in items if isinstance(i, tuple))
         attrs = tuple(i for i in items if isinstance(i, Attr))
         return SocketsDecl(kinds, attrs, self._loc(meta))
+
+    @v_args(meta=True)
+    def syscalls(self, meta: Meta, items: list[Any]) -> SyscallsDecl:
+        names = tuple(i for i in items[1:] if isinstance(i, Word))
+        attrs = tuple(i for i in items[1:] if isinstance(i, Attr))
+        return SyscallsDecl(items[0], names, attrs, self._loc(meta))
 
     @v_args(meta=True)
     def files(self, meta: Meta, items: list[Any]) -> FilesDecl:

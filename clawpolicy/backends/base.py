@@ -36,6 +36,7 @@ class Feature(str, enum.Enum):
     INGRESS = "ingress"
     USER_SCOPE = "per-user scope"
     SOCKETS = "socket families and types"
+    SYSCALLS = "syscall allow/deny lists"
     CAPABILITIES = "capabilities"
     FILES = "file paths"
     LOG_ONLY = "log-only (shadow) mode"

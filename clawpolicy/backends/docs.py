@@ -26,7 +26,9 @@ import jinja2
 
 from clawpolicy.backends.base import Artifact, Backend, BackendResult, CompileOptions, Feature, Level, Support
 from clawpolicy.evaluate import run_tests
-from clawpolicy.ir import Action, Direction, FileRule, Mode, Policy, PortRange, Rule, Span
+from clawpolicy.ir import (
+    Action, Direction, FileRule, Mode, Policy, PortRange, Rule, Span, SyscallRule,
+)
 
 ABSENT = "—"
 DIAGRAM_MAX_PEERS = 4  # a node lists this many peers, then "…": the tables hold the full list
@@ -144,8 +146,10 @@ def rule_cells(rule: Rule, with_direction: bool) -> Cells:
             where(rule.span)]
 
 
-def file_cells(f: FileRule) -> Cells:
-    return [f.id, f.action.value, ", ".join(f.paths), f.reason, f.owner, f.ticket,
+def file_cells(f: FileRule | SyscallRule) -> Cells:
+    """One row for a files or syscalls rule: the same columns, paths or syscall names."""
+    items = f.paths if isinstance(f, FileRule) else f.names
+    return [f.id, f.action.value, ", ".join(items), f.reason, f.owner, f.ticket,
             f.expires, where(f.span)]
 
 
@@ -235,6 +239,7 @@ def render(policy: Policy, options: CompileOptions) -> str:
         log_prefix=nftables.log_prefix(policy, "would-deny" if policy.mode is Mode.SHADOW else "deny"),
         capabilities=policy.capabilities, sockets=policy.sockets,
         files=[file_cells(f) for f in sorted(policy.files, key=lambda f: f.id)],
+        syscalls=[file_cells(s) for s in policy.syscalls],
         confiners=confiners, enforcing=[b.name for b in enforcing],
         columns=["Feature", "Rules", *(b.name for b in enforcing)],
         matrix=matrix(enforcing, registry.features_used(policy)),

@@ -296,6 +296,7 @@ class NftablesBackend:
         Feature.USER_SCOPE: Support(Level.YES, "egress by meta skuid; ingress by the agent ports"),
         Feature.SOCKETS: Support(Level.NO, "a firewall sees packets, not socket() calls"),
         Feature.CAPABILITIES: Support(Level.NO, "a firewall cannot drop process capabilities"),
+        Feature.SYSCALLS: Support(Level.NO, "a firewall sees packets, not system calls"),
         Feature.FILES: Support(Level.NO, "a firewall cannot see file access"),
         Feature.LOG_ONLY: Support(Level.YES, "log 'would-deny' and accept"),
     }

@@ -38,6 +38,8 @@ def features_used(policy: Policy) -> Iterator[tuple[Feature, str, Span]]:
         yield Feature.CAPABILITIES, "capabilities", policy.capabilities.span
     if policy.sockets is not None:
         yield Feature.SOCKETS, "sockets", policy.sockets.span
+    for s in policy.syscalls:
+        yield Feature.SYSCALLS, s.id, s.span
     for f in policy.files:
         yield Feature.FILES, f.id, f.span
     if policy.mode is Mode.SHADOW:

@@ -570,3 +570,32 @@ def test_ingress_outside_agent_ports_is_reported(tmp_path: Path) -> None:
     assert len(warnings) == 1 and warnings[0].location is not None
     assert warnings[0].location.line == 3 and "never applies" in warnings[0].message
     assert "agent-ports" in (warnings[0].hint or "")
+
+
+def test_syscalls_and_executable(tmp_path: Path) -> None:
+    src = tmp_path / "p.claw"
+    src.write_text("""policy p {
+  executable "/usr/bin/node"
+  syscalls deny ptrace, bpf reason "no debugging or eBPF" ticket SEC-7
+  syscalls allow io_uring_setup reason "the runtime needs it"
+}""")
+    result = load_policies([src])
+    assert result.ok, result.diagnostics
+    (policy,) = result.policies
+    assert policy.executable == "/usr/bin/node"
+    deny, allow = sorted(policy.syscalls, key=lambda s: s.action.value, reverse=True)
+    assert (deny.action, deny.names, deny.ticket) == (Action.DENY, ("bpf", "ptrace"), "SEC-7")
+    assert (allow.action, allow.names) == (Action.ALLOW, ("io_uring_setup",))
+    assert deny.id.startswith("sd-") and allow.id.startswith("sa-")
+
+
+def test_syscall_and_executable_errors(tmp_path: Path) -> None:
+    src = tmp_path / "p.claw"
+    src.write_text("""policy p {
+  executable "node"
+  syscalls deny PTRACE reason "x"
+  syscalls deny mount
+}""")
+    errors = [(d.location.line, d.code) for d in load_policies([src]).diagnostics
+              if d.location is not None]
+    assert errors == [(2, "path"), (3, "syscall"), (4, "missing-reason")]
