@@ -15,7 +15,7 @@ import posixpath
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from clawpolicy import ir
 from clawpolicy.errors import Diagnostics, Location, closest
@@ -25,6 +25,7 @@ from clawpolicy.syntax import (
 )
 
 RULE_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+D = TypeVar("D", bound=ir.Documented)
 SYSCALL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$", re.ASCII)
 CAPABILITIES = frozenset("""chown dac_override dac_read_search fowner fsetid kill setgid setuid
 setpcap linux_immutable net_bind_service net_broadcast net_admin net_raw ipc_lock ipc_owner
@@ -183,14 +184,7 @@ class RuleLowering:
                                 f"write {'~/' if clean == '~' else clean}", code="path")
             else:
                 paths.append(w.text.rstrip("/") or "/")
-        docs = self._docs(decl.attrs, decl.loc, f"files {decl.action.text} rule")
-        if docs is None or not paths:
-            return []
-        action = ir.Action(decl.action.text)
-        rule_id = docs.get("id") or stable_id("f" + action.value[0], action.value, sorted(paths))
-        return [ir.FileRule(id=rule_id, action=action, paths=tuple(sorted(set(paths))),
-                            reason=docs["reason"], owner=docs.get("owner"), ticket=docs.get("ticket"),
-                            expires=docs.get("expires"), span=span(decl.loc))]
+        return self._documented(ir.FileRule, "paths", "f", decl.action, paths, decl.attrs, decl.loc)
 
     def _syscalls(self, decl: SyscallsDecl) -> list[ir.SyscallRule]:
         """`syscalls allow|deny NAME, ...`: names are checked for shape here; the seccomp
@@ -203,15 +197,22 @@ class RuleLowering:
                                 code="syscall")
             else:
                 names.append(w.text)
-        docs = self._docs(decl.attrs, decl.loc, f"syscalls {decl.action.text} rule")
-        if docs is None or not names:
+        return self._documented(ir.SyscallRule, "names", "s", decl.action, names, decl.attrs,
+                                decl.loc)
+
+    def _documented(self, model: type[D], field: str, prefix: str, action_word: Word,
+                    items: list[str], attrs: Sequence[Attr], loc: Location) -> list[D]:
+        """A confinement rule with its documentation and a content-derived ID
+        (`fd-…` for files deny, `sa-…` for syscalls allow, …)."""
+        keyword = "files" if field == "paths" else "syscalls"
+        docs = self._docs(attrs, loc, f"{keyword} {action_word.text} rule")
+        if docs is None or not items:
             return []
-        action = ir.Action(decl.action.text)
-        rule_id = docs.get("id") or stable_id("s" + action.value[0], action.value, sorted(names))
-        return [ir.SyscallRule(id=rule_id, action=action, names=tuple(sorted(set(names))),
-                               reason=docs["reason"], owner=docs.get("owner"),
-                               ticket=docs.get("ticket"), expires=docs.get("expires"),
-                               span=span(decl.loc))]
+        action = ir.Action(action_word.text)
+        rule_id = docs.get("id") or stable_id(prefix + action.value[0], action.value, sorted(items))
+        return [model(id=rule_id, action=action, reason=docs["reason"], owner=docs.get("owner"),
+                      ticket=docs.get("ticket"), expires=docs.get("expires"), span=span(loc),
+                      **{field: tuple(sorted(set(items)))})]
 
     # ------------------------------------------------------------------ tests
     def _test(self, decl: TestDecl) -> list[ir.Expectation]:

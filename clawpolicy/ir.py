@@ -112,20 +112,6 @@ class Peers(Model):
                 + [f"*.{w}" for w in self.wildcards])
 
 
-class Rule(Model):
-    """A network rule after lowering: one direction, one action, one port set."""
-
-    id: str
-    direction: Direction
-    action: Action
-    peers: Peers
-    ports: tuple[PortRange, ...] = ()  # empty: every protocol and port
-    reason: str
-    owner: str | None = None
-    ticket: str | None = None
-    expires: dt.date | None = None
-    origin: tuple[str, ...] = ()  # peers as written (e.g. "@llm", "slack.com"), for docs and review
-    span: Span
 
 
 class Scope(Model):
@@ -162,28 +148,37 @@ class Sockets(Model):
     span: Span
 
 
-class SyscallRule(Model):
+class Documented(Model):
+    """What every rule carries besides its meaning: why, who, which ticket, until when."""
+
+    id: str
+    action: Action
+    reason: str
+    owner: str | None = None
+    ticket: str | None = None
+    expires: dt.date | None = None
+    span: Span
+
+
+class Rule(Documented):
+    """A network rule after lowering: one direction, one action, one port set."""
+
+    direction: Direction
+    peers: Peers
+    ports: tuple[PortRange, ...] = ()  # empty: every protocol and port
+    origin: tuple[str, ...] = ()  # peers as written (e.g. "@llm", "slack.com"), for docs and review
+
+
+class SyscallRule(Documented):
     """Syscalls added to (allow) or removed from (deny) the seccomp target's baseline."""
 
-    id: str
-    action: Action
     names: tuple[str, ...]
-    reason: str
-    owner: str | None = None
-    ticket: str | None = None
-    expires: dt.date | None = None
-    span: Span
 
 
-class FileRule(Model):
-    id: str
-    action: Action
+class FileRule(Documented):
+    """Paths the agent may (allow) or may not (deny) touch; `~/` is the agent's home."""
+
     paths: tuple[str, ...]
-    reason: str
-    owner: str | None = None
-    ticket: str | None = None
-    expires: dt.date | None = None
-    span: Span
 
 
 class Expectation(Model):
