@@ -17,6 +17,7 @@ from clawpolicy.catalog import load_catalog
 from clawpolicy.compiler import compile_paths
 from clawpolicy.errors import Diagnostic, ExitCode, Severity, render
 from clawpolicy.evaluate import run_tests
+from clawpolicy.lockfile import LockError
 from clawpolicy.lower import load_policies
 from clawpolicy.write import apply, describe, plan
 
@@ -38,6 +39,8 @@ examples:
       override the file's mode; write under out/
   clawpolicy compile examples/x.claw --target nftables --validate
       check the ruleset with libnftables (dry run) before writing
+  clawpolicy compile examples/x.claw --lock
+      also put the addresses of examples/x.lock.json (`clawpolicy resolve`) into the FQDN sets
 
 Nothing is written unless every policy compiles; changed files are replaced atomically, and
 files a target no longer produces are removed from its directory.
@@ -56,7 +59,7 @@ def _failed(diags: Sequence[Diagnostic]) -> bool:
 def cmd_compile(args: argparse.Namespace) -> int:
     targets = args.target or list(DEFAULT_TARGETS)
     result = compile_paths(args.policies, targets, mode=ir.Mode(args.mode) if args.mode else None,
-                           strict=args.strict, validate=args.validate)
+                           strict=args.strict, validate=args.validate, lock=args.lock)
     shown = [d for d in result.diagnostics if d.severity is not Severity.NOTE or args.verbose]
     _print_diagnostics(shown, result.sources)
     for line in result.validations:
@@ -118,6 +121,57 @@ def cmd_test(args: argparse.Namespace) -> int:
     return ExitCode.POLICY_ERROR if failed else ExitCode.OK
 
 
+def cmd_resolve(args: argparse.Namespace) -> int:
+    # Imported here: only this command needs dnspython.
+    from clawpolicy import lockfile
+    from clawpolicy.write import atomic_write
+
+    failed = False
+    resolver = lockfile.DnsResolver(args.resolver)
+    for path in args.policies:
+        loaded = load_policies([path])
+        _print_diagnostics(loaded.diagnostics, loaded.sources)
+        if not loaded.ok:
+            return ExitCode.POLICY_ERROR
+        target = lockfile.lock_path(path)
+        names, wildcards = lockfile.names_of(loaded.policies)
+        for w in wildcards:
+            print(f"note: {w}: {lockfile.WILDCARD_NOTE}", file=sys.stderr)
+        try:
+            old = lockfile.load(target) if target.exists() else None
+            if args.check:
+                if old is None:
+                    print(f"{target}: missing; run `clawpolicy resolve {path}`", file=sys.stderr)
+                    failed = True
+                    continue
+                changes = lockfile.check(loaded.policies, resolver, old)
+            else:
+                resolution = lockfile.resolve(loaded.policies, resolver, old, update=args.update)
+                changes = resolution.changes
+                for name in resolution.empty:
+                    print(f"warning: {name} resolves to no address: the lock admits nothing for it",
+                          file=sys.stderr)
+        except LockError as exc:
+            print(f"clawpolicy resolve: {exc}", file=sys.stderr)
+            return ExitCode.POLICY_ERROR
+        for change in changes:
+            for line in change.lines():
+                print(line)
+        if args.check:
+            if changes:
+                print(f"{target}: DNS via {resolver.description} no longer matches the lock; "
+                      f"run `clawpolicy resolve --update {path}` and review the diff", file=sys.stderr)
+                failed = True
+            else:
+                print(f"{target}: matches DNS ({len(names)} names)")
+        elif old is None or changes:
+            atomic_write(target, lockfile.dumps(resolution.lock).encode("utf-8"))
+            print(f"wrote {target} ({len(names)} names)")
+        else:
+            print(f"{target}: up to date ({len(names)} names)")
+    return ExitCode.POLICY_ERROR if failed else ExitCode.OK
+
+
 def cmd_catalog(args: argparse.Namespace) -> int:
     catalog = load_catalog()
     names = args.groups or sorted(catalog)
@@ -171,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validate", action="store_true",
                    help="check each nftables ruleset with libnftables (dry run) or `nft -c`")
     p.add_argument("-v", "--verbose", action="store_true", help="also show notes")
+    p.add_argument("--lock", action="store_true",
+                   help="put each policy file's locked addresses (<file>.lock.json, written by "
+                        "`clawpolicy resolve`) into the FQDN sets")
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("ir", help="print the IR as JSON (or its JSON Schema)",
@@ -193,6 +250,25 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=fmt)
     p.add_argument("policies", nargs="+", type=Path, metavar="POLICY.claw")
     p.set_defaults(func=cmd_test)
+
+    p = sub.add_parser("resolve", help="resolve the policies' names into a lock file",
+                       description="Resolve every domain name of the policies' egress rules (A and "
+                                   "AAAA) and record the addresses in <file>.lock.json beside each "
+                                   "policy file, for `compile --lock`. Names already locked keep "
+                                   "their addresses unless --update; wildcards cannot be locked "
+                                   "(the dnsmasq target fills their sets at run time).",
+                       epilog="examples:\n  clawpolicy resolve examples/openclaw-server.claw\n"
+                              "  clawpolicy resolve --update --resolver 10.20.0.53 examples/x.claw\n"
+                              "  clawpolicy resolve --check examples/x.claw   # CI: exit 1 if DNS moved",
+                       formatter_class=fmt)
+    p.add_argument("policies", nargs="+", type=Path, metavar="POLICY.claw")
+    p.add_argument("--resolver", metavar="IP", help="ask this nameserver (default: the system's)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--update", action="store_true",
+                     help="ask DNS again for every name, not only for names the lock lacks")
+    how.add_argument("--check", action="store_true",
+                     help="write nothing; exit 1 if DNS no longer matches the lock")
+    p.set_defaults(func=cmd_resolve)
 
     p = sub.add_parser("catalog", help="list the built-in service groups",
                        description="List the catalog groups a policy can name (e.g. `define llm = "

@@ -8,6 +8,7 @@ caller hands `outputs` to `write`, so a failure anywhere leaves generated/ as it
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import gc
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,7 @@ from clawpolicy.backends.base import CompileOptions
 from clawpolicy.backends.registry import BACKENDS, check_support
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Mode, Policy
+from clawpolicy.lockfile import LockError, load, lock_path, names_of
 from clawpolicy.lower import load_policies
 from clawpolicy.validate import validate_nft
 
@@ -51,23 +53,31 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 
 def compile_paths(paths: Sequence[Path], targets: Sequence[str], *, mode: Mode | None = None,
-                  strict: bool = False, validate: bool = False,
+                  strict: bool = False, validate: bool = False, lock: bool = False,
                   today: dt.date | None = None) -> CompileResult:
+    """`lock`: put the addresses of each policy file's lock (`<stem>.lock.json`, written by
+    `clawpolicy resolve`) into the FQDN sets; a name the lock lacks is an error."""
     with _no_cyclic_gc():
-        return _compile(paths, targets, mode, strict, validate, today)
+        return _compile(paths, targets, mode, strict, validate, lock, today)
 
 
 def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, strict: bool,
-             validate: bool, today: dt.date | None) -> CompileResult:
+             validate: bool, lock: bool, today: dt.date | None) -> CompileResult:
     loaded = load_policies(paths, today=today)
     result = CompileResult(sources=loaded.sources)
     result.diagnostics.extend(_strictly(loaded.diagnostics, strict))
     if not loaded.ok:
         return result
-    options = CompileOptions(strict=strict)
+    base = CompileOptions(strict=strict)
     for policy in loaded.policies:
         if mode is not None:
             policy = policy.with_mode(mode)
+        options = base
+        if lock:
+            locked = _locked_addresses(policy, result.diagnostics)
+            if locked is None:
+                continue
+            options = dataclasses.replace(base, lock=locked)
         result.policies.append(policy)
         result.diagnostics.extend(check_support(policy, targets, strict))
         for target in targets:
@@ -86,6 +96,24 @@ def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, s
                                 Location(policy.source), check.message.splitlines()[0]
                                 if check.message else None, code="validation"))
     return result
+
+
+def _locked_addresses(policy: Policy, diagnostics: list[Diagnostic]) -> dict[str, tuple[str, ...]] | None:
+    """The lock beside the policy's file, as name -> addresses; None (and an error) when it
+    is missing, unreadable or lacks a name the policy uses."""
+    path = lock_path(Path(policy.source))
+    try:
+        locked = load(path).addresses()
+    except LockError as exc:
+        diagnostics.append(Diagnostic(Severity.ERROR, str(exc), Location(policy.source), code="lock"))
+        return None
+    missing = [n for n in names_of([policy])[0] if n not in locked]
+    if missing:
+        diagnostics.append(Diagnostic(
+            Severity.ERROR, f"{policy.name}: {path} has no addresses for {', '.join(missing)}",
+            Location(policy.source), f"run `clawpolicy resolve {policy.source}`", code="lock"))
+        return None
+    return locked
 
 
 def _strictly(diagnostics: Sequence[Diagnostic], strict: bool) -> list[Diagnostic]:

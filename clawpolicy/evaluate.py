@@ -4,7 +4,9 @@ The rules of DESIGN.md, written once: out-of-scope traffic and loopback pass; ot
 overrides allow, whatever the order; anything not allowed is denied. Shadow mode decides the
 same way but does not enforce (the kernel logs a would-deny and lets the packet through).
 Names in flows match FQDN and wildcard rules; addresses match CIDR rules only, because an
-FQDN rule holds only the addresses DNS put into its set at run time.
+FQDN rule holds only the addresses DNS put into its set at run time. A policy with FQDN rules
+also keeps the agent's DNS on the local resolver (`Policy.local_dns`, rule `local-dns-only`):
+DNS ports to anything but loopback are denied before the rules are consulted.
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ def evaluate(policy: Policy, flow: Flow) -> Verdict:
     address = _address(flow.peer)
     if address is not None and any(address in net for net in LOOPBACK if net.version == address.version):
         return Verdict(Action.ALLOW, "loopback", enforced=enforced)
+    dns = policy.local_dns
+    if (dns is not None and flow.direction is Direction.EGRESS and not dns.exempts(policy.scope, flow.user)
+            and any(p.covers(flow.protocol, flow.port) for p in dns.ports)):
+        return Verdict(Action.DENY, "rule", dns.id, enforced)
     candidates = [r for r in policy.rules if r.direction is flow.direction and _matches(r, flow)]
     for action in (Action.DENY, Action.ALLOW):  # deny overrides allow
         hits = sorted(r.id for r in candidates if r.action is action)

@@ -181,6 +181,35 @@ class FileRule(Documented):
     paths: tuple[str, ...]
 
 
+LOCAL_DNS_ID = "local-dns-only"
+
+
+def _dns_ports() -> tuple[PortRange, ...]:
+    return tuple(PortRange(protocol=p, first=n, last=n)
+                 for n in (53, 853) for p in (Protocol.UDP, Protocol.TCP))  # DNS, DoT, DoQ
+
+
+class LocalDns(Model):
+    """The agent's DNS goes to the resolver on its own host (loopback) and nowhere else.
+
+    Lowering adds this whenever an egress rule names a domain: such a rule holds only the
+    addresses the local resolver put into its sets (the dnsmasq target), so DNS to any other
+    server would let the agent learn addresses the sets never saw, and any resolver could
+    carry data out. Egress to `ports` on any address but loopback is denied, whatever the
+    allow rules say (the rule `id`). When the policy fences the whole host, the resolver's
+    own queries (sockets owned by `resolver_user`) are exempt from this rule; the other rules
+    still decide which upstream servers it may reach."""
+
+    id: str = LOCAL_DNS_ID
+    ports: tuple[PortRange, ...] = Field(default_factory=_dns_ports)
+    resolver_user: str = "dnsmasq"
+    reason: str = ("FQDN rules hold only what the local resolver put into their sets: the "
+                   "agent's DNS goes there and nowhere else")
+
+    def exempts(self, scope: Scope, user: str | None) -> bool:
+        return scope.kind == "host" and user == self.resolver_user
+
+
 class Expectation(Model):
     """A `test` block's claim about one flow, checked by the evaluator (and the kernel)."""
 
@@ -207,6 +236,7 @@ class Policy(Model):
     syscalls: tuple[SyscallRule, ...] = ()
     files: tuple[FileRule, ...] = ()
     executable: str | None = None  # the agent's program (AppArmor attachment); None: the target's default
+    local_dns: LocalDns | None = None  # set by lowering when an egress rule names a domain
     tests: tuple[Expectation, ...] = ()
     source: str
     span: Span

@@ -18,7 +18,7 @@ from typing import Any
 
 from clawpolicy import ir
 from clawpolicy.confine import RuleLowering, span, stable_id
-from clawpolicy.errors import Diagnostic, Diagnostics, Location, closest
+from clawpolicy.errors import Diagnostic, Diagnostics, Location, Severity, closest
 from clawpolicy.netspace import merge_networks, merge_ports
 from clawpolicy.resolve import (
     Atom,
@@ -138,6 +138,8 @@ class PolicyLowering(RuleLowering):
             files=tuple(sorted(files, key=lambda f: f.id)), tests=tuple(tests),
             syscalls=tuple(sorted(syscalls, key=lambda s: s.id)),
             executable=settings.get("executable"),
+            local_dns=self._local_dns(rules, settings.get("scope", ir.Scope()),
+                                      settings.get("dns") == "local", decl.loc),
             source=source, span=span(decl.loc))
 
     # ------------------------------------------------------------------ settings
@@ -155,6 +157,12 @@ class PolicyLowering(RuleLowering):
                 out[s.key] = s.values[0].text
             elif s.key == "executable":
                 out[s.key] = self._executable(s.values[0])
+            elif s.key == "dns":
+                if s.values[0].text != "local":
+                    self.diag.error(f"unknown dns setting '{s.values[0].text}'", s.values[0].loc,
+                                    "write 'dns local': the agent resolves names only through "
+                                    "the local resolver (the dnsmasq target)", code="dns")
+                out["dns"] = s.values[0].text
             elif s.key == "mode":
                 word = s.values[0]
                 try:
@@ -282,9 +290,50 @@ class PolicyLowering(RuleLowering):
                         rule.span.file, rule.span.line, rule.span.col),
                     "add the ports to 'agent-ports', or use 'applies-to host'", code="scope")
 
+    def _local_dns(self, rules: Sequence[ir.Rule], scope: ir.Scope, enabled: bool,
+                   loc: Location) -> ir.LocalDns | None:
+        """`dns local` keeps the agent's DNS on the local resolver (ir.LocalDns), which fills
+        the FQDN sets; an allow rule that names DNS ports is then overridden for the agent, so
+        say so. Without it, FQDN rules still hold (only addresses in their sets pass), but the
+        agent may resolve elsewhere, and a note says how to close that."""
+        if not enabled:
+            if any(r.direction is ir.Direction.EGRESS and r.peers.has_fqdns for r in rules):
+                self.diag.items.append(Diagnostic(
+                    Severity.NOTE, "FQDN rules admit only addresses the local resolver put into "
+                    "their sets, but the agent may still send DNS queries elsewhere", loc,
+                    "add 'dns local' to keep the agent's DNS on the local resolver "
+                    "(generated/<policy>/dnsmasq/)", code="dns"))
+            return None
+        dns = ir.LocalDns()
+        for rule in rules:
+            if rule.direction is not ir.Direction.EGRESS or rule.action is not ir.Action.ALLOW:
+                continue
+            named = [str(p) for p in rule.ports if p.first is not None and any(
+                d.protocol is p.protocol and p.covers(d.protocol, d.first) for d in dns.ports)]
+            if not named:
+                continue
+            where = Location(rule.span.file, rule.span.line, rule.span.col)
+            if scope.kind == "user":
+                self.diag.warning(
+                    f"rule {rule.id} never applies on {', '.join(named)}: with FQDN rules the agent's "
+                    f"DNS goes only to the local resolver ({dns.id})", where,
+                    "the resolver runs as another user, outside this policy: drop the rule", code="dns")
+            else:
+                self.diag.items.append(Diagnostic(
+                    Severity.NOTE, f"rule {rule.id} applies on {', '.join(named)} only to the "
+                    f"resolver's own queries (user {dns.resolver_user}): with FQDN rules every other "
+                    f"process's DNS goes to the local resolver ({dns.id})", where, code="dns"))
+        return dns
+
     def _unique_ids(self, items: Sequence[ir.Rule | ir.SyscallRule | ir.FileRule]) -> None:
         seen: dict[str, ir.Span] = {}
         for item in items:
+            if item.id == ir.LOCAL_DNS_ID:
+                self.diag.error(f"rule id '{item.id}' is reserved: a policy with FQDN rules "
+                                "gets a rule of that name (DNS only through the local resolver)",
+                                Location(item.span.file, item.span.line, item.span.col,
+                                         item.span.end_col, item.span.end_line),
+                                "choose another id", code="duplicate")
             if item.id in seen:
                 first = seen[item.id]
                 self.diag.error(f"rule id '{item.id}' is used twice (first at line {first.line})",

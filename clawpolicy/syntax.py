@@ -216,6 +216,7 @@ class ToSyntax(Transformer[lark.Token, Any]):
     applies_to = _setting("applies-to")
     agent_ports = _setting("agent-ports")
     executable = _setting("executable")
+    dns = _setting("dns")
 
     # -- rules
     def port_clause(self, items: list[Word]) -> tuple[Word, ...]:

@@ -28,10 +28,10 @@ def _substitute_users(text: str) -> tuple[str, list[str]]:
     names: list[str] = []
 
     def repl(m: re.Match[str]) -> str:
-        names.append(m.group(1))
-        return "meta skuid 0"
+        names.append(m.group(2))
+        return f"meta skuid {m.group(1) or ''}0"
 
-    return re.sub(r'meta skuid "([^"]*)"', repl, text), names
+    return re.sub(r'meta skuid (!= )?"([^"]*)"', repl, text), names
 
 
 def validate_nft(text: str) -> list[Validation]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from clawpolicy.errors import Diagnostic
 from clawpolicy.ir import Policy
@@ -61,6 +61,13 @@ class CompileOptions:
     strict: bool = False
     nft_log_rate: str = "10/second"
     nft_log_burst: int = 20
+    # FQDN sets: seconds an address DNS added stays without a new answer or connection for it;
+    # the dnsmasq target caps the TTLs it hands out at the same value (never outlived by a TTL)
+    fqdn_timeout: int = 600
+    lock: Mapping[str, tuple[str, ...]] | None = None  # `compile --lock`: name -> locked addresses
+    seccomp_deny_action: Literal["errno", "kill"] = "errno"  # refusals: EPERM, or kill the process
+    apparmor_abi: Literal["3.0", "4.0"] = "3.0"  # the `abi <abi/X>` the profile is written against
+    apparmor_profile_name: str = "clawpolicy-{policy}"  # {policy}: the policy's name
 
 
 @dataclass

@@ -27,7 +27,7 @@ import jinja2
 from clawpolicy.backends.base import Artifact, Backend, BackendResult, CompileOptions, Feature, Level, Support
 from clawpolicy.evaluate import run_tests
 from clawpolicy.ir import (
-    Action, Direction, FileRule, Mode, Policy, PortRange, Rule, Span, SyscallRule,
+    LOCAL_DNS_ID, Action, Direction, FileRule, Mode, Policy, PortRange, Rule, Span, SyscallRule,
 )
 
 ABSENT = "—"
@@ -153,14 +153,26 @@ def file_cells(f: FileRule | SyscallRule) -> Cells:
             f.expires, where(f.span)]
 
 
-def fqdn_cells(rule: Rule) -> Cells:
+def fqdn_cells(policy: Policy, rule: Rule) -> Cells:
     # Lazy for the same reason as registry in render(); the set names are the nftables
     # target's own, so an auditor can `nft list set` them.
-    from clawpolicy.backends.nftables import fqdn_set_name
+    from clawpolicy.backends.nftables import group_of
 
-    sets = [fqdn_set_name(rule.direction, rule.action, family, rule.ports) for family in (4, 6)]
+    group = group_of(policy, rule)
+    sets = [group.set_name(family) for family in (4, 6)] if group else []
     return [rule.id, ", ".join(rule.peers.names), ", ".join(f"*.{w}" for w in rule.peers.wildcards),
             ", ".join(sets)]
+
+
+def local_dns_cells(policy: Policy) -> list[Cells]:
+    """The rule lowering adds for FQDN rules (`Policy.local_dns`), as a row of the deny table."""
+    dns = policy.local_dns
+    if dns is None:
+        return []
+    peers = "any but loopback" + (f" (not for user {dns.resolver_user}, the resolver)"
+                                  if policy.scope.kind == "host" else "")
+    return [[dns.id, Direction.EGRESS.value, peers, ports_text(dns.ports), dns.reason, None, None,
+             None, "added for the FQDN rules"]]
 
 
 def test_cells(policy: Policy) -> list[Cells]:
@@ -232,10 +244,10 @@ def render(policy: Policy, options: CompileOptions) -> str:
         policy=policy, shadow=policy.mode is Mode.SHADOW, source=display_path(policy.source),
         agent_ports=ports_text(policy.scope.agent_ports) if policy.scope.agent_ports else "",
         egress_allow=[rule_cells(r, False) for r in select(Direction.EGRESS, Action.ALLOW)],
-        denied=[rule_cells(r, True) for r in select(None, Action.DENY)],
+        denied=local_dns_cells(policy) + [rule_cells(r, True) for r in select(None, Action.DENY)],
         ingress_allow=[rule_cells(r, False) for r in select(Direction.INGRESS, Action.ALLOW)],
-        fqdn=[fqdn_cells(r) for r in rules if r.peers.has_fqdns],
-        nft_table=nftables.table_name(policy), where=where,
+        fqdn=[fqdn_cells(policy, r) for r in rules if r.peers.has_fqdns],
+        nft_table=nftables.table_name(policy), where=where, local_dns_id=LOCAL_DNS_ID,
         log_prefix=nftables.log_prefix(policy, "would-deny" if policy.mode is Mode.SHADOW else "deny"),
         capabilities=policy.capabilities, sockets=policy.sockets,
         files=[file_cells(f) for f in sorted(policy.files, key=lambda f: f.id)],

@@ -1,17 +1,32 @@
 """IR to an nftables ruleset: floor 2, one backend, one entry point (`BACKEND.compile`).
 
 Shape (see the nft wiki, "Sets", "Verdict maps", "Concatenations"):
-- one `table inet clawpolicy_<policy>`, reloaded atomically by `nft -f` (declare, delete,
-  define: the file is one transaction);
+- one `table inet clawpolicy_<policy>`, loaded atomically by `nft -f` (the file is one
+  transaction);
 - per direction and family, one interval verdict map keyed `addr . l4proto . th dport` for
   deny rules and one for allow rules. The compiler partitions the rules' address/port space
   so every element is disjoint (the kernel rejects overlaps) and maps to the chain of one
   rule. A packet therefore meets a constant number of rules however many addresses or rules
   the policy has, and each rule's chain carries its counter, comment and log prefix;
-- FQDN peers become address sets (`flags timeout`) grouped by port signature, empty until
-  DNS fills them at run time (dnsmasq `nftset=`), so they never stop the ruleset loading;
+- FQDN peers become address sets grouped by direction, action and ports (`FqdnGroup`),
+  filled at run time by the dnsmasq target's resolver (`nftset=`), so they are empty at load
+  and never stop the ruleset loading. Elements expire `fqdn_timeout` seconds after DNS added
+  them or the agent last opened a connection to them (`update` from the packet path: an
+  address two names share, or one dnsmasq answers again from its cache, is not dropped while
+  in use). With `compile --lock`, a static companion set holds the locked addresses;
 - deny overrides allow because deny maps are consulted first; the default chain logs and
   drops (enforce) or logs `would-deny` and accepts (shadow).
+
+Reloading (DESIGN.md: "Replacing a table destroys its dynamic sets"): the file never deletes
+the table. It declares the DNS-filled sets (created on a first load, kept with their elements
+afterwards; a changed `timeout` is updated in place), declares everything else it defines,
+then `flush table` (every rule goes; set elements stay), deletes every map, static set and
+chain it defines, and defines them anew, so comments, elements and chains are exactly this
+file's. A DNS set's name carries a hash of the names it serves: a policy change that adds or
+removes a name starts a new, empty set, so a removed name's addresses are revoked at once.
+Objects an earlier version defined and this one does not (a removed rule's chain, a set of
+names no longer used) stay behind empty or unreferenced; `nft delete table inet <table>`
+before loading clears them, and the DNS-filled addresses with them.
 """
 
 from __future__ import annotations
@@ -26,7 +41,7 @@ from dataclasses import dataclass, field
 import jinja2
 
 from clawpolicy.backends.base import Artifact, BackendResult, CompileOptions, Feature, Level, Support
-from clawpolicy.ir import Action, Direction, Mode, Policy, PortRange, Protocol, Rule
+from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, PortRange, Protocol, Rule
 from clawpolicy.netspace import Box, interval_to_text, network_interval, partition, protocol_number
 
 COMMENT_MAX_BYTES = 127  # the kernel keeps 128 bytes of user data, NUL included
@@ -35,7 +50,10 @@ FAMILY_KEYWORD = {4: "ip", 6: "ip6"}
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
 ALL_PROTOCOLS = (0, 255)
 ALL_PORTS = (0, 65535)
-FQDN_SET_TIMEOUT = "1h"  # elements DNS adds age out unless the name is looked up again
+# Every verdict map a ruleset can define, whatever the policy: a load declares and deletes
+# them all, so a map an earlier version had and this one does not is removed too.
+ALL_MAP_NAMES = tuple((f"{d}_{a}_v{f}", f) for d in ("egress", "ingress") for a in ("deny", "allow")
+                      for f in (4, 6))
 # ICMPv6 that IPv6 needs to work at all (RFC 4890 section 4.4.1): neighbour and router
 # discovery, and multicast listener reports (the kernel sends MLDv2 reports for solicited-node
 # groups; switches that snoop MLD stop forwarding neighbour solicitations without them).
@@ -96,9 +114,58 @@ def port_signature(ports: Sequence[PortRange]) -> str:
     return sig
 
 
-def fqdn_set_name(direction: Direction, action: Action, family: int, ports: Sequence[PortRange]) -> str:
-    """The set DNS fills for names with these ports (the dnsmasq target uses the same name)."""
-    return f"{direction.value}_{action.value}_fqdn{family}_{port_signature(ports)}"
+def fqdn_set_name(direction: Direction, action: Action, family: int, ports: Sequence[PortRange],
+                  entries: Sequence[str], *, locked: bool = False) -> str:
+    """The set DNS fills for these names (`entries`: exact names and `*.suffix` wildcards)
+    with these ports; the dnsmasq target writes the same names into its `nftset=` lines.
+    The hash of the names makes a set serve exactly one list of names, so a changed list
+    starts an empty set (see the module docstring). `locked`: the static companion set that
+    holds a lock file's addresses (rebuilt on every load, so no hash)."""
+    stem = f"{direction.value}_{action.value}_{'lock' if locked else 'fqdn'}{family}_{port_signature(ports)}"
+    if locked:
+        return stem
+    return stem + "_" + hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class FqdnGroup:
+    """The egress FQDN peers of one action and one port set: one DNS-filled set per family
+    serves them all (rules with the same ports share it)."""
+
+    direction: Direction
+    action: Action
+    ports: tuple[PortRange, ...]
+    rules: tuple[Rule, ...]
+    names: tuple[str, ...]  # exact names, sorted
+    wildcards: tuple[str, ...]  # suffixes: "slack.com" for *.slack.com, sorted
+
+    @property
+    def entries(self) -> tuple[str, ...]:
+        return tuple(sorted([*self.names, *(f"*.{w}" for w in self.wildcards)]))
+
+    def set_name(self, family: int, *, locked: bool = False) -> str:
+        return fqdn_set_name(self.direction, self.action, family, self.ports, self.entries,
+                             locked=locked)
+
+
+def fqdn_groups(policy: Policy) -> list[FqdnGroup]:
+    """Every group, deny before allow, then by port signature (the order of the lookups)."""
+    out = []
+    for action in (Action.DENY, Action.ALLOW):
+        groups: dict[tuple[PortRange, ...], list[Rule]] = {}
+        for rule in sorted(policy.rules, key=lambda r: r.id):
+            if rule.direction is Direction.EGRESS and rule.action is action and rule.peers.has_fqdns:
+                groups.setdefault(rule.ports, []).append(rule)
+        for ports, members in sorted(groups.items(), key=lambda kv: port_signature(kv[0])):
+            out.append(FqdnGroup(
+                Direction.EGRESS, action, ports, tuple(members),
+                tuple(sorted({n for r in members for n in r.peers.names})),
+                tuple(sorted({w for r in members for w in r.peers.wildcards}))))
+    return out
+
+
+def group_of(policy: Policy, rule: Rule) -> FqdnGroup | None:
+    return next((g for g in fqdn_groups(policy) if rule in g.rules), None)
 
 
 # ------------------------------------------------------------------------------- model
@@ -117,7 +184,7 @@ class FqdnSet:
     name: str
     family: int
     comment: str
-    match: str  # the rule that uses the set
+    elements: list[str] = field(default_factory=list)  # locked sets only
 
 
 @dataclass
@@ -136,7 +203,8 @@ class DirectionModel:
     interface: str  # oifname | iifname
     scope_rule: str  # the rule that sends in-scope traffic to the policy chain
     maps: list[VerdictMap] = field(default_factory=list)
-    fqdn_sets: list[FqdnSet] = field(default_factory=list)
+    fqdn_sets: list[FqdnSet] = field(default_factory=list)  # filled by DNS; kept across loads
+    lock_sets: list[FqdnSet] = field(default_factory=list)  # a lock file's addresses; rebuilt
     lookups: list[str] = field(default_factory=list)  # the policy chain, in evaluation order
     default_statements: list[str] = field(default_factory=list)
 
@@ -201,12 +269,17 @@ class _Builder:
             nd_types=ND_EGRESS if egress else ND_INGRESS,
             interface="oifname" if egress else "iifname", scope_rule=scope_rule)
         addr = "daddr" if egress else "saddr"
+        groups = fqdn_groups(self.policy) if egress else []  # lowering keeps names out of ingress
+        if egress and self.policy.local_dns is not None:  # before every deny, as in evaluate()
+            model.lookups.append(self._local_dns(self.policy.local_dns))
         for action in (Action.DENY, Action.ALLOW):  # deny first: deny overrides allow
             rules = sorted((r for r in self.policy.rules
                             if r.direction is direction and r.action is action), key=lambda r: r.id)
             for family in (4, 6):
                 self._verdict_map(model, rules, action, family, addr)
-            self._fqdn_sets(model, [r for r in rules if r.peers.has_fqdns], direction, action)
+            for group in groups:
+                if group.action is action:
+                    self._fqdn_sets(model, group)
         label = "would-deny" if self.shadow else "deny"
         model.default_statements = self.verdict_statements(Action.DENY, f"{label}:default-{direction.value}")
         return model
@@ -228,31 +301,64 @@ class _Builder:
         model.maps.append(VerdictMap(name, family, comment, elements))
         model.lookups.append(f"{FAMILY_KEYWORD[family]} {addr} . meta l4proto . th dport vmap @{name}")
 
-    def _fqdn_sets(self, model: DirectionModel, rules: list[Rule], direction: Direction,
-                   action: Action) -> None:
-        groups: dict[tuple[PortRange, ...], list[Rule]] = {}
-        for rule in rules:
-            groups.setdefault(rule.ports, []).append(rule)
-        for ports, members in sorted(groups.items(), key=lambda kv: port_signature(kv[0])):
-            names = sorted({*(n for r in members for n in r.peers.names),
-                            *(f"*.{w}" for r in members for w in r.peers.wildcards)})
-            if len(members) == 1:
-                target = self.rule_chain(members[0])
-            else:  # several rules share the set: one chain names them all
-                target = f"{direction.value}_{action.value}_fqdn_{port_signature(ports)}"
-                label = ("would-deny" if self.shadow else "deny") + f":{target}"
-                self.chains[target] = RuleChain(target, nft_string(", ".join(r.id for r in members)),
-                                                self.verdict_statements(action, label))
-            for family in (4, 6):
-                name = fqdn_set_name(direction, action, family, ports)
-                match = f"{FAMILY_KEYWORD[family]} daddr @{name}"
-                if ports:
-                    keys = ", ".join(f"{_range((n, n), PROTO_NAMES)} . {_range(p.bounds)}"
-                                     for p in ports for n in [protocol_number(p.protocol, family)])
-                    match += f" meta l4proto . th dport {{ {keys} }}"
-                comment = nft_string("filled by DNS at run time: " + " ".join(names))
-                model.fqdn_sets.append(FqdnSet(name, family, comment, f"{match} jump {target}"))
-                model.lookups.append(f"{match} jump {target}")
+    def _fqdn_sets(self, model: DirectionModel, group: FqdnGroup) -> None:
+        direction, action, ports = group.direction, group.action, group.ports
+        if len(group.rules) == 1:
+            target = self.rule_chain(group.rules[0])
+        else:  # several rules share the set: one chain names them all
+            target = f"{direction.value}_{action.value}_fqdn_{port_signature(ports)}"
+            label = ("would-deny" if self.shadow else "deny") + f":{target}"
+            self.chains[target] = RuleChain(target, nft_string(", ".join(r.id for r in group.rules)),
+                                            self.verdict_statements(action, label))
+        locked = self._locked(group)
+        for family in (4, 6):
+            name = group.set_name(family)
+            keys = ""
+            if ports:
+                keys = " meta l4proto . th dport {{ {} }}".format(", ".join(
+                    f"{_range((n, n), PROTO_NAMES)} . {_range(p.bounds)}"
+                    for p in ports for n in [protocol_number(p.protocol, family)]))
+            who = " ".join(group.entries)
+            comment = nft_string(f"{direction.value} {action.value} {port_signature(ports)}, filled "
+                                 f"by DNS: {who}")
+            model.fqdn_sets.append(FqdnSet(name, family, comment))
+            # `update` restarts the element's timeout: an address in use is not dropped (it is
+            # in the set already, or the lookup would not have matched: nothing is added here)
+            fam = FAMILY_KEYWORD[family]
+            model.lookups.append(f"{fam} daddr @{name}{keys} update @{name} {{ {fam} daddr }} "
+                                 f"jump {target}")
+            elements = [f"{address} comment {nft_string(', '.join(names))}"
+                        for address, names in locked.items()
+                        if ipaddress.ip_address(address).version == family]
+            if elements:
+                lock_name = group.set_name(family, locked=True)
+                model.lock_sets.append(FqdnSet(lock_name, family, nft_string(
+                    f"{direction.value} {action.value} {port_signature(ports)}: locked addresses "
+                    f"of {' '.join(group.names)}"), elements))
+                model.lookups.append(f"{fam} daddr @{lock_name}{keys} jump {target}")
+
+    def _local_dns(self, dns: LocalDns) -> str:
+        """DNS to anything but loopback (accepted before this chain) is denied; in a host-wide
+        policy the resolver's own queries (its socket owner) are exempt."""
+        name = chain_name(dns.id)
+        label = ("would-deny" if self.shadow else "deny") + f":{dns.id}"
+        self.chains[name] = RuleChain(name, nft_string(f"{dns.id}: {dns.reason}"),
+                                      self.verdict_statements(Action.DENY, label))
+        keys = ", ".join(f"{p.protocol.value} . {_range(p.bounds)}" for p in dns.ports)
+        owner = f" meta skuid != {nft_string(dns.resolver_user)}" if self.policy.scope.kind == "host" else ""
+        return f"meta l4proto . th dport {{ {keys} }}{owner} jump {name}"
+
+    def _locked(self, group: FqdnGroup) -> dict[str, list[str]]:
+        """address -> the group's names locked to it, in address order (`compile --lock`)."""
+        if self.options.lock is None:
+            return {}
+        by_address: dict[str, list[str]] = {}
+        for name in group.names:  # wildcards have no locked addresses
+            for address in self.options.lock.get(name, ()):
+                by_address.setdefault(address, []).append(name)
+        ordered = sorted(by_address, key=lambda a: (ipaddress.ip_address(a).version,
+                                                    int(ipaddress.ip_address(a))))
+        return {a: by_address[a] for a in ordered}
 
     def verdict_statements(self, action: Action, label: str) -> list[str]:
         """What a matched rule does: allow accepts; deny logs (rate-limited) and drops, or in
@@ -276,10 +382,13 @@ def render(policy: Policy, options: CompileOptions) -> str:
     builder = _Builder(policy, options)
     directions = [builder.direction(d) for d in (Direction.EGRESS, Direction.INGRESS)]
     agent_ports = [f"{p.protocol.value} . {_range(p.bounds)}" for p in policy.scope.agent_ports]
+    chains = [builder.chains[k] for k in sorted(builder.chains)]
+    chain_names = [c.name for c in chains] + [
+        name for d in directions for name in (f"{d.direction}_default", d.direction, d.hook_chain)]
     return _template().render(
         policy=policy, table=table_name(policy), directions=directions, agent_ports=agent_ports,
-        chains=[builder.chains[k] for k in sorted(builder.chains)], addr_type=ADDR_TYPE,
-        fqdn_timeout=FQDN_SET_TIMEOUT)
+        chains=chains, chain_names=chain_names, map_names=ALL_MAP_NAMES, addr_type=ADDR_TYPE,
+        fqdn_timeout=f"{options.fqdn_timeout}s")
 
 
 class NftablesBackend:
@@ -288,9 +397,11 @@ class NftablesBackend:
     enforces: bool = True
     support: Mapping[Feature, Support] = {
         Feature.CIDR_PORT: Support(Level.YES, "interval verdict maps on address . protocol . port"),
-        Feature.FQDN: Support(Level.PARTIAL, "address sets filled at run time by DNS "
-                              "(empty until then: the names are denied)"),
-        Feature.WILDCARD: Support(Level.PARTIAL, "address sets filled at run time by DNS"),
+        Feature.FQDN: Support(Level.PARTIAL, "address sets filled at run time by the dnsmasq "
+                              "target's resolver, or from a lock file (denied until then); DNS "
+                              "only through that resolver"),
+        Feature.WILDCARD: Support(Level.PARTIAL, "address sets filled at run time by the dnsmasq "
+                                  "target's resolver"),
         Feature.EXPLICIT_DENY: Support(Level.YES, "deny maps are consulted before allow maps"),
         Feature.INGRESS: Support(Level.YES, "input chain"),
         Feature.USER_SCOPE: Support(Level.YES, "egress by meta skuid; ingress by the agent ports"),

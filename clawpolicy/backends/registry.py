@@ -7,13 +7,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from clawpolicy.backends import docs, nftables
+from clawpolicy.backends import apparmor, dnsmasq, docs, nftables
 from clawpolicy.backends.base import Backend, Feature, Level
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Action, Direction, Mode, Policy, Span
 
 BACKENDS: dict[str, Backend] = {
     "nftables": nftables.BACKEND,
+    "dnsmasq": dnsmasq.BACKEND,
+    "apparmor": apparmor.BACKEND,
     "docs": docs.BACKEND,
 }
 DEFAULT_TARGETS: tuple[str, ...] = tuple(BACKENDS)
@@ -71,6 +73,6 @@ def check_support(policy: Policy, targets: Sequence[str], strict: bool = False) 
         why = "; ".join(f"{n}: {s.how}" for n, s in levels.items() if s is not None) or "no target selected"
         out.append(Diagnostic(Severity.ERROR if strict else Severity.WARNING,
                               f"{rule_id}: no selected target enforces {feature.value}",
-                              loc, f"{why}. Other targets (seccomp, AppArmor, Kubernetes) are planned",
+                              loc, f"{why}. Select a target that enforces it, or drop the rule",
                               code="unenforced"))
     return out

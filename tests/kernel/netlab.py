@@ -15,6 +15,13 @@ Every peer address is a "remote host": egress probes run in the agent namespace
 (as any uid), ingress probes run in the peer namespace with the client socket
 bound to the chosen peer (source) address.
 
+Daemons (``spawn``, ``start_dnsmasq``) run in either namespace and stop with the
+lab; ``dns`` asks DNS questions from a namespace as any uid (dnsquery.py). A DNS
+lab puts an upstream resolver (authoritative for test names whose addresses are
+peer addresses) in the peer namespace, and the agent's own resolver in the agent
+namespace, beside the ruleset whose sets it fills (nftables sets belong to a
+network namespace, so the resolver that fills them must live in the same one).
+
 All traffic stays inside the two namespaces; nothing touches the host
 namespace's interfaces, routes or firewall. Needs root, ``ip`` and ``nft``.
 
@@ -34,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +49,7 @@ from typing import Any, Literal
 HERE = Path(__file__).resolve().parent
 LISTENER = HERE / "listener.py"
 PROBE = HERE / "probe.py"
+DNSQUERY = HERE / "dnsquery.py"
 
 DEFAULT_AGENT_ADDRESSES: tuple[str, ...] = ("192.0.2.1", "2001:db8::1")
 DEFAULT_TCP_PORTS: tuple[int, ...] = (22, 53, 80, 443, 5353, 8080, 18789)
@@ -78,6 +86,40 @@ class Probe:
         who = f" uid={self.uid}" if self.uid else ""
         local = f" local={self.local}" if self.local else ""
         return f"{self.direction} {self.protocol} {arrow} {self.remote}{port}{who}{local}"
+
+
+@dataclass(frozen=True)
+class Daemon:
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self) -> None:
+        """Stop it now (the lab stops it anyway when it closes)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=5)
+
+
+@dataclass(frozen=True)
+class DnsQuery:
+    server: str
+    name: str
+    type: Literal["A", "AAAA"] = "A"
+    tcp: bool = False
+
+
+@dataclass(frozen=True)
+class DnsAnswer:
+    query: DnsQuery
+    outcome: str  # ok | timeout | eperm | error
+    rcode: str | None  # NOERROR, NXDOMAIN, ... (None without a reply)
+    addresses: tuple[str, ...]
+    ttl: int | None
+
+    @property
+    def ok(self) -> bool:
+        """A reply came back (whatever its rcode)."""
+        return self.outcome == "ok"
 
 
 @dataclass(frozen=True)
@@ -171,6 +213,7 @@ class Lab:
         self.peer_ns = f"{_NS_PREFIX}{os.getpid()}x{n}p"
         self._created: list[str] = []
         self._listeners: list[subprocess.Popen[bytes]] = []
+        self._daemons: list[subprocess.Popen[bytes]] = []
         self._tmpdir: str | None = None
         self._loads = itertools.count()
 
@@ -276,8 +319,20 @@ class Lab:
         return str(proc.args[3]) if isinstance(proc.args, list) else "?"
 
     def close(self, *, raise_errors: bool = True) -> None:
-        """Stop listeners, delete both namespaces, remove temp files. Idempotent."""
+        """Stop daemons and listeners, delete both namespaces, remove temp files. Idempotent."""
         errors: list[str] = []
+        for proc in self._daemons:
+            try:
+                if proc.poll() is None:
+                    proc.terminate()
+                try:
+                    proc.wait(timeout=3)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=3)
+            except Exception as exc:  # noqa: BLE001
+                errors.append(f"daemon {proc.pid}: {exc}")
+        self._daemons.clear()
         for proc in self._listeners:
             try:
                 if proc.stdin:
@@ -322,6 +377,67 @@ class Lab:
                 f"[{ns}] {' '.join(argv)} failed ({r.returncode}): {(r.stderr or '').strip()}"
             )
         return r
+
+    def write_file(self, name: str, text: str) -> Path:
+        """A file in the lab's temporary directory (readable by every uid)."""
+        assert self._tmpdir, "lab not entered"
+        path = Path(self._tmpdir) / name
+        path.write_text(text)
+        path.chmod(0o644)
+        return path
+
+    def spawn(self, ns: str, argv: list[str], *, ready: Callable[[], bool] | None = None,
+              timeout: float = 10.0) -> subprocess.Popen[bytes]:
+        """Start a long-running process in namespace ``ns``; it is stopped by close().
+        ``ready`` is polled until true (LabError after ``timeout`` or if the process dies)."""
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self._daemons.append(proc)
+        deadline = time.monotonic() + timeout
+        while ready is not None and not ready():
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+                raise LabError(f"[{ns}] {argv[0]} exited ({proc.returncode}): {err.strip()}")
+            if time.monotonic() > deadline:
+                raise LabError(f"[{ns}] {argv[0]} not ready after {timeout}s")
+            time.sleep(0.02)
+        return proc
+
+    def start_dnsmasq(self, ns: str, config: str, *, name: str, user: str = "root") -> Daemon:
+        """Run dnsmasq in the foreground in ``ns`` with ``config`` (the text of a
+        configuration file) as ``user``, logging every query to ``Daemon.log``."""
+        conf = self.write_file(f"{name}.conf", config)
+        log = Path(self._tmpdir or "") / f"{name}.log"
+        log.write_text("")
+        log.chmod(0o666)
+        argv = ["dnsmasq", "--keep-in-foreground", f"--conf-file={conf}", "--pid-file=",
+                f"--log-facility={log}", "--log-queries", f"--user={user}", "--group=nogroup"]
+        proc = self.spawn(ns, argv, ready=lambda: "started, version" in log.read_text(errors="replace"))
+        return Daemon(proc, log)
+
+    def dns(self, queries: Sequence[DnsQuery], *, uid: int = 0, ns: str | None = None,
+            timeout: float = 0.6) -> list[DnsAnswer]:
+        """Ask each query in turn from ``ns`` (default: the agent namespace) as ``uid``."""
+        payload = json.dumps({"uid": uid, "timeout": timeout, "queries": [
+            {"server": q.server, "name": q.name, "type": q.type, "tcp": q.tcp} for q in queries]})
+        r = self.run(ns or self.agent_ns, [self.python, str(DNSQUERY)], input=payload,
+                     timeout=len(queries) * (timeout + 2) + 10)
+        return [DnsAnswer(q, a["outcome"], a["rcode"], tuple(a["addresses"]), a["ttl"])
+                for q, a in zip(queries, json.loads(r.stdout), strict=True)]
+
+    def set_elements(self, family: str, table: str, name: str) -> dict[str, str]:
+        """Elements of a named set in the agent namespace: address -> "expires ..." text
+        (empty for elements without a timeout)."""
+        doc = json.loads(self.nft("-j", "list", "set", family, table, name))
+        out: dict[str, str] = {}
+        for obj in doc.get("nftables", []):
+            for elem in obj.get("set", {}).get("elem", []):
+                if isinstance(elem, dict) and "elem" in elem:
+                    inner = elem["elem"]
+                    out[str(inner["val"])] = str(inner.get("expires", ""))
+                else:
+                    out[str(elem)] = ""
+        return out
 
     def nft(self, *args: str) -> str:
         """Run ``nft ARGS`` in the agent namespace and return stdout."""

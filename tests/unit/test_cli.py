@@ -42,7 +42,8 @@ def _tree(root: Path) -> dict[str, bytes]:
 def test_compile_writes_and_check_passes(workdir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["compile", "demo.claw"]) == 0
     files = _tree(workdir / "generated")
-    assert set(files) == {"demo/nftables/ruleset.nft", "demo/docs/README.md"}
+    assert {"demo/nftables/ruleset.nft", "demo/docs/README.md", "demo/apparmor/clawpolicy-demo",
+            "demo/apparmor/apparmorprofile.yaml"} <= set(files)
     assert main(["compile", "demo.claw", "--check"]) == 0
     assert "up to date" in capsys.readouterr().out
 

@@ -185,3 +185,51 @@ def test_run_tests_reports_failures(tmp_path: Path) -> None:
     assert [r.ok for r in results] == [False, True]
     assert results[0].verdict.action is ALLOW and results[0].expected is DENY
     assert results[0].where.endswith("p.claw:4:14")
+
+
+def test_fqdn_rules_keep_dns_on_the_local_resolver(tmp_path: Path) -> None:
+    """A policy with FQDN rules gets `local-dns-only`: DNS anywhere but loopback is denied,
+    over any allow rule; a host-wide policy exempts the resolver's own user."""
+    body = ('  allow egress to api.example.com port 443/tcp reason "api"\n'
+            '  allow egress to 10.0.0.53 port 53/udp, 53/tcp reason "site resolver"')
+    assert load(tmp_path, body).local_dns is None  # only with `dns local`
+    host = load(tmp_path, body, "applies-to host\n  dns local")
+    assert host.local_dns is not None and host.local_dns.id == "local-dns-only"
+    dns = Flow(E, "10.0.0.53", UDP, 53)
+    assert (evaluate(host, dns).action, evaluate(host, dns).rule_id) == (DENY, "local-dns-only")
+    assert evaluate(host, Flow(E, "10.0.0.53", TCP, 853)).rule_id == "local-dns-only"  # DoT
+    assert evaluate(host, Flow(E, "127.0.0.1", UDP, 53)).cause == "loopback"
+    resolver = Flow(E, "10.0.0.53", UDP, 53, user="dnsmasq")
+    verdict = evaluate(host, resolver)  # the other rules still decide for the resolver
+    assert (verdict.action, verdict.cause) == (ALLOW, "rule") and verdict.rule_id != "local-dns-only"
+    assert evaluate(host, Flow(E, "203.0.113.9", UDP, 53, user="dnsmasq")).cause == "default"
+    user = load(tmp_path, body, "applies-to user 1001\n  dns local")
+    assert evaluate(user, Flow(E, "10.0.0.53", UDP, 53, user="dnsmasq")).cause == "out-of-scope"
+    assert evaluate(user, Flow(E, "10.0.0.53", UDP, 53)).rule_id == "local-dns-only"
+    shadow = evaluate(host.with_mode(Mode.SHADOW), dns)
+    assert shadow.action is DENY and shadow.passes  # logged as would-deny
+    assert load(tmp_path, '  allow egress to 10.0.0.53 port 53/udp reason "dns"').local_dns is None
+
+
+def test_local_dns_id_is_reserved(tmp_path: Path) -> None:
+    from clawpolicy.lower import load_policies
+
+    path = tmp_path / "p.claw"
+    path.write_text('policy p {\n  allow egress to 192.0.2.1 reason "r" id local-dns-only\n}\n')
+    result = load_policies([path], today=TODAY)
+    assert not result.ok and "reserved" in result.diagnostics[0].message
+
+
+def test_allow_rules_on_dns_ports_are_flagged_when_names_are_used(tmp_path: Path) -> None:
+    from clawpolicy.errors import Severity
+    from clawpolicy.lower import load_policies
+
+    body = ('  allow egress to api.example.com port 443/tcp reason "api"\n'
+            '  allow egress to 10.0.0.53 port 53/udp reason "resolver"\n'
+            '  allow egress to 10.0.0.0/8 reason "all ports: not flagged"')
+    for header, severity in (("applies-to user 1001", Severity.WARNING), ("applies-to host", Severity.NOTE)):
+        path = tmp_path / "p.claw"
+        path.write_text(f"policy p {{\n  {header}\n  dns local\n{body}\n}}\n")
+        result = load_policies([path], today=TODAY)
+        (diag,) = [d for d in result.diagnostics if d.code == "dns"]
+        assert diag.severity is severity and "53/udp" in diag.message and diag.location.line == 5

@@ -298,10 +298,12 @@ def test_tests_blocks(workdir: Path) -> None:
 
 def test_the_examples_compile_as_written(in_repo: Path) -> None:
     result = load_policies([Path("examples/openclaw-workstation.claw")], today=TODAY)
-    assert result.ok and not result.diagnostics, render(result.diagnostics, result.sources)
+    loud = [d for d in result.diagnostics if d.severity is not Severity.NOTE]
+    assert result.ok and not loud, render(loud, result.sources)
     [p] = result.policies
     assert (p.name, p.mode, p.scope.user) == ("openclaw-workstation", Mode.SHADOW, "openclaw")
     assert len(p.rules) == 6 and len(p.tests) == 3 and len(p.files) == 1
+    assert p.local_dns is None  # its corporate resolver rule stands: no `dns local`
 
 
 def test_string_escapes(workdir: Path, subtests: pytest.Subtests) -> None:
@@ -599,3 +601,18 @@ def test_syscall_and_executable_errors(tmp_path: Path) -> None:
     errors = [(d.location.line, d.code) for d in load_policies([src]).diagnostics
               if d.location is not None]
     assert errors == [(2, "path"), (3, "syscall"), (4, "missing-reason")]
+
+
+def test_dns_local_is_explicit(tmp_path: Path) -> None:
+    src = tmp_path / "p.claw"
+    body = 'allow egress to api.example.com port 443/tcp reason "api"'
+    src.write_text(f"policy p {{\n  {body}\n}}")
+    result = load_policies([src])
+    assert result.ok and result.policies[0].local_dns is None
+    (note,) = [d for d in result.diagnostics if d.code == "dns"]
+    assert note.severity is Severity.NOTE and "dns local" in (note.hint or "")
+    src.write_text(f"policy p {{\n  dns local\n  {body}\n}}")
+    assert load_policies([src]).policies[0].local_dns is not None
+    src.write_text(f"policy p {{\n  dns anywhere\n  {body}\n}}")
+    (err,) = [d for d in load_policies([src]).diagnostics if d.severity is Severity.ERROR]
+    assert err.location is not None and (err.location.line, err.location.col) == (2, 7)

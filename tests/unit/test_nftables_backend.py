@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from clawpolicy.backends.base import CompileOptions
-from clawpolicy.backends.nftables import nft_string, port_signature, render
+from clawpolicy.backends.nftables import fqdn_groups, nft_string, port_signature, render
 from clawpolicy.ir import Mode, Policy, PortRange, Protocol
 from clawpolicy.lower import load_policies
 
@@ -90,14 +90,70 @@ def test_modes(tmp_path: Path) -> None:
         assert "ct state established,related accept" in text
 
 
+def _sets(text: str) -> dict[str, str]:
+    return dict(re.findall(r"\n\tset (\S+) {\n(.*?)\n\t}", text, re.S))
+
+
 def test_fqdn_sets_are_declared_empty(tmp_path: Path) -> None:
-    text = render(_policy(tmp_path, 'allow egress to api.example.com, *.cdn.example port 443/tcp '
-                                    'reason "r"'), CompileOptions())
-    for fam, typ in (("4", "ipv4_addr"), ("6", "ipv6_addr")):
-        m = re.search(rf"set egress_allow_fqdn{fam}_tcp443 {{\n(.*?)\n\t}}", text, re.S)
-        assert m and f"type {typ}" in m.group(1) and "flags timeout" in m.group(1)
-        assert "elements" not in m.group(1)
-        assert "*.cdn.example api.example.com" in m.group(1)
+    policy = _policy(tmp_path, 'allow egress to api.example.com, *.cdn.example port 443/tcp reason "r"')
+    text = render(policy, CompileOptions())
+    (group,) = fqdn_groups(policy)
+    for fam, typ in ((4, "ipv4_addr"), (6, "ipv6_addr")):
+        body = _sets(text)[group.set_name(fam)]
+        assert f"type {typ}" in body and "flags dynamic,timeout" in body and "timeout 600s" in body
+        assert "elements" not in body
+        assert "*.cdn.example api.example.com" in body
+        # the packet path refreshes an element in use, never adds one (the lookup came first)
+        assert re.search(rf"daddr @{group.set_name(fam)} meta l4proto . th dport {{ tcp . 443 }} "
+                         rf"update @{group.set_name(fam)} {{ ip6? daddr }} jump rule_", text)
+    assert re.fullmatch(r"egress_allow_fqdn4_tcp443_[0-9a-f]{8}", group.set_name(4))
+
+
+def test_fqdn_set_names_follow_the_names_only(tmp_path: Path) -> None:
+    """A set keeps its name (and so its DNS-filled elements across reloads) while it serves
+    the same names; any other list of names gets another set."""
+    def names(body: str) -> list[str]:
+        return [g.set_name(4) for g in fqdn_groups(_policy(tmp_path, body))]
+    base = names('allow egress to a.example, *.b.example port 443/tcp reason "r" id one')
+    assert names('allow egress to *.b.example port 443/tcp reason "other" id two\n'
+                 ' allow egress to a.example port 443/tcp reason "x" id three\n'
+                 ' allow egress to 192.0.2.1 reason "y"') == base
+    assert names('allow egress to a.example, b.example port 443/tcp reason "r"') != base
+    assert names('allow egress to a.example port 443/tcp reason "r"') != base
+
+
+def test_reload_keeps_dns_sets_and_rebuilds_the_rest(tmp_path: Path) -> None:
+    """Never `delete table`; every map, static set and chain this file defines is declared,
+    deleted after `flush table`, and defined again (tests/kernel proves it in the kernel)."""
+    policy = _policy(tmp_path, 'allow egress to a.example port 443/tcp reason "r" id a\n'
+                               ' allow egress to 192.0.2.1 port 22/tcp reason "s" id b',
+                     "mode enforce\n applies-to user 1001")
+    text = render(policy, CompileOptions(lock={"a.example": ("192.0.2.7", "2001:db8::7")}))
+    assert "delete table" not in text
+    persistent, rebuilt = text.split("flush table inet clawpolicy_p\n")
+    defined_chains = set(re.findall(r"\n\tchain (\S+) {\n", rebuilt))
+    assert defined_chains == set(re.findall(r"\n\tchain (\S+) { }", persistent))
+    assert defined_chains == set(re.findall(r"^delete chain inet clawpolicy_p (\S+)$", rebuilt, re.M))
+    deleted_sets = set(re.findall(r"^delete set inet clawpolicy_p (\S+)$", rebuilt, re.M))
+    assert deleted_sets == {"agent_ports", "egress_allow_lock4_tcp443", "egress_allow_lock6_tcp443"}
+    assert len(re.findall(r"^delete map ", rebuilt, re.M)) == 8  # every map name there can be
+    (group,) = fqdn_groups(policy)
+    assert f"set {group.set_name(4)} {{" in persistent and group.set_name(4) not in rebuilt.split(
+        "\ntable inet")[0]
+
+
+def test_locked_addresses_fill_a_static_companion_set(tmp_path: Path) -> None:
+    policy = _policy(tmp_path, 'allow egress to a.example, b.example, *.c.example port 443/tcp '
+                               'reason "r" id r')
+    lock = {"a.example": ("192.0.2.7", "2001:db8::7"), "b.example": ("192.0.2.7", "192.0.2.8")}
+    text = render(policy, CompileOptions(lock=lock))
+    sets = _sets(text)
+    assert re.findall(r"^\t\t\t(.*),$", sets["egress_allow_lock4_tcp443"], re.M) == [
+        '192.0.2.7 comment "a.example, b.example"', '192.0.2.8 comment "b.example"']
+    assert "flags" not in sets["egress_allow_lock4_tcp443"]  # no timeout: rebuilt by every load
+    assert '2001:db8::7 comment "a.example"' in sets["egress_allow_lock6_tcp443"]
+    assert "ip daddr @egress_allow_lock4_tcp443 meta l4proto . th dport { tcp . 443 } jump rule_r" in text
+    assert "_lock4_" not in render(policy, CompileOptions())  # only with a lock
 
 
 def test_output_is_deterministic(tmp_path: Path) -> None:

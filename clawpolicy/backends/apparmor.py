@@ -1,0 +1,494 @@
+"""IR to an AppArmor profile: floor 2, one backend, one entry point (`BACKEND.compile`).
+
+Artifacts: `<profile-name>` (the profile, `abi <abi/3.0>`, parsed by Debian 12's
+apparmor_parser 3.0) and `apparmorprofile.yaml` (the security-profiles-operator resource).
+
+What the profile says (apparmor.d(5)):
+- Attachment: the policy's `executable`, else the OpenClaw CLI as npm installs it globally
+  (`OPENCLAW_CLI`; its `#!/usr/bin/env node` line runs node inside this profile). Not node
+  itself: that would confine every Node program on the machine. Services and containers
+  name the profile instead (systemd `AppArmorProfile=`, Docker, Kubernetes).
+- One abstraction, `base` (loader, libc, /dev/null, signals from systemd, ps reading /proc).
+  `nameservice` would add network rules the policy never named; certificates, DNS
+  configuration and node_modules are covered by the read baseline.
+- Baseline files: read, map and run programs anywhere (`ix`: children stay confined). Writes
+  are unrestricted unless the policy has `files allow` rules; then only those paths, owned
+  scratch (/tmp, /var/tmp, /dev/shm) and terminals are writable.
+- Policy rules, each block under a comment with its ID, source line and reason:
+  `capabilities` (kept ones allowed, `DANGEROUS_CAPABILITIES` denied explicitly),
+  `sockets` (`network FAMILY [TYPE]`; raw IP and packet sockets denied unless kept), and
+  `files` (deny: every permission on the path and below, in every home for ~/ paths; allow:
+  write access, `owner`-scoped for ~/ paths). Deny overrides allow, as in the IR.
+- Denials are `audit deny` (a plain `deny` is silent). Shadow mode: `flags=(complain)` and
+  the same rules as `audit` allows, because a `deny` rule is enforced even in complain mode.
+- AppArmor 3 cannot match addresses or ports; the network rules are left to nftables.
+  (AppArmor 4.1 has `network ... peer=(ip=, port=)`, but its parser silently drops the peer
+  when the kernel lacks the mediation, so `apparmor_abi="4.0"` changes only the abi line.)
+
+Escaping (`aa_escape`): every path is a quoted string. The IR's paths are literal: `* ? [ ]
+{ }` get a backslash so they match themselves (which also keeps `@{` from naming a variable);
+`"`, `\\`, control and invisible characters become octal escapes, so no backslash ever
+precedes a quote (the lexer's quoted-string rule would read on past it). User text in
+comments is one line. Only the executable is a glob, as the language documents. The
+apparmorprofile.yaml is written by `to_yaml` (keys are ours; values are escaped ASCII).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import jinja2
+
+from clawpolicy.backends.base import Artifact, BackendResult, CompileOptions, Feature, Level, Support
+from clawpolicy.backends.docs import display_path
+from clawpolicy.errors import Diagnostic, Location, Severity
+from clawpolicy.ir import Action, FileRule, Mode, Policy, Span
+
+OPENCLAW_CLI = "/{usr,usr/local}/lib/node_modules/openclaw/openclaw.mjs"
+PROFILE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")  # also a Kubernetes name
+SPO_API_VERSION = "security-profiles-operator.x-k8s.io/v1"
+ANNOTATION = "clawpolicy.dev/"
+IP_FAMILIES = ("inet", "inet6")
+SPO_SAFE_PATH = re.compile(r"^[A-Za-z0-9._/@+:=%~ -]+$")  # SPO quotes spaces; nothing else needed
+FILE_DENY = "mrwlkx"  # map, read, write (append), link, lock, execute: everything
+FILE_AUDIT = "mrwlkix"  # the same as an allow rule, which must name an exec mode
+FILE_WRITE = "rwlk"
+# Writable whatever the policy allows: owned scratch space, and terminals (an inherited
+# stdout on a terminal is revalidated at exec; without `w` the kernel would swap it for null).
+BASELINE_SCRATCH = (("owner ", "/tmp/**", "rwlk"), ("owner ", "/var/tmp/**", "rwlk"),
+                    ("owner ", "/dev/shm/**", "rwlk"), ("", "/dev/tty", "rw"),
+                    ("", "/dev/ptmx", "rw"), ("", "/dev/pts/*", "rw"))
+# In capability-number order (capabilities(7)); the lowering accepts the same names.
+ALL_CAPABILITIES = tuple("""chown dac_override dac_read_search fowner fsetid kill setgid setuid
+setpcap linux_immutable net_bind_service net_broadcast net_admin net_raw ipc_lock ipc_owner
+sys_module sys_rawio sys_chroot sys_ptrace sys_pacct sys_admin sys_boot sys_nice sys_resource
+sys_time sys_tty_config mknod lease audit_write audit_control setfcap mac_override mac_admin
+syslog wake_alarm block_suspend audit_read perfmon bpf checkpoint_restore""".split())
+# Denied explicitly (and logged) under `drop all` unless kept: an agent never needs them, and
+# an explicit deny also overrides any allow an abstraction or local include might add.
+DANGEROUS_CAPABILITIES = {
+    "audit_control": "change the audit rules that record this agent",
+    "bpf": "load eBPF programs",
+    "checkpoint_restore": "restore processes with chosen PIDs",
+    "dac_override": "write any file whatever its permissions",
+    "dac_read_search": "read any file (every user's ~/.ssh)",
+    "linux_immutable": "clear immutable and append-only flags",
+    "mac_admin": "reconfigure AppArmor itself",
+    "mac_override": "override AppArmor",
+    "net_admin": "rewrite the firewall (the nftables policy) and routes",
+    "net_raw": "raw and packet sockets: spoofing and sniffing",
+    "perfmon": "trace the kernel and other processes",
+    "setfcap": "give files capabilities",
+    "setpcap": "change capability sets",
+    "sys_admin": "mount, namespaces and most of root",
+    "sys_boot": "reboot or load a new kernel",
+    "sys_module": "load kernel modules",
+    "sys_ptrace": "read other processes' memory (their credentials)",
+    "sys_rawio": "raw device and memory I/O",
+    "sys_time": "set the clock (certificates, logs, expiry)",
+    "syslog": "read the kernel log (addresses)",
+}
+SOCKET_DENIES = {"raw": "raw IP sockets: crafted and spoofed packets",
+                 "packet": "packet sockets: link-layer capture and injection"}
+_ESCAPED_GLOB = frozenset("*?[]{}")
+
+
+# ------------------------------------------------------------------------------- escaping
+
+
+def aa_escape(text: str, globs: bool = False) -> str:
+    """`text` for the inside of a quoted AppArmor string. With `globs` False the text is
+    literal: AppArmor's pattern characters get a backslash. `"`, `\\`, control characters and
+    invisible or line-breaking non-ASCII characters become octal escapes of their bytes, which
+    the parser decodes (parser_misc.c, processunquoted): a backslash is never followed by a
+    quote, and the rule reads as it matches."""
+    out = []
+    for c in text:
+        code = ord(c)
+        if code == 0:
+            raise ValueError("a path cannot contain NUL")
+        if c in '"\\' or code < 32 or code == 127:
+            out.append(f"\\{code:03o}")
+        elif code > 127 and unicodedata.category(c)[0] in "CZ" and c != " ":
+            # invisible or line-breaking (bidi controls, U+2028): its UTF-8 bytes, visibly
+            out.append("".join(f"\\{b:03o}" for b in c.encode("utf-8")))
+        elif not globs and c in _ESCAPED_GLOB:
+            out.append("\\" + c)
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def path_pattern(path: str) -> str:
+    """An IR path (absolute, or ~/ for every home) as a quoted pattern for the path itself
+    and everything below it. `{,/**}` also matches the directory with its trailing slash."""
+    if path == "~" or path.startswith("~/"):
+        head, rest = "@{HOME}", path[1:]  # @{HOME} ends in '/': the parser folds the '//'
+    elif path.startswith("/"):
+        head, rest = "", path
+    else:
+        raise ValueError(f"not an absolute or ~/ path: {path!r}")
+    rest = rest.rstrip("/")
+    tail = "{,/**}" if rest else ("{,**}" if head else "/{,**}")
+    return f'"{head}{aa_escape(rest)}{tail}"'
+
+
+def aa_comment(value: object) -> str:
+    """Text for a `#` comment: one line whatever the user wrote (only a line break ends an
+    AppArmor comment; every comment line starts with '# ', so it can never be `#include`).
+    Invisible format characters (bidi controls) are shown, not obeyed."""
+    out = []
+    for c in str(value):
+        category = unicodedata.category(c)
+        out.append(" " if category in ("Cc", "Zl", "Zp") else f"<U+{ord(c):04X}>"
+                   if category == "Cf" else c)
+    return "".join(out)
+
+
+def glob_error(pattern: str) -> str | None:
+    """Why an executable glob would not parse (unbalanced {} or []), or None."""
+    depth, in_class = 0, False
+    for c in pattern:
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+        elif c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth < 0:
+                return "a '}' closes nothing"
+        elif c == "]":
+            return "a ']' closes nothing"
+    if in_class or depth:
+        return "an unclosed '[' or '{'"
+    return None
+
+
+# ------------------------------------------------------------------------------- model
+
+
+@dataclass
+class Block:
+    """Rules under one comment: the first line names the rule ID, its source and reason."""
+
+    comments: list[str]
+    rules: list[str]
+
+
+@dataclass
+class Profile:
+    name: str
+    attachment: str  # quoted glob
+    attachment_text: str  # for the header comment
+    blocks: list[Block] = field(default_factory=list)
+    spo_lost: list[str] = field(default_factory=list)  # what apparmorprofile.yaml cannot carry
+    spo: dict[str, Any] = field(default_factory=dict)
+
+
+def _where(span: Span, item: FileRule | None = None) -> str:
+    parts = [f"{display_path(span.file)}:{span.line}"]
+    if item is not None:
+        parts += [f"{k} {v}" for k, v in (("owner", item.owner), ("ticket", item.ticket),
+                                           ("expires", item.expires)) if v]
+    return ", ".join(parts)
+
+
+def net_raw_kept(policy: Policy) -> bool:
+    c = policy.capabilities
+    return c is not None and ("net_raw" in c.keep if c.drop_all else "net_raw" not in c.drop)
+
+
+class _Builder:
+    """The profile's blocks, the SPO resource's `abstract` and the notes, from one policy."""
+
+    def __init__(self, policy: Policy) -> None:
+        self.policy = policy
+        self.shadow = policy.mode is Mode.SHADOW
+        self.diagnostics: list[Diagnostic] = []
+        self.where = Location(policy.span.file, policy.span.line, policy.span.col)
+        self.abstract: dict[str, Any] = {}  # spec.abstract of the SPO resource
+        self.spo_lost: list[str] = []  # what that resource cannot carry
+
+    def deny(self, rule: str) -> str:
+        return ("audit " if self.shadow else "audit deny ") + rule
+
+    def note(self, message: str, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(Severity.NOTE, f"apparmor: {message}", self.where, hint,
+                                           code="partial-support"))
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        self.diagnostics.append(Diagnostic(Severity.ERROR, f"apparmor: {message}", self.where, hint,
+                                           code="apparmor"))
+
+    # -- capabilities
+    def capabilities(self) -> Block:
+        c = self.policy.capabilities
+        if c is None:
+            self.abstract["capability"] = {"allowedCapabilities": sorted(ALL_CAPABILITIES)}
+            return Block(["capabilities: the policy does not restrict capabilities"], ["capability,"])
+        if c.drop_all:
+            what = "drop all" + (", keep " + ", ".join(c.keep) if c.keep else "")
+            rules = [f"capability {k}," for k in c.keep]
+            denied = sorted(set(DANGEROUS_CAPABILITIES) - set(c.keep))
+            allowed = list(c.keep)
+        else:
+            what = "drop " + ", ".join(c.drop)
+            rules, denied = ["capability,"], list(c.drop)
+            allowed = [k for k in ALL_CAPABILITIES if k not in c.drop]
+        rules += [self.deny(f"capability {d},") + (f"  # {DANGEROUS_CAPABILITIES[d]}"
+                                                    if d in DANGEROUS_CAPABILITIES else "")
+                  for d in denied]
+        comments = [f"capabilities ({_where(c.span)}): {what}" + (f": {c.reason}" if c.reason else "")]
+        if "net_bind_service" not in allowed:
+            comments.append("Docker sets net.ipv4.ip_unprivileged_port_start=0 in containers: "
+                            "there, ports below 1024 need no capability")
+        self.abstract["capability"] = {"allowedCapabilities": sorted(allowed)}
+        return Block(comments, rules)
+
+    # -- sockets
+    def sockets(self) -> Block:
+        s = self.policy.sockets
+        if s is None:
+            kept = net_raw_kept(self.policy)
+            raw_ok, packet_ok = set(IP_FAMILIES) if kept else set(), kept
+            comments = [("sockets: the policy does not restrict socket families; raw IP and "
+                        "packet sockets are denied unless it keeps net_raw")]
+            rules = ["network,"]
+            tcp = udp = True
+            self.spo_lost.append("netlink and other socket families (the policy restricts none)")
+        else:
+            raw_ok = {k.family for k in s.allow if k.family in IP_FAMILIES and k.type in (None, "raw")}
+            packet_ok = any(k.family == "packet" for k in s.allow)
+            kinds = ", ".join(map(str, s.allow))
+            comments = [f"sockets ({_where(s.span)}): allow {kinds}" + (f": {s.reason}" if s.reason else "")]
+            rules = [f"network {k}," for k in s.allow]
+            ip = [k for k in s.allow if k.family in IP_FAMILIES]
+            tcp = any(k.type in (None, "stream") for k in ip)
+            udp = any(k.type in (None, "dgram") for k in ip)
+            self.spo_lost += [f"sockets {k}" for k in s.allow  # (SPO includes base too: unix)
+                              if k.family not in (*IP_FAMILIES, "unix") or k.type == "seqpacket"]
+            if not any(k.family == "unix" for k in s.allow):
+                self.note("unix sockets stay allowed: abstractions/base grants them (syslog, "
+                          "journald), and AppArmor 3 cannot deny them over it",
+                          "the seccomp target can refuse socket(AF_UNIX)")
+        rules += [self.deny(f"network {f} raw,") + f"  # {SOCKET_DENIES['raw']}"
+                  for f in IP_FAMILIES if f not in raw_ok]
+        if not packet_ok:
+            rules.append(self.deny("network packet,") + f"  # {SOCKET_DENIES['packet']}")
+        self.abstract["network"] = {"allowRaw": bool(raw_ok),
+                                    "allowedProtocols": {"allowTcp": tcp, "allowUdp": udp}}
+        return Block(comments, rules)
+
+    # -- files
+    def files(self) -> list[Block]:
+        writes = [f for f in self.policy.files if f.action is Action.ALLOW]
+        if writes:
+            base = Block([("baseline: read, map and run programs anywhere (children stay in this "
+                          "profile); write only where the policy allows, to owned scratch "
+                          "space and to terminals")],
+                         ["/ r,", "/** rmix,", *(f"{o}{g} {p}," for o, g, p in BASELINE_SCRATCH)])
+            spo_writes = [g for _, g, _ in BASELINE_SCRATCH]
+        else:
+            base = Block([("baseline: the policy names no writable paths, so file access is "
+                          "restricted by its deny rules only; children stay in this profile")],
+                         ["/ r,", "/** rwlkmix,"])
+            spo_writes = ["/**"]
+        blocks = [base]
+        for f in sorted(self.policy.files, key=lambda f: (f.action is Action.ALLOW, f.id)):
+            rules = []
+            for path in f.paths:
+                pattern = path_pattern(path)
+                if f.action is Action.DENY:
+                    rules.append(self.deny(f"{pattern} {FILE_DENY if not self.shadow else FILE_AUDIT},"))
+                    continue
+                home = path.startswith("~")
+                rules.append(("owner " if home else "") + f"{pattern} {FILE_WRITE},")
+                if SPO_SAFE_PATH.match(path):
+                    spo_writes.append(pattern[1:-1])  # no character needed quoting or escaping
+                    if home:
+                        self.spo_lost.append(f"{f.id}: owner-only writes to {path} (any owner in SPO)")
+                else:
+                    self.spo_lost.append(f"{f.id}: allow {path} (characters SPO may not accept)")
+            if f.action is Action.DENY:
+                self.spo_lost.append(f"{f.id}: deny {', '.join(f.paths)}")
+            verb = "would deny" if f.action is Action.DENY and self.shadow else f.action.value
+            blocks.append(Block([f"{f.id} ({_where(f.span, f)}): {verb} {', '.join(f.paths)}: {f.reason}"],
+                                rules))
+        if writes and not any(p in ("~", "~/.openclaw") for f in writes for p in f.paths):
+            self.note("writes are limited to the allowed paths, which do not include ~/.openclaw, "
+                      "where OpenClaw keeps its configuration, sessions and logs",
+                      'add it: files allow ~/.openclaw reason "agent state"')
+        self.abstract["executable"] = {"allowedExecutables": ["/**"], "allowedLibraries": ["/**"]}
+        self.abstract["filesystem"] = {"readWritePaths": sorted(set(spo_writes))}
+        return blocks
+
+    def build(self, options: CompileOptions) -> Profile | None:
+        policy = self.policy
+        name = options.apparmor_profile_name.replace("{policy}", policy.name)
+        if not PROFILE_NAME.match(name):
+            self.error(f"invalid profile name '{name}'", "lower-case letters, digits, '.' and '-' "
+                       "(it is also the Kubernetes resource name)")
+        executable = policy.executable or OPENCLAW_CLI
+        problem = glob_error(executable)
+        if problem or not executable.startswith(("/", "@{")) or "\0" in executable:
+            self.error(f"executable '{executable}' is not a valid AppArmor glob: "
+                       f"{problem or 'it must be an absolute path'}")
+        if any("\0" in p for f in policy.files for p in f.paths):
+            self.error("a file path contains NUL")
+        if any(d.severity is Severity.ERROR for d in self.diagnostics):
+            return None
+        profile = Profile(name, f'"{aa_escape(executable, globs=True)}"', executable)
+        base = Block([("abstractions/base: the dynamic loader and libc (ld.so.cache, locale, "
+                      "zoneinfo), /dev/null, /dev/urandom; signals from unconfined processes "
+                      "(systemd stopping the agent) and within this profile; ps/top reading it")],
+                     ["include <abstractions/base>"])
+        profile.blocks = [base, self.sockets(), self.capabilities(), *self.files()]
+        profile.spo_lost = self.spo_lost
+        if policy.rules:
+            ids = ", ".join(sorted(r.id for r in policy.rules))
+            self.note(f"AppArmor {options.apparmor_abi} cannot match addresses or ports: the "
+                      f"{len(policy.rules)} network rules ({ids}) are not in the profile",
+                      "the nftables target enforces them")
+        if profile.spo_lost:
+            self.note("apparmorprofile.yaml cannot carry: " + "; ".join(profile.spo_lost),
+                      "SPO's spec.abstract is an allow list; load the profile file for the full policy")
+        profile.spo = self.resource(name, profile.spo_lost)
+        return profile
+
+    def resource(self, name: str, lost: Sequence[str]) -> dict[str, Any]:
+        annotations = {ANNOTATION + "policy": self.policy.name,
+                       ANNOTATION + "source": display_path(self.policy.source)}
+        if lost:
+            annotations[ANNOTATION + "not-carried"] = "; ".join(lost)
+        return {"apiVersion": SPO_API_VERSION, "kind": "AppArmorProfile",
+                "metadata": {"name": name, "annotations": annotations},
+                "spec": {"mode": "Complain" if self.shadow else "Enforce",
+                         "abstract": self.abstract}}
+
+
+# ------------------------------------------------------------------------------- YAML
+
+_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9._/-]*$")
+_YAML_WORDS = {"true", "false", "null", "yes", "no", "on", "off", "y", "n"}
+
+
+def yaml_scalar(value: object) -> str:
+    """A YAML scalar: plain when unambiguous, else double-quoted with every character outside
+    printable ASCII escaped (YAML 1.2, 5.7: \\xXX, \\uXXXX, \\UXXXXXXXX), so the file is
+    ASCII and no line break or separator reaches the reader."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    text = str(value)
+    if _PLAIN.match(text) and text.lower() not in _YAML_WORDS:
+        return text
+    out = []
+    for c in text:
+        code = ord(c)
+        if c in '"\\':
+            out.append("\\" + c)
+        elif 32 <= code < 127:
+            out.append(c)
+        else:
+            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
+                       else f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
+def to_yaml(value: Mapping[str, Any], indent: int = 0) -> list[str]:
+    """Block-style YAML for nested mappings, lists of scalars and scalars; sorted keys. Keys
+    are schema and annotation names, never user text: plain, so always implicit keys."""
+    pad, lines = "  " * indent, []
+    for key in sorted(value):
+        if yaml_scalar(key) != key:
+            raise ValueError(f"not a plain YAML key: {key!r}")
+        item = value[key]
+        if isinstance(item, Mapping) and item:
+            lines += [f"{pad}{key}:", *to_yaml(item, indent + 1)]
+        elif isinstance(item, list) and item:
+            lines += [f"{pad}{key}:", *(f"{pad}- {yaml_scalar(v)}" for v in item)]
+        else:
+            empty = "{}" if isinstance(item, Mapping) else "[]" if isinstance(item, list) else None
+            lines.append(f"{pad}{key}: {empty or yaml_scalar(item)}")
+    return lines
+
+
+# ------------------------------------------------------------------------------- rendering
+
+
+@functools.cache
+def _template() -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("clawpolicy", "templates"),
+                             undefined=jinja2.StrictUndefined, autoescape=False,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters["aa_comment"] = aa_comment
+    return env.get_template("apparmor/profile.j2")
+
+
+def build(policy: Policy, options: CompileOptions) -> tuple[Profile | None, list[Diagnostic]]:
+    builder = _Builder(policy)
+    return builder.build(options), builder.diagnostics
+
+
+def render(policy: Policy, options: CompileOptions, profile: Profile) -> str:
+    return _template().render(policy=policy, profile=profile, abi=options.apparmor_abi,
+                              shadow=policy.mode is Mode.SHADOW,
+                              source=display_path(policy.source),
+                              default_attachment=policy.executable is None,
+                              uses_home=any(p.startswith("~") for f in policy.files for p in f.paths))
+
+
+def render_resource(policy: Policy, profile: Profile) -> str:
+    header = [(f"# security-profiles-operator AppArmorProfile {profile.name}, generated by "
+              f"clawpolicy from {display_path(policy.source)}: do not edit, edit the policy."),
+              ("# Cluster-scoped (SPO v0.9.0 and later). Pods use it with securityContext."
+              f"appArmorProfile: {{type: Localhost, localhostProfile: {profile.name}}}."),
+              ("# spec.abstract is an allow list: it cannot deny paths, and it names protocols "
+              "(tcp, udp, raw), not socket families.")]
+    if profile.spo_lost:
+        header.append(f"# Not carried here (load apparmor/{profile.name} for those): "
+                      + "; ".join(profile.spo_lost))
+    return "\n".join([*(aa_comment(h) for h in header), *to_yaml(profile.spo)]) + "\n"
+
+
+class AppArmorBackend:
+    name: str = "apparmor"
+    summary: str = "an AppArmor profile (abi 3.0) and its security-profiles-operator resource"
+    enforces: bool = True
+    support: Mapping[Feature, Support] = {
+        Feature.CIDR_PORT: Support(Level.NO, "AppArmor 3 network rules name socket families and "
+                                   "types, never addresses or ports"),
+        Feature.FQDN: Support(Level.NO, "AppArmor does not see domain names"),
+        Feature.WILDCARD: Support(Level.NO, "AppArmor does not see domain names"),
+        Feature.EXPLICIT_DENY: Support(Level.NO, "network deny rules name addresses, which "
+                                       "AppArmor 3 cannot match"),
+        Feature.INGRESS: Support(Level.NO, "AppArmor 3 cannot tell who connects"),
+        Feature.USER_SCOPE: Support(Level.NO, "a profile confines a program, whoever runs it"),
+        Feature.SOCKETS: Support(Level.YES, "network FAMILY TYPE rules; raw and packet denied "
+                                 "unless kept (unix sockets stay open for abstractions/base)"),
+        Feature.SYSCALLS: Support(Level.NO, "AppArmor mediates objects, not system calls"),
+        Feature.CAPABILITIES: Support(Level.YES, "capability rules; dangerous ones denied explicitly"),
+        Feature.FILES: Support(Level.YES, "path rules: audited denies on the path and below "
+                               "(every home for ~/), owner-scoped writes for allowed ~/ paths"),
+        Feature.LOG_ONLY: Support(Level.YES, "flags=(complain), denials as audit rules"),
+    }
+
+    def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
+        profile, diagnostics = build(policy, options)
+        if profile is None:
+            return BackendResult([], diagnostics)
+        return BackendResult([
+            Artifact(profile.name, render(policy, options, profile).encode("utf-8"),
+                     "text/x-apparmor"),
+            Artifact("apparmorprofile.yaml", render_resource(policy, profile).encode("utf-8"),
+                     "application/yaml"),
+        ], diagnostics)
+
+
+BACKEND = AppArmorBackend()
