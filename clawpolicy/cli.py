@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from clawpolicy import ir
+from clawpolicy.backends.base import CompileOptions
 from clawpolicy.backends.registry import BACKENDS, DEFAULT_TARGETS
 from clawpolicy.catalog import load_catalog
 from clawpolicy.compiler import compile_paths
@@ -58,8 +59,10 @@ def _failed(diags: Sequence[Diagnostic]) -> bool:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     targets = args.target or list(DEFAULT_TARGETS)
+    options = CompileOptions(apparmor_abi=args.apparmor_abi, fqdn_timeout=args.fqdn_timeout)
     result = compile_paths(args.policies, targets, mode=ir.Mode(args.mode) if args.mode else None,
-                           strict=args.strict, validate=args.validate, lock=args.lock)
+                           strict=args.strict, validate=args.validate, lock=args.lock,
+                           options=options)
     shown = [d for d in result.diagnostics if d.severity is not Severity.NOTE or args.verbose]
     _print_diagnostics(shown, result.sources)
     for line in result.validations:
@@ -195,6 +198,13 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _positive_int(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -220,6 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override the policies' mode (e.g. a log-only dry run: --mode shadow)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if the output is stale, showing what differs")
+    p.add_argument("--apparmor-abi", choices=["3.0", "4.0"], default="3.0",
+                   help="feature ABI the AppArmor profile is written against (default 3.0: "
+                        "parses with Debian 12's apparmor_parser)")
+    p.add_argument("--fqdn-timeout", type=_positive_int, default=600, metavar="SECONDS",
+                   help="how long an address DNS put into an FQDN set stays without a new "
+                        "answer or connection (default 600; dnsmasq TTLs are capped to it)")
     p.add_argument("--strict", action="store_true",
                    help="treat warnings (expired rules, rules no target enforces) as errors")
     p.add_argument("--validate", action="store_true",

@@ -54,21 +54,25 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 def compile_paths(paths: Sequence[Path], targets: Sequence[str], *, mode: Mode | None = None,
                   strict: bool = False, validate: bool = False, lock: bool = False,
-                  today: dt.date | None = None) -> CompileResult:
+                  today: dt.date | None = None,
+                  options: CompileOptions | None = None) -> CompileResult:
     """`lock`: put the addresses of each policy file's lock (`<stem>.lock.json`, written by
-    `clawpolicy resolve`) into the FQDN sets; a name the lock lacks is an error."""
+    `clawpolicy resolve`) into the FQDN sets; a name the lock lacks is an error. `options`:
+    target settings (AppArmor ABI, FQDN set timeout, ...); `strict` overrides its field."""
     with _no_cyclic_gc():
-        return _compile(paths, targets, mode, strict, validate, lock, today)
+        return _compile(paths, targets, mode, strict, validate, lock, today,
+                        options or CompileOptions())
 
 
 def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, strict: bool,
-             validate: bool, lock: bool, today: dt.date | None) -> CompileResult:
+             validate: bool, lock: bool, today: dt.date | None,
+             given: CompileOptions) -> CompileResult:
     loaded = load_policies(paths, today=today)
     result = CompileResult(sources=loaded.sources)
     result.diagnostics.extend(_strictly(loaded.diagnostics, strict))
     if not loaded.ok:
         return result
-    base = CompileOptions(strict=strict)
+    base = dataclasses.replace(given, strict=strict)
     for policy in loaded.policies:
         if mode is not None:
             policy = policy.with_mode(mode)

@@ -169,3 +169,9 @@ def test_examples_are_up_to_date(in_repo: Path, capsys: pytest.CaptureFixture[st
     """The suite keeps generated/ honest: this is CI's `compile --check`."""
     examples = [str(p.relative_to(in_repo)) for p in sorted(in_repo.glob("examples/*.claw"))]
     assert main(["compile", *examples, "--check"]) == 0, capsys.readouterr().err
+
+
+def test_target_options(workdir: Path) -> None:
+    assert main(["compile", "demo.claw", "--apparmor-abi", "4.0", "--target", "apparmor"]) == 0
+    assert "abi <abi/4.0>," in (workdir / "generated/demo/apparmor/clawpolicy-demo").read_text()
+    assert main(["compile", "demo.claw", "--fqdn-timeout", "0"]) == 2
