@@ -22,6 +22,7 @@ test-unit: setup
 ## Compile-time, memory and nft load-time figures (a table; never asserted).
 bench: setup
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/seccomp_bench.py
 
 ## Regenerate golden files and generated/ after a reviewed change (then read the diff!).
 golden: setup

@@ -59,7 +59,8 @@ def _failed(diags: Sequence[Diagnostic]) -> bool:
 
 def cmd_compile(args: argparse.Namespace) -> int:
     targets = args.target or list(DEFAULT_TARGETS)
-    options = CompileOptions(apparmor_abi=args.apparmor_abi, fqdn_timeout=args.fqdn_timeout)
+    options = CompileOptions(apparmor_abi=args.apparmor_abi, fqdn_timeout=args.fqdn_timeout,
+                             seccomp_deny_action=args.seccomp_deny_action)
     result = compile_paths(args.policies, targets, mode=ir.Mode(args.mode) if args.mode else None,
                            strict=args.strict, validate=args.validate, lock=args.lock,
                            options=options)
@@ -233,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--apparmor-abi", choices=["3.0", "4.0"], default="3.0",
                    help="feature ABI the AppArmor profile is written against (default 3.0: "
                         "parses with Debian 12's apparmor_parser)")
+    p.add_argument("--seccomp-deny-action", choices=["errno", "kill"], default="errno",
+                   help="what enforce-mode seccomp refusals do: fail with EPERM (default) or "
+                        "kill the process (calls outside the baseline still get ENOSYS)")
     p.add_argument("--fqdn-timeout", type=_positive_int, default=600, metavar="SECONDS",
                    help="how long an address DNS put into an FQDN set stays without a new "
                         "answer or connection (default 600; dnsmasq TTLs are capped to it)")

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(nftables libnftables1 iproute2 dnsmasq-base python3 python3-venv util-linux apparmor)
+APT_PACKAGES=(nftables libnftables1 iproute2 dnsmasq-base python3 python3-venv util-linux apparmor libseccomp2)
 VENV=.venv
 STAMP="$VENV/.clawpolicy-setup"
 

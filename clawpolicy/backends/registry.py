@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-from clawpolicy.backends import apparmor, dnsmasq, docs, nftables
+from clawpolicy.backends import apparmor, dnsmasq, docs, nftables, seccomp
 from clawpolicy.backends.base import Backend, Feature, Level
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Action, Direction, Mode, Policy, Span
@@ -15,6 +15,7 @@ from clawpolicy.ir import Action, Direction, Mode, Policy, Span
 BACKENDS: dict[str, Backend] = {
     "nftables": nftables.BACKEND,
     "dnsmasq": dnsmasq.BACKEND,
+    "seccomp": seccomp.BACKEND,
     "apparmor": apparmor.BACKEND,
     "docs": docs.BACKEND,
 }

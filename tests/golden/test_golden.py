@@ -8,6 +8,7 @@ diff in review: these files are the compiler's reviewed output, not a snapshot t
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 from pathlib import Path
 
@@ -22,6 +23,18 @@ CASES = sorted((REPO / "tests/golden/cases").glob("*.claw"))
 REGENERATE = os.environ.get("CLAWPOLICY_REGENERATE") == "1"
 
 
+def _is_text(content: bytes) -> bool:
+    try:
+        content.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()[:16]
+
+
 def _compare(outputs: dict[str, bytes], root: Path, subtests: pytest.FixtureRequest) -> None:
     groups: dict[str, list[str]] = {}
     for rel in outputs:
@@ -33,7 +46,13 @@ def _compare(outputs: dict[str, bytes], root: Path, subtests: pytest.FixtureRequ
                              if p.is_file()) if (root / group).is_dir() else []
             assert on_disk == sorted(rels), f"files differ in {root / group}"
             for rel in sorted(rels):
-                old = (root / rel).read_text(encoding="utf-8").splitlines()
+                golden = (root / rel).read_bytes()
+                if not (_is_text(golden) and _is_text(outputs[rel])):  # e.g. seccomp .bpf
+                    assert golden == outputs[rel], (
+                        f"golden binary {rel} differs (sha256 {_digest(golden)} golden, "
+                        f"{_digest(outputs[rel])} compiled); review, then `make golden`")
+                    continue
+                old = golden.decode("utf-8").splitlines()
                 new = outputs[rel].decode("utf-8").splitlines()
                 diff = "\n".join(difflib.unified_diff(old, new, f"{rel} (golden)",
                                                       f"{rel} (compiled)", lineterm=""))
