@@ -44,7 +44,9 @@ from typing import Any
 
 import jinja2
 
-from clawpolicy.backends.base import Artifact, BackendResult, CompileOptions, Feature, Level, Support
+from clawpolicy.backends.base import (
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
+)
 from clawpolicy.backends.docs import display_path
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Action, FileRule, Mode, Policy, Span
@@ -424,11 +426,7 @@ def to_yaml(value: Mapping[str, Any], indent: int = 0) -> list[str]:
 
 @functools.cache
 def _template() -> jinja2.Template:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("clawpolicy", "templates"),
-                             undefined=jinja2.StrictUndefined, autoescape=False,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters["aa_comment"] = aa_comment
-    return env.get_template("apparmor/profile.j2")
+    return load_template("apparmor/profile.j2", {"aa_comment": aa_comment})
 
 
 def build(policy: Policy, options: CompileOptions) -> tuple[Profile | None, list[Diagnostic]]:

@@ -9,9 +9,11 @@ target cannot enforce, and why) and the docs target prints it as the enforcement
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+import jinja2
 
 from clawpolicy.errors import Diagnostic
 from clawpolicy.ir import Policy
@@ -74,6 +76,17 @@ class CompileOptions:
 class BackendResult:
     artifacts: list[Artifact] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def load_template(name: str, filters: Mapping[str, Callable[[Any], str]]) -> jinja2.Template:
+    """A template from clawpolicy/templates/ in the one environment every text target uses:
+    undefined names are errors, and nothing is escaped implicitly (autoescape off), so each
+    target passes its own escaping filters and every user string must go through one."""
+    env = jinja2.Environment(loader=jinja2.PackageLoader("clawpolicy", "templates"),
+                             undefined=jinja2.StrictUndefined, autoescape=False,
+                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(filters)
+    return env.get_template(name)
 
 
 class Backend(Protocol):

@@ -36,7 +36,9 @@ from dataclasses import dataclass
 
 import jinja2
 
-from clawpolicy.backends.base import Artifact, BackendResult, CompileOptions, Feature, Level, Support
+from clawpolicy.backends.base import (
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
+)
 from clawpolicy.backends.nftables import FqdnGroup, fqdn_groups, line_comment, table_name
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Policy, Rule
@@ -147,11 +149,7 @@ def _wider(policy: Policy, domain: str, own: Sequence[FqdnGroup], below: Sequenc
 
 @functools.cache
 def _template() -> jinja2.Template:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("clawpolicy", "templates"),
-                             undefined=jinja2.StrictUndefined, autoescape=False,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters["line_comment"] = line_comment
-    return env.get_template("dnsmasq/fragment.conf.j2")
+    return load_template("dnsmasq/fragment.conf.j2", {"line_comment": line_comment})
 
 
 def render(policy: Policy, options: CompileOptions) -> tuple[str, list[Diagnostic]]:

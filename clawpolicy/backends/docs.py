@@ -24,7 +24,9 @@ from pathlib import PurePath
 
 import jinja2
 
-from clawpolicy.backends.base import Artifact, Backend, BackendResult, CompileOptions, Feature, Level, Support
+from clawpolicy.backends.base import (
+    Artifact, Backend, BackendResult, CompileOptions, Feature, Level, Support, load_template,
+)
 from clawpolicy.evaluate import run_tests
 from clawpolicy.ir import (
     LOCAL_DNS_ID, Action, Direction, FileRule, Mode, Policy, PortRange, Rule, Span, SyscallRule,
@@ -219,11 +221,8 @@ def diagram(policy: Policy, rules: list[Rule]) -> tuple[str, list[Node], list[Ed
 
 @functools.cache
 def _template() -> jinja2.Template:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("clawpolicy", "templates"),
-                             undefined=jinja2.StrictUndefined, autoescape=False,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(md_text=md_text, md_cell=md_cell, md_code=md_code, mermaid_label=mermaid_label)
-    return env.get_template("docs/policy.md.j2")
+    return load_template("docs/policy.md.j2", {"md_text": md_text, "md_cell": md_cell,
+                                               "md_code": md_code, "mermaid_label": mermaid_label})
 
 
 def render(policy: Policy, options: CompileOptions) -> str:

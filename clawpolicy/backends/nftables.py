@@ -40,8 +40,10 @@ from dataclasses import dataclass, field
 
 import jinja2
 
-from clawpolicy.backends.base import Artifact, BackendResult, CompileOptions, Feature, Level, Support
-from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, PortRange, Protocol, Rule
+from clawpolicy.backends.base import (
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
+)
+from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, PortRange, Rule
 from clawpolicy.netspace import Box, interval_to_text, network_interval, partition, protocol_number
 
 COMMENT_MAX_BYTES = 127  # the kernel keeps 128 bytes of user data, NUL included
@@ -370,12 +372,7 @@ class _Builder:
 
 @functools.cache
 def _template() -> jinja2.Template:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("clawpolicy", "templates"),
-                             undefined=jinja2.StrictUndefined, autoescape=False,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters["nft_string"] = nft_string
-    env.filters["line_comment"] = line_comment
-    return env.get_template("nftables/ruleset.nft.j2")
+    return load_template("nftables/ruleset.nft.j2", {"nft_string": nft_string, "line_comment": line_comment})
 
 
 def render(policy: Policy, options: CompileOptions) -> str:
