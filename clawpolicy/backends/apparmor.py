@@ -30,7 +30,7 @@ Escaping (`aa_escape`): every path is a quoted string. The IR's paths are litera
 `"`, `\\`, control and invisible characters become octal escapes, so no backslash ever
 precedes a quote (the lexer's quoted-string rule would read on past it). User text in
 comments is one line. Only the executable is a glob, as the language documents. The
-apparmorprofile.yaml is written by `to_yaml` (keys are ours; values are escaped ASCII).
+apparmorprofile.yaml is dumped by PyYAML (safe_dump, sorted keys, ASCII), like the seccomp resource.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jinja2
+import yaml
 
 from clawpolicy.backends.base import (
     Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
@@ -375,52 +376,6 @@ class _Builder:
                          "abstract": self.abstract}}
 
 
-# ------------------------------------------------------------------------------- YAML
-
-_PLAIN = re.compile(r"^[A-Za-z][A-Za-z0-9._/-]*$")
-_YAML_WORDS = {"true", "false", "null", "yes", "no", "on", "off", "y", "n"}
-
-
-def yaml_scalar(value: object) -> str:
-    """A YAML scalar: plain when unambiguous, else double-quoted with every character outside
-    printable ASCII escaped (YAML 1.2, 5.7: \\xXX, \\uXXXX, \\UXXXXXXXX), so the file is
-    ASCII and no line break or separator reaches the reader."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    text = str(value)
-    if _PLAIN.match(text) and text.lower() not in _YAML_WORDS:
-        return text
-    out = []
-    for c in text:
-        code = ord(c)
-        if c in '"\\':
-            out.append("\\" + c)
-        elif 32 <= code < 127:
-            out.append(c)
-        else:
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
-                       else f"\\U{code:08x}")
-    return '"' + "".join(out) + '"'
-
-
-def to_yaml(value: Mapping[str, Any], indent: int = 0) -> list[str]:
-    """Block-style YAML for nested mappings, lists of scalars and scalars; sorted keys. Keys
-    are schema and annotation names, never user text: plain, so always implicit keys."""
-    pad, lines = "  " * indent, []
-    for key in sorted(value):
-        if yaml_scalar(key) != key:
-            raise ValueError(f"not a plain YAML key: {key!r}")
-        item = value[key]
-        if isinstance(item, Mapping) and item:
-            lines += [f"{pad}{key}:", *to_yaml(item, indent + 1)]
-        elif isinstance(item, list) and item:
-            lines += [f"{pad}{key}:", *(f"{pad}- {yaml_scalar(v)}" for v in item)]
-        else:
-            empty = "{}" if isinstance(item, Mapping) else "[]" if isinstance(item, list) else None
-            lines.append(f"{pad}{key}: {empty or yaml_scalar(item)}")
-    return lines
-
-
 # ------------------------------------------------------------------------------- rendering
 
 
@@ -452,7 +407,9 @@ def render_resource(policy: Policy, profile: Profile) -> str:
     if profile.spo_lost:
         header.append(f"# Not carried here (load apparmor/{profile.name} for those): "
                       + "; ".join(profile.spo_lost))
-    return "\n".join([*(aa_comment(h) for h in header), *to_yaml(profile.spo)]) + "\n"
+    body = yaml.safe_dump(profile.spo, sort_keys=True, allow_unicode=False,
+                          default_flow_style=False, width=1 << 16)
+    return "\n".join(aa_comment(h) for h in header) + "\n" + body
 
 
 class AppArmorBackend:

@@ -350,20 +350,6 @@ def test_spo_resource_content(tmp_path: Path) -> None:
     assert unrestricted["capability"]["allowedCapabilities"] == sorted(apparmor.ALL_CAPABILITIES)
 
 
-@given(st.text())
-def test_yaml_scalars_round_trip(text: str) -> None:
-    doc = yaml.safe_load("\n".join(apparmor.to_yaml({"k": text, "l": [text, "x"], "m": {"i": text}})))
-    assert doc == {"k": text, "l": [text, "x"], "m": {"i": text}}
-
-
-def test_yaml_keys_are_plain() -> None:
-    assert apparmor.to_yaml({"a": {"b.c/d-e": True, "e": []}, "f": {}}) == [
-        "a:", "  b.c/d-e: true", "  e: []", "f: {}"]
-    for key in ("", "x: y", "- a", "true", '"q"'):
-        with pytest.raises(ValueError):
-            apparmor.to_yaml({key: 1})
-
-
 # ------------------------------------------------------------------------------- registry
 
 
