@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import sys
 from typing import Any
 
@@ -25,6 +24,8 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
+
+from probe import become  # the sibling script: run from this directory
 
 
 def _ask(q: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -53,11 +54,7 @@ def _ask(q: dict[str, Any], timeout: float) -> dict[str, Any]:
 
 def main() -> int:
     req = json.load(sys.stdin)
-    uid = req.get("uid")
-    if uid:
-        os.setgroups([])
-        os.setgid(uid)
-        os.setuid(uid)
+    become(req.get("uid"))
     timeout = float(req.get("timeout", 1.0))
     json.dump([_ask(q, timeout) for q in req["queries"]], sys.stdout)
     sys.stdout.write("\n")

@@ -30,6 +30,7 @@ Plain library: no pytest import.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import json
@@ -177,6 +178,20 @@ def cleanup_stale_namespaces() -> list[str]:
     return deleted
 
 
+def _stop(proc: subprocess.Popen[bytes], what: str, errors: list[str]) -> None:
+    """Terminate, then kill after 3 s; record (never raise) what went wrong."""
+    try:
+        if proc.poll() is None:
+            proc.terminate()
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=3)
+    except Exception as exc:  # noqa: BLE001 - cleanup goes on whatever happened
+        errors.append(f"{what} {proc.pid}: {exc}")
+
+
 class Lab:
     """Context manager: two namespaces, a veth pair, listeners on both sides."""
 
@@ -322,30 +337,13 @@ class Lab:
         """Stop daemons and listeners, delete both namespaces, remove temp files. Idempotent."""
         errors: list[str] = []
         for proc in self._daemons:
-            try:
-                if proc.poll() is None:
-                    proc.terminate()
-                try:
-                    proc.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=3)
-            except Exception as exc:  # noqa: BLE001
-                errors.append(f"daemon {proc.pid}: {exc}")
+            _stop(proc, "daemon", errors)
         self._daemons.clear()
         for proc in self._listeners:
-            try:
-                if proc.stdin:
+            if proc.stdin:  # listeners also exit by themselves when their stdin closes
+                with contextlib.suppress(OSError):
                     proc.stdin.close()
-                if proc.poll() is None:
-                    proc.terminate()
-                try:
-                    proc.wait(timeout=3)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=3)
-            except Exception as exc:  # noqa: BLE001
-                errors.append(f"listener {proc.pid}: {exc}")
+            _stop(proc, "listener", errors)
             for f in (proc.stdout, proc.stderr):
                 if f:
                     f.close()

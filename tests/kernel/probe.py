@@ -129,13 +129,18 @@ def _run_one(p: dict[str, Any], timeout: float, out: list[dict[str, Any]], i: in
     }
 
 
-def main() -> int:
-    req = json.load(sys.stdin)
-    uid = req.get("uid")
+def become(uid: int | None) -> None:
+    """Drop to `uid` (and gid = uid, no supplementary groups) before any probing; the
+    namespace scripts start as root so that switching needs no interpreter outside /root."""
     if uid:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)
+
+
+def main() -> int:
+    req = json.load(sys.stdin)
+    become(req.get("uid"))
     timeout = float(req.get("timeout", 0.6))
     probes = req["probes"]
     results: list[dict[str, Any]] = [

@@ -16,6 +16,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
+from policy_snippets import snippet_policy as _policy
 
 from clawpolicy import confine
 from clawpolicy.backends import apparmor, registry
@@ -30,12 +31,6 @@ SCHEMAS = Path(os.environ.get("CLAWPOLICY_SCHEMAS", REPO.parent / "shared" / "sc
 SPO_CRD = SCHEMAS / "spo" / "apparmorprofile.yaml"
 
 
-def _policy(tmp_path: Path, body: str, header: str = "mode enforce\n applies-to host") -> Policy:
-    src = tmp_path / "p.claw"
-    src.write_text(f"policy p {{\n {header}\n{body}\n}}\n", encoding="utf-8")
-    result = load_policies([src])
-    assert result.ok, result.diagnostics
-    return result.policies[0]
 
 
 def _compile(policy: Policy, **options: Any) -> tuple[str, str, list[Any]]:

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from policy_snippets import snippet_policy as _policy
 
 from clawpolicy.backends import dnsmasq
 from clawpolicy.backends.base import CompileOptions
@@ -15,15 +16,6 @@ from clawpolicy.backends.nftables import fqdn_groups
 from clawpolicy.backends.nftables import render as render_nft
 from clawpolicy.errors import Severity
 from clawpolicy.ir import Policy
-from clawpolicy.lower import load_policies
-
-
-def _policy(tmp_path: Path, body: str, header: str = "mode enforce\n applies-to host") -> Policy:
-    src = tmp_path / "p.claw"
-    src.write_text(f"policy p {{\n {header}\n{body}\n}}\n")
-    result = load_policies([src])
-    assert result.ok, result.diagnostics
-    return result.policies[0]
 
 
 def _lines(policy: Policy, **options: int) -> list[str]:

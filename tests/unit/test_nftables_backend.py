@@ -7,21 +7,15 @@ import re
 from pathlib import Path
 
 import pytest
+from policy_snippets import snippet_policy as _policy
 
 from clawpolicy.backends.base import CompileOptions
 from clawpolicy.backends.nftables import fqdn_groups, nft_string, port_signature, render
-from clawpolicy.ir import Mode, Policy, PortRange, Protocol
-from clawpolicy.lower import load_policies
+from clawpolicy.ir import Mode, PortRange, Protocol
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _policy(tmp_path: Path, body: str, header: str = "mode enforce\n applies-to host") -> Policy:
-    src = tmp_path / "p.claw"
-    src.write_text(f"policy p {{\n {header}\n{body}\n}}\n")
-    result = load_policies([src])
-    assert result.ok, result.diagnostics
-    return result.policies[0]
 
 
 def _chain(text: str, name: str) -> list[str]:
