@@ -6,7 +6,6 @@ and reads it back against the IR."""
 from __future__ import annotations
 
 import copy
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from policy_snippets import snippet_policy as _policy
+from shared_schemas import schema_path
 
 from clawpolicy import confine
 from clawpolicy.backends import apparmor, registry
@@ -27,8 +27,6 @@ from clawpolicy.lower import load_policies
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.claw"))
-SCHEMAS = Path(os.environ.get("CLAWPOLICY_SCHEMAS", REPO.parent / "shared" / "schemas"))
-SPO_CRD = SCHEMAS / "spo" / "apparmorprofile.yaml"
 
 
 
@@ -284,11 +282,7 @@ def test_deterministic_and_order_independent(tmp_path: Path) -> None:
 
 
 def _crd_schema() -> dict[str, Any]:
-    if not SPO_CRD.exists():
-        if os.environ.get("CI"):  # CI has shared/ beside the clone: a missing schema is a failure
-            pytest.fail(f"SPO CRD not found at {SPO_CRD}")
-        pytest.skip(f"SPO CRD not found at {SPO_CRD} (set CLAWPOLICY_SCHEMAS)")
-    crd = yaml.safe_load(SPO_CRD.read_text(encoding="utf-8"))
+    crd = yaml.safe_load(schema_path("spo/apparmorprofile.yaml").read_text(encoding="utf-8"))
     assert crd["spec"]["scope"] == "Cluster"
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     assert f"{crd['spec']['group']}/v1" == apparmor.SPO_API_VERSION

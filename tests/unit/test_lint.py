@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from pathlib import Path
 
 import pytest
+from shared_schemas import schema_path
 
 from clawpolicy.cli import main
 from clawpolicy.errors import render
@@ -18,7 +18,6 @@ from clawpolicy.review import sarif
 from clawpolicy.review.lint import CHECKS, Finding, lint
 
 REPO = Path(__file__).resolve().parents[2]
-SARIF_SCHEMA = Path("/work/shared/schemas/sarif/sarif-schema-2.1.0.json")
 TODAY = dt.date(2026, 11, 1)
 HOST = "applies-to host"
 ALL = ("nftables", "dnsmasq", "seccomp", "apparmor", "docs")
@@ -162,11 +161,8 @@ def test_cli_exit_status_and_formats(tmp_path: Path, capsys: pytest.CaptureFixtu
 
 
 def _schema() -> dict[str, object] | None:
-    if not SARIF_SCHEMA.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{SARIF_SCHEMA} is missing")
-        pytest.skip(f"{SARIF_SCHEMA} not found")
-    data: dict[str, object] = json.loads(SARIF_SCHEMA.read_text(encoding="utf-8"))
+    path = schema_path("sarif/sarif-schema-2.1.0.json")
+    data: dict[str, object] = json.loads(path.read_text(encoding="utf-8"))
     return data
 
 

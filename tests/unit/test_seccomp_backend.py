@@ -18,6 +18,7 @@ import jsonschema
 import pytest
 import referencing
 import yaml
+from shared_schemas import schema_path
 
 from clawpolicy import seccomp_loader as loader
 from clawpolicy.backends.base import CompileOptions, Feature, Level
@@ -31,7 +32,6 @@ from clawpolicy.ir import Mode, Policy
 from clawpolicy.lower import load_policies
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMAS = REPO.parent / "shared" / "schemas"
 ARCHES = {"SCMP_ARCH_X86_64": "x86_64", "SCMP_ARCH_AARCH64": "aarch64"}
 FAM = {"unix": 1, "inet": 2, "inet6": 10, "netlink": 16, "packet": 17}
 TYPE = {"stream": 1, "dgram": 2, "raw": 3, "seqpacket": 5}
@@ -300,7 +300,7 @@ def oci_validator() -> jsonschema.Validator:
     base = "https://opencontainers.example/schema/"
     registry: referencing.Registry[Any] = referencing.Registry()
     for name in ("config-linux.json", "defs-linux.json", "defs.json"):
-        contents = json.loads((SCHEMAS / "oci" / name).read_text())
+        contents = json.loads(schema_path(f"oci/{name}").read_text())
         resource = referencing.Resource.from_contents(contents, referencing.jsonschema.DRAFT4)
         registry = registry.with_resource(base + name, resource)
     schema = {"$ref": base + "config-linux.json#/linux/properties/seccomp"}
@@ -309,7 +309,7 @@ def oci_validator() -> jsonschema.Validator:
 
 @pytest.fixture(scope="module")
 def spo_validator() -> jsonschema.Validator:
-    crd = yaml.safe_load((SCHEMAS / "spo" / "seccompprofile.yaml").read_text())
+    crd = yaml.safe_load(schema_path("spo/seccompprofile.yaml").read_text())
     assert crd["spec"]["scope"] == "Cluster"
     version = next(v for v in crd["spec"]["versions"] if v["name"] == "v1")
     return jsonschema.Draft4Validator(version["schema"]["openAPIV3Schema"])

@@ -1,0 +1,128 @@
+"""`compile` and `ir`: policy files to artifacts, or to the IR every backend reads."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from clawpolicy import ir
+from clawpolicy.backends.base import CompileOptions
+from clawpolicy.backends.registry import BACKENDS, DEFAULT_TARGETS
+from clawpolicy.commands import HELP_FORMAT, Subparsers, positive_int, print_diagnostics
+from clawpolicy.compiler import compile_paths
+from clawpolicy.errors import ExitCode, Severity
+from clawpolicy.lower import load_policies
+from clawpolicy.write import apply, describe, plan
+
+COMPILE_HELP = """\
+examples:
+  clawpolicy compile examples/openclaw-workstation.claw
+      writes generated/openclaw-workstation/{nftables,docs}/...
+  clawpolicy compile examples/*.claw --check
+      CI: exit 1 if generated/ is stale, and show what differs
+  clawpolicy compile examples/x.claw --mode enforce -o out/
+      override the file's mode; write under out/
+  clawpolicy compile examples/x.claw --target nftables --validate
+      check the ruleset with libnftables (dry run) before writing
+  clawpolicy compile examples/x.claw --lock
+      also put the addresses of examples/x.lock.json (`clawpolicy resolve`) into the FQDN sets
+
+Nothing is written unless every policy compiles; changed files are replaced atomically, and
+files a target no longer produces are removed from its directory.
+"""
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    targets = args.target or list(DEFAULT_TARGETS)
+    options = CompileOptions(apparmor_abi=args.apparmor_abi, fqdn_timeout=args.fqdn_timeout,
+                             seccomp_deny_action=args.seccomp_deny_action)
+    result = compile_paths(args.policies, targets, mode=ir.Mode(args.mode) if args.mode else None,
+                           strict=args.strict, validate=args.validate, lock=args.lock,
+                           options=options)
+    shown = [d for d in result.diagnostics if d.severity is not Severity.NOTE or args.verbose]
+    print_diagnostics(shown, result.sources)
+    for line in result.validations:
+        print(f"validated {line}", file=sys.stderr)
+    if not result.ok:
+        print("clawpolicy: compile failed; nothing was written", file=sys.stderr)
+        return ExitCode.POLICY_ERROR
+    root: Path = args.output
+    changes = plan(root, result.outputs, result.owned_dirs)
+    if args.check:
+        if changes.stale:
+            print(describe(root, result.outputs, changes), file=sys.stderr)
+            print(f"clawpolicy: {root} is stale; run `clawpolicy compile` and commit the result",
+                  file=sys.stderr)
+            return ExitCode.POLICY_ERROR
+        print(f"{root}: up to date ({len(changes.unchanged)} files)")
+        return ExitCode.OK
+    apply(root, result.outputs, changes)
+    for rel in changes.added + changes.changed:
+        print(f"wrote {root / rel}")
+    for rel in changes.removed:
+        print(f"removed {root / rel}")
+    if not changes.stale:
+        print(f"{root}: up to date ({len(changes.unchanged)} files)")
+    return ExitCode.OK
+
+
+def cmd_ir(args: argparse.Namespace) -> int:
+    if args.schema:
+        print(json.dumps(ir.json_schema(), indent=2, sort_keys=True))
+        return ExitCode.OK
+    if not args.policies:
+        print("clawpolicy ir: give a policy file, or --schema", file=sys.stderr)
+        return ExitCode.USAGE
+    loaded = load_policies(args.policies)
+    print_diagnostics(loaded.diagnostics, loaded.sources)
+    if not loaded.ok:
+        return ExitCode.POLICY_ERROR
+    docs = [json.loads(p.model_dump_json()) for p in loaded.policies
+            if not args.policy or p.name == args.policy]
+    print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, sort_keys=True))
+    return ExitCode.OK
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser("compile", help="compile policies into generated/<policy>/<target>/",
+                       description="Compile policy files into artifacts for every target.",
+                       epilog=COMPILE_HELP, formatter_class=HELP_FORMAT)
+    p.add_argument("policies", nargs="+", type=Path, metavar="POLICY.claw")
+    p.add_argument("-o", "--output", type=Path, default=Path("generated"),
+                   help="output root (default: generated/)")
+    p.add_argument("-t", "--target", action="append", choices=sorted(BACKENDS),
+                   help="target to build (repeatable; default: all)")
+    p.add_argument("--mode", choices=[m.value for m in ir.Mode],
+                   help="override the policies' mode (e.g. a log-only dry run: --mode shadow)")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if the output is stale, showing what differs")
+    p.add_argument("--apparmor-abi", choices=["3.0", "4.0"], default="3.0",
+                   help="feature ABI the AppArmor profile is written against (default 3.0: "
+                        "parses with Debian 12's apparmor_parser)")
+    p.add_argument("--seccomp-deny-action", choices=["errno", "kill"], default="errno",
+                   help="what enforce-mode seccomp refusals do: fail with EPERM (default) or "
+                        "kill the process (calls outside the baseline still get ENOSYS)")
+    p.add_argument("--fqdn-timeout", type=positive_int, default=600, metavar="SECONDS",
+                   help="how long an address DNS put into an FQDN set stays without a new "
+                        "answer or connection (default 600; dnsmasq TTLs are capped to it)")
+    p.add_argument("--strict", action="store_true",
+                   help="treat warnings (expired rules, rules no target enforces) as errors")
+    p.add_argument("--validate", action="store_true",
+                   help="check each nftables ruleset with libnftables (dry run) or `nft -c`")
+    p.add_argument("-v", "--verbose", action="store_true", help="also show notes")
+    p.add_argument("--lock", action="store_true",
+                   help="put each policy file's locked addresses (<file>.lock.json, written by "
+                        "`clawpolicy resolve`) into the FQDN sets")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("ir", help="print the IR as JSON (or its JSON Schema)",
+                       description="Print the lowered policy (the IR every backend reads) as JSON.",
+                       epilog="examples:\n  clawpolicy ir examples/openclaw-workstation.claw\n"
+                              "  clawpolicy ir --schema > clawpolicy-ir.schema.json",
+                       formatter_class=HELP_FORMAT)
+    p.add_argument("policies", nargs="*", type=Path, metavar="POLICY.claw")
+    p.add_argument("--schema", action="store_true", help="print the IR's JSON Schema instead")
+    p.add_argument("--policy", help="only the policy with this name")
+    p.set_defaults(func=cmd_ir)

@@ -1,0 +1,65 @@
+"""Review in pull requests: `lint` (and, next, `diff` and `fmt`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from clawpolicy.backends.registry import BACKENDS, DEFAULT_TARGETS
+from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
+from clawpolicy.errors import ExitCode, Severity
+from clawpolicy.lower import load_policies
+
+LINT_HELP = """\
+examples:
+  clawpolicy lint examples/*.claw
+      file:line:col: severity: [check] message (rule ID), then a fix hint
+  clawpolicy lint examples/*.claw --format sarif > lint.sarif
+      for code scanning (e.g. github/codeql-action/upload-sarif)
+  clawpolicy lint examples/x.claw --target seccomp --require-owner --fail-on warning
+      also report rules seccomp cannot enforce and rules without an owner; exit 1 on warnings
+
+Exit status: 1 if a finding at or above --fail-on (default: error) exists, 2 usage, else 0.
+"""
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    from clawpolicy.review import sarif
+    from clawpolicy.review.lint import at_or_above, lint, render_text, to_json
+
+    today = dt.date.today()
+    loaded = load_policies(args.policies, today=today)
+    print_diagnostics([d for d in loaded.diagnostics if d.severity is Severity.ERROR], loaded.sources)
+    if not loaded.ok:
+        return ExitCode.POLICY_ERROR
+    targets = args.target or list(DEFAULT_TARGETS)
+    findings = [f for p in loaded.policies
+                for f in lint(p, today=today, targets=targets, require_owner=args.require_owner)]
+    if args.format == "sarif":
+        print(sarif.dumps(findings), end="")
+    elif args.format == "json":
+        print(json.dumps(to_json(findings), indent=2, sort_keys=True))
+    elif findings:
+        print(render_text(findings))
+    failed = at_or_above(findings, Severity(args.fail_on))
+    return ExitCode.POLICY_ERROR if failed else ExitCode.OK
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser("lint", help="report risky, dead or expiring rules",
+                       description="Check policies for risky reach (wide egress, exposed gateway, "
+                                   "mDNS, metadata, DNS anywhere), dangerous capabilities, expiry, "
+                                   "shadowed or redundant rules and rules the targets cannot enforce.",
+                       epilog=LINT_HELP, formatter_class=HELP_FORMAT)
+    p.add_argument("policies", nargs="+", type=Path, metavar="POLICY.claw")
+    p.add_argument("--format", choices=["text", "json", "sarif"], default="text")
+    p.add_argument("-t", "--target", action="append", choices=sorted(BACKENDS),
+                   help="targets to check enforcement against (repeatable; default: all)")
+    p.add_argument("--require-owner", action="store_true",
+                   help="org setting: report rules without an owner")
+    p.add_argument("--fail-on", choices=[s.value for s in Severity], default="error",
+                   help="exit 1 when a finding of this severity or worse exists (default: error)")
+    p.set_defaults(func=cmd_lint)
