@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from clawpolicy.commands import HELP_FORMAT, adopt, catalog, compile, logs, resolve, review, test
+from clawpolicy.commands import HELP_FORMAT, adopt, catalog, compile, diff, fmt, logs, resolve, review, test
 from clawpolicy.errors import ExitCode
 
 MAIN_HELP = """\
@@ -21,7 +21,7 @@ Start with:  clawpolicy compile examples/openclaw-workstation.claw
 Then review generated/<policy>/ and load the ruleset with `nft -f`.
 """
 
-COMMAND_MODULES = (compile, test, resolve, catalog, review, logs, adopt)
+COMMAND_MODULES = (compile, test, resolve, catalog, review, diff, fmt, logs, adopt)
 
 
 class _Parser(argparse.ArgumentParser):

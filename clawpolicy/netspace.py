@@ -177,3 +177,48 @@ def network_interval(net: IPNetwork) -> Interval:
     """First and last address as integers (no intermediate address objects)."""
     lo = int(net.network_address)
     return lo, lo + (1 << (net.max_prefixlen - net.prefixlen)) - 1
+
+
+Labels = frozenset[object]
+
+
+def overlay(boxes: Sequence[tuple[tuple[Interval, ...], object]]) -> list[tuple[tuple[Interval, ...], Labels]]:
+    """Cut labelled boxes into disjoint regions, each with the set of labels that cover it.
+
+    Where `partition` keeps one winner per piece (what a verdict map needs), `overlay` keeps
+    them all, so a caller can decide each region under two policies at once (`diff`). Space
+    no box covers is left out. Touching regions with equal labels are merged; sorted."""
+    if not boxes:
+        return []
+    return _overlay([(b, frozenset([label])) for b, label in boxes])
+
+
+def _overlay(items: list[tuple[tuple[Interval, ...], Labels]]) -> list[tuple[tuple[Interval, ...], Labels]]:
+    if not items[0][0]:
+        return [((), frozenset().union(*(labels for _, labels in items)))]
+    starts: dict[int, list[int]] = {}
+    ends: dict[int, list[int]] = {}
+    for i, (b, _) in enumerate(items):
+        starts.setdefault(b[0][0], []).append(i)
+        ends.setdefault(b[0][1] + 1, []).append(i)
+    cuts = sorted(starts.keys() | ends.keys())
+    active: set[int] = set()
+    out: list[tuple[tuple[Interval, ...], Labels]] = []
+    for lo, nxt in zip(cuts, cuts[1:]):
+        active.difference_update(ends.get(lo, ()))
+        active.update(starts.get(lo, ()))
+        if active:
+            rest = [(items[i][0][1:], items[i][1]) for i in sorted(active)]
+            out.extend((((lo, nxt - 1),) + r, labels) for r, labels in _overlay(rest))
+    out.sort(key=lambda r: (r[0][1:], sorted(map(repr, r[1])), r[0][0]))
+    merged: list[tuple[tuple[Interval, ...], Labels]] = []
+    for bounds, labels in out:
+        if merged:
+            last_bounds, last_labels = merged[-1]
+            if (last_labels == labels and last_bounds[1:] == bounds[1:]
+                    and last_bounds[0][1] + 1 == bounds[0][0]):
+                merged[-1] = (((last_bounds[0][0], bounds[0][1]),) + bounds[1:], labels)
+                continue
+        merged.append((bounds, labels))
+    merged.sort(key=lambda r: r[0])
+    return merged

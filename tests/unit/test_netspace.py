@@ -135,3 +135,24 @@ def test_partition_properties(given_boxes: list[Box]) -> None:
             assert pieces[0].owner == min(owners), point
         else:
             assert pieces == [], point  # nothing outside the inputs
+
+
+def test_overlay_labels_every_point_with_the_boxes_that_cover_it() -> None:
+    """Checked point by point against brute force on a small grid."""
+    import random
+
+    from clawpolicy.netspace import overlay
+
+    rng = random.Random(7)
+    for _ in range(50):
+        boxes = []
+        for label in range(rng.randint(1, 6)):
+            a, b = sorted(rng.randint(0, 15) for _ in range(2))
+            c, d = sorted(rng.randint(0, 7) for _ in range(2))
+            boxes.append((((a, b), (c, d)), label))
+        regions = overlay(boxes)
+        for x in range(16):
+            for y in range(8):
+                want = {lab for ((a, b), (c, d)), lab in boxes if a <= x <= b and c <= y <= d}
+                got = [labels for ((a, b), (c, d)), labels in regions if a <= x <= b and c <= y <= d]
+                assert got == ([want] if want else [])

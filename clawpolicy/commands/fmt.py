@@ -1,0 +1,72 @@
+"""`fmt`: canonical formatting of policy files (whitespace only; comments kept)."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from pathlib import Path
+
+from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
+from clawpolicy.errors import ExitCode, PolicyError
+from clawpolicy.fmt import format_text
+from clawpolicy.resolve import display_path
+from clawpolicy.write import atomic_write
+
+FMT_HELP = """\
+examples:
+  clawpolicy fmt examples/*.claw            rewrite the files in place (only those that change)
+  clawpolicy fmt --check examples/*.claw    CI: exit 1 and show the diff if a file is not formatted
+  clawpolicy fmt - < x.claw                 format standard input to standard output
+
+Formatting moves whitespace only, so the policy means exactly what it meant: one statement
+per line, two-space indentation, the author's line breaks inside a statement kept, defines and
+one-line tests aligned, comments kept. Files that do not parse are reported and left alone.
+"""
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    failed = False
+    for name in args.paths:
+        if name == "-":
+            text = sys.stdin.read()
+            label = "<stdin>"
+        else:
+            path = Path(name)
+            label = display_path(path)
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                print(f"clawpolicy fmt: {label}: {exc}", file=sys.stderr)
+                failed = True
+                continue
+        try:
+            formatted = format_text(text, label)
+        except PolicyError as exc:
+            print_diagnostics(exc.diagnostics, {label: text})
+            failed = True
+            continue
+        if name == "-":
+            sys.stdout.write(formatted)
+        elif formatted == text:
+            continue
+        elif args.check:
+            failed = True
+            print(f"{label}: not formatted", file=sys.stderr)
+            sys.stdout.writelines(difflib.unified_diff(text.splitlines(keepends=True),
+                                                       formatted.splitlines(keepends=True),
+                                                       f"a/{label}", f"b/{label}"))
+        else:
+            atomic_write(Path(name), formatted.encode("utf-8"))
+            print(f"formatted {label}")
+    return ExitCode.POLICY_ERROR if failed else ExitCode.OK
+
+
+def register(sub: Subparsers) -> None:
+    p = sub.add_parser("fmt", help="format policy files canonically (--check for CI)",
+                       description="Rewrite policy files in their canonical layout.",
+                       epilog=FMT_HELP, formatter_class=HELP_FORMAT)
+    p.add_argument("paths", nargs="+", metavar="POLICY.claw", help="files, or - for stdin")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if a file would change, printing the diff")
+    p.set_defaults(func=cmd_fmt)

@@ -1,0 +1,342 @@
+"""Semantic diff: what a change to a policy means, with a risk level each. Floor 3.
+
+Computed on the IRs, not the text: network reach by set algebra (`reach`), then
+capabilities, sockets, files, syscalls, mode, scope, DNS, the executable, expiries and the
+rules' documentation. Rules are matched across versions by what they mean (direction,
+action, peers, ports), so reordering or re-wording a rule is not a change in reach.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from clawpolicy.evaluate import LOOPBACK
+from clawpolicy.ir import Action, Direction, Mode, Policy, Protocol, Rule
+from clawpolicy.review.lint import (
+    CREDENTIAL_DIRS,
+    DANGEROUS_CAPS,
+    GATEWAY_PORT,
+    MDNS,
+    METADATA,
+    TAILNET,
+    WIDE_PREFIX,
+)
+from clawpolicy.review.reach import ANY_NAME, Decider, ReachChange, reach_changes
+
+RAW_SOCKET_FAMILIES = ("packet", "netlink")
+
+
+class Risk(str, enum.Enum):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        return {"high": 2, "medium": 1, "low": 0}[self.value]
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A rule on one side of a change: its ID, where it is written, and why it exists."""
+
+    rule_id: str
+    where: str = ""
+    reason: str = ""
+
+    def __str__(self) -> str:
+        return self.rule_id + (f" ({self.where})" if self.where else "")
+
+
+@dataclass(frozen=True)
+class Flow:
+    """An edge for the diagram: agent -> peers (egress) or peers -> agent (ingress)."""
+
+    direction: Direction
+    peers: str
+    ports: str
+    added: bool
+
+
+@dataclass(frozen=True)
+class Change:
+    policy: str
+    category: str
+    risk: Risk
+    summary: str
+    why: str = ""
+    old: tuple[Ref, ...] = ()
+    new: tuple[Ref, ...] = ()
+    flow: Flow | None = None
+
+    def sort_key(self) -> tuple[object, ...]:
+        return (-self.risk.rank, self.policy, CATEGORIES.index(self.category), self.summary)
+
+
+CATEGORIES = ("policy", "mode", "scope", "reach", "dns", "capabilities", "sockets", "files",
+              "syscalls", "executable", "expiry", "documentation", "tests")
+
+
+def diff_policy_sets(old: Sequence[Policy], new: Sequence[Policy]) -> list[Change]:
+    """Changes between two sets of policies, matched by name; sorted by risk, then policy."""
+    before = {p.name: p for p in old}
+    after = {p.name: p for p in new}
+    changes: list[Change] = []
+    for name in sorted(before.keys() | after.keys()):
+        o, n = before.get(name), after.get(name)
+        if o is None and n is not None:
+            changes.append(Change(name, "policy", Risk.MEDIUM, f"policy {name} added",
+                                  "a new boundary: review everything it allows",
+                                  new=(Ref(name, n.span.where()),)))
+        elif n is None and o is not None:
+            changes.append(Change(name, "policy", Risk.HIGH, f"policy {name} removed",
+                                  "its boundary no longer exists", old=(Ref(name, o.span.where()),)))
+        elif o is not None and n is not None:
+            changes.extend(diff_policies(o, n))
+    return sorted(changes, key=Change.sort_key)
+
+
+def diff_policies(old: Policy, new: Policy) -> list[Change]:
+    name = new.name
+    found: list[Change] = []
+    for section in (_mode, _scope, _reach, _dns, _capabilities, _sockets, _files, _syscalls,
+                    _executable, _rule_docs, _tests):
+        found.extend(section(old, new))
+    return sorted((Change(name, c.category, c.risk, c.summary, c.why, c.old, c.new, c.flow)
+                   for c in found), key=Change.sort_key)
+
+
+def _ref(policy: Policy, rule_id: str) -> Ref:
+    item = policy.rule(rule_id)
+    if item is not None:
+        return Ref(rule_id, item.span.where(), item.reason)
+    if policy.local_dns is not None and rule_id == policy.local_dns.id:
+        return Ref(rule_id, policy.span.where(), policy.local_dns.reason)
+    return Ref(rule_id)
+
+
+def _mode(old: Policy, new: Policy) -> Iterator[Change]:
+    if old.mode is new.mode:
+        return
+    if new.mode is Mode.SHADOW:
+        yield Change("", "mode", Risk.HIGH, "enforce → shadow: denials are only logged now",
+                     "nothing the policy denies is blocked any more")
+    else:
+        yield Change("", "mode", Risk.LOW, "shadow → enforce: denials now block",
+                     "check `clawpolicy explain` on the shadow logs first: what was logged as "
+                     "would-deny will fail")
+
+
+def _scope_text(policy: Policy) -> str:
+    s = policy.scope
+    return "host" if s.kind == "host" else f"{s.kind} {s.user if s.user is not None else s.uid}"
+
+
+def _scope(old: Policy, new: Policy) -> Iterator[Change]:
+    if _scope_text(old) != _scope_text(new):
+        yield Change("", "scope", Risk.MEDIUM,
+                     f"applies-to {_scope_text(old)} → {_scope_text(new)}",
+                     "the traffic the policy fences changed")
+    if old.scope.agent_ports != new.scope.agent_ports and new.scope.kind == "user":
+        text = ", ".join(str(p) for p in new.scope.agent_ports)
+        yield Change("", "scope", Risk.MEDIUM, f"agent ports (ingress scope) now {text}",
+                     "ingress outside the agent ports is not fenced")
+
+
+def _trusted(address_interval: tuple[int, int], family: int) -> bool:
+    lo, hi = address_interval
+    for net in (*LOOPBACK, *TAILNET):
+        if net.version == family and int(net.network_address) <= lo and hi <= int(net.broadcast_address):
+            return True
+    return False
+
+
+def _reach_risk(c: ReachChange) -> tuple[Risk, str]:
+    if not c.widened:
+        return Risk.LOW, "narrower reach"
+    if c.direction is Direction.INGRESS:
+        if c.covers_port(Protocol.TCP, GATEWAY_PORT) and c.family is not None and not all(
+                _trusted(i, c.family) for i in c.intervals):
+            return Risk.HIGH, f"the gateway port {GATEWAY_PORT}/tcp is reachable beyond loopback and the tailnet"
+        if ANY_NAME in c.names or (c.family is not None and (c.widest_prefix() or 128) <= WIDE_PREFIX[c.family]):
+            return Risk.HIGH, "ingress from a wide range"
+        return Risk.MEDIUM, "new ingress"
+    if c.covers_port(Protocol.UDP, 5353) and any(c.family is not None and c.covers_address(a) for a in MDNS):
+        return Risk.HIGH, "mDNS: the gateway can announce itself on the local network"
+    if c.family == 4 and c.covers_address(METADATA):
+        return Risk.HIGH, "the cloud metadata service hands out instance credentials"
+    if ANY_NAME in c.names:
+        return Risk.HIGH, "egress to any name"
+    if c.family is not None and (c.widest_prefix() or 128) <= WIDE_PREFIX[c.family]:
+        return Risk.HIGH, "egress to a wide range"
+    if c.covers_port(Protocol.UDP, 53) or c.covers_port(Protocol.TCP, 53):
+        return Risk.MEDIUM, "DNS can carry data out: check it goes to your resolvers only"
+    return Risk.MEDIUM, "new egress"
+
+
+def _reach(old: Policy, new: Policy) -> Iterator[Change]:
+    for c in reach_changes(old, new):
+        risk, why = _reach_risk(c)
+        where = "to" if c.direction is Direction.EGRESS else "from"
+        verb = "now allowed" if c.widened else "now denied"
+        summary = f"{c.direction.value} {where} {c.peers_text()} on {c.ports_text} {verb}"
+        yield Change("", "reach", risk, summary, why, _decider_refs(old, c.old), _decider_refs(new, c.new),
+                     Flow(c.direction, c.peers_text(), c.ports_text, c.widened))
+
+
+def _decider_refs(policy: Policy, d: Decider) -> tuple[Ref, ...]:
+    if d.rule_id in ("default", "loopback"):
+        return (Ref(f"{d.rule_id} {d.action.value}"),)
+    return (_ref(policy, d.rule_id),)
+
+
+def _dns(old: Policy, new: Policy) -> Iterator[Change]:
+    if old.local_dns is not None and new.local_dns is None:
+        yield Change("", "dns", Risk.MEDIUM, "`dns local` removed: the agent may query other resolvers",
+                     "DNS to any allowed resolver can carry data out")
+    elif old.local_dns is None and new.local_dns is not None:
+        yield Change("", "dns", Risk.LOW, "`dns local` added: DNS only through the local resolver")
+
+
+def _capabilities(old: Policy, new: Policy) -> Iterator[Change]:
+    o, n = old.capabilities, new.capabilities
+    if o == n:
+        return
+    o_all = o is not None and o.drop_all
+    n_all = n is not None and n.drop_all
+    if o_all and not n_all:
+        yield Change("", "capabilities", Risk.HIGH, "capabilities no longer `drop all`",
+                     "every capability not named is kept now")
+        return
+    if not o_all and n_all:
+        yield Change("", "capabilities", Risk.LOW, "capabilities now `drop all` "
+                     f"keep {', '.join(n.keep) if n else ''}".rstrip())
+        return
+    if o_all and n_all and o is not None and n is not None:
+        for cap in sorted(set(n.keep) - set(o.keep)):
+            danger = cap in DANGEROUS_CAPS
+            yield Change("", "capabilities", Risk.HIGH if danger else Risk.MEDIUM,
+                         f"CAP_{cap.upper()} is now kept",
+                         "raw network or system control" if danger else "a new privilege")
+        for cap in sorted(set(o.keep) - set(n.keep)):
+            yield Change("", "capabilities", Risk.LOW, f"CAP_{cap.upper()} is no longer kept")
+        return
+    dropped_before = set(o.drop) if o else set()
+    dropped_now = set(n.drop) if n else set()
+    for cap in sorted(dropped_before - dropped_now):
+        yield Change("", "capabilities", Risk.HIGH if cap in DANGEROUS_CAPS else Risk.MEDIUM,
+                     f"CAP_{cap.upper()} is no longer dropped")
+    for cap in sorted(dropped_now - dropped_before):
+        yield Change("", "capabilities", Risk.LOW, f"CAP_{cap.upper()} is now dropped")
+
+
+def _sockets(old: Policy, new: Policy) -> Iterator[Change]:
+    o = {str(k) for k in old.sockets.allow} if old.sockets else None
+    n = {str(k) for k in new.sockets.allow} if new.sockets else None
+    if o == n:
+        return
+    if n is None:
+        yield Change("", "sockets", Risk.HIGH, "socket families no longer restricted")
+        return
+    if o is None:
+        yield Change("", "sockets", Risk.LOW, f"socket families restricted to {', '.join(sorted(n))}")
+        return
+    for kind in sorted(n - o):
+        raw = kind.split()[0] in RAW_SOCKET_FAMILIES or kind.endswith("raw")
+        yield Change("", "sockets", Risk.HIGH if raw else Risk.MEDIUM, f"socket {kind} now allowed",
+                     "raw packets or kernel interfaces" if raw else "")
+    for kind in sorted(o - n):
+        yield Change("", "sockets", Risk.LOW, f"socket {kind} no longer allowed")
+
+
+def _paths(policy: Policy, action: Action) -> dict[str, str]:
+    return {p: f.id for f in policy.files if f.action is action for p in f.paths}
+
+
+def _files(old: Policy, new: Policy) -> Iterator[Change]:
+    od, nd = _paths(old, Action.DENY), _paths(new, Action.DENY)
+    for path in sorted(od.keys() - nd.keys()):
+        credential = any(path == c or c.startswith(path.rstrip("/") + "/") for c in CREDENTIAL_DIRS)
+        yield Change("", "files", Risk.HIGH if credential else Risk.MEDIUM,
+                     f"{path} is no longer denied", "a credential store" if credential else "",
+                     old=(_ref(old, od[path]),))
+    for path in sorted(nd.keys() - od.keys()):
+        yield Change("", "files", Risk.LOW, f"{path} is now denied", new=(_ref(new, nd[path]),))
+    oa, na = _paths(old, Action.ALLOW), _paths(new, Action.ALLOW)
+    for path in sorted(na.keys() - oa.keys()):
+        yield Change("", "files", Risk.MEDIUM, f"{path} is now explicitly allowed",
+                     new=(_ref(new, na[path]),))
+    for path in sorted(oa.keys() - na.keys()):
+        yield Change("", "files", Risk.LOW, f"{path} is no longer explicitly allowed",
+                     old=(_ref(old, oa[path]),))
+
+
+def _syscall_names(policy: Policy, action: Action) -> dict[str, str]:
+    return {n: s.id for s in policy.syscalls if s.action is action for n in s.names}
+
+
+def _syscalls(old: Policy, new: Policy) -> Iterator[Change]:
+    for action, widening in ((Action.ALLOW, True), (Action.DENY, False)):
+        o, n = _syscall_names(old, action), _syscall_names(new, action)
+        for name in sorted(n.keys() - o.keys()):
+            yield Change("", "syscalls", Risk.MEDIUM if widening else Risk.LOW,
+                         f"syscall {name} now {'added to' if widening else 'removed from'} the baseline",
+                         new=(_ref(new, n[name]),))
+        for name in sorted(o.keys() - n.keys()):
+            yield Change("", "syscalls", Risk.LOW if widening else Risk.MEDIUM,
+                         f"syscall {name} no longer {'added to' if widening else 'removed from'} the baseline",
+                         old=(_ref(old, o[name]),))
+
+
+def _executable(old: Policy, new: Policy) -> Iterator[Change]:
+    if old.executable != new.executable:
+        yield Change("", "executable", Risk.MEDIUM,
+                     f"executable {old.executable or '(default)'} → {new.executable or '(default)'}",
+                     "the AppArmor profile attaches to another program")
+
+
+def _meaning(rule: Rule) -> tuple[object, ...]:
+    return (rule.direction, rule.action, rule.peers, rule.ports)
+
+
+def _rule_docs(old: Policy, new: Policy) -> Iterator[Change]:
+    before = {_meaning(r): r for r in old.rules}
+    for rule in new.rules:
+        prev = before.get(_meaning(rule))
+        if prev is None:
+            continue
+        o, n = (_ref(old, prev.id),), (_ref(new, rule.id),)
+        if prev.expires != rule.expires:
+            if rule.expires is None:
+                yield Change("", "expiry", Risk.MEDIUM, f"rule {rule.id} no longer expires "
+                             f"(was {prev.expires})", "a temporary exception became permanent", old=o, new=n)
+            elif prev.expires is None:
+                yield Change("", "expiry", Risk.LOW, f"rule {rule.id} now expires on {rule.expires}", old=o, new=n)
+            else:
+                yield Change("", "expiry", Risk.LOW,
+                             f"rule {rule.id} expires on {rule.expires} (was {prev.expires})", old=o, new=n)
+        fields = [f for f in ("reason", "owner", "ticket") if getattr(prev, f) != getattr(rule, f)]
+        if fields:
+            yield Change("", "documentation", Risk.LOW,
+                         f"rule {rule.id}: {', '.join(fields)} changed", old=o, new=n)
+
+
+def _tests(old: Policy, new: Policy) -> Iterator[Change]:
+    o = {t.name for t in old.tests}
+    n = {t.name for t in new.tests}
+    for name in sorted(n - o):
+        yield Change("", "tests", Risk.LOW, f"test \"{name}\" added")
+    for name in sorted(o - n):
+        yield Change("", "tests", Risk.LOW, f"test \"{name}\" removed",
+                     "fewer claims are checked on every build")
+
+
+def at_or_above(changes: Iterable[Change], threshold: str) -> bool:
+    """`--fail-on`: high, medium, any (every change), or never."""
+    if threshold == "never":
+        return False
+    floor = Risk.LOW.rank if threshold == "any" else Risk(threshold).rank
+    return any(c.risk.rank >= floor for c in changes)
+

@@ -1,0 +1,265 @@
+"""Reach: what two versions of a policy decide differently, as set algebra. Floor 3.
+
+A policy's rules decide every (direction, peer, protocol, port). `reach_changes` overlays the
+rules of both versions on that space (`netspace.overlay`), decides each region under each
+version exactly as the evaluator would (loopback, then `dns local`, then deny over allow, the
+lowest rule ID first, then default deny) and reports the regions whose verdict changed:
+widened (now allowed) or narrowed (now denied), with the rules on both sides.
+
+Addresses are intervals per family; names are compared as atoms: each name or wildcard that
+either version mentions, plus "any other name" for rules that say `any`. A wildcard atom
+`*.x` stands for a name below x that no rule names on its own. Scope is not folded in (a
+user policy's ingress outside its agent ports is out of scope either way): scope changes are
+reported on their own by `diff`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from clawpolicy.evaluate import LOOPBACK
+from clawpolicy.ir import Action, Direction, Policy, PortRange, Protocol, Rule
+from clawpolicy.netspace import Interval, interval_to_text, network_interval, overlay
+
+PROTOCOLS = (Protocol.TCP, Protocol.UDP, Protocol.ICMP)
+ALL_PORTS = (0, 65535)
+ANY_NAME = "any other name"
+FAMILY_SPAN = {4: (0, (1 << 32) - 1), 6: (0, (1 << 128) - 1)}
+
+
+@dataclass(frozen=True, order=True)
+class Decider:
+    """One thing that can decide a region: its precedence, verdict and rule ID."""
+
+    rank: int  # 0 loopback, 1 dns local, 2 deny rules, 3 allow rules
+    rule_id: str
+    action: Action
+    side: str  # "old", "new" or "both"
+
+
+DEFAULT = Decider(9, "default", Action.DENY, "both")
+
+
+@dataclass(frozen=True)
+class ReachChange:
+    """Peers whose verdict on some protocols/ports changed between the two versions."""
+
+    direction: Direction
+    widened: bool  # True: now allowed; False: now denied
+    family: int | None  # 4 or 6 for address intervals; None for names
+    intervals: tuple[Interval, ...]  # address intervals (family 4/6), merged and sorted
+    names: tuple[str, ...]  # names, `*.x`, or ANY_NAME (family None)
+    ports: tuple[tuple[Protocol, Interval], ...]
+    old: Decider
+    new: Decider
+
+    @property
+    def peers(self) -> tuple[str, ...]:
+        if self.family is None:
+            return self.names
+        return tuple(t for lo, hi in self.intervals for t in _cidrs(lo, hi, self.family))
+
+    def peers_text(self) -> str:
+        """The peers for a reader: a CIDR list, or `NET except GAPS` when that is shorter
+        (0.0.0.0/0 minus the tailnet is two items, not thirteen)."""
+        direct = self.peers
+        if self.family is None or len(direct) <= 3:
+            return ", ".join(direct)
+        lo, hi = self.intervals[0][0], self.intervals[-1][1]
+        bits = 32 if self.family == 4 else 128
+        size = 1 << max(1, (hi - lo).bit_length())
+        while lo // size != hi // size:
+            size <<= 1
+        size = min(size, 1 << bits)
+        outer_lo = lo - lo % size
+        outer = (outer_lo, outer_lo + size - 1)
+        gaps = _merge_intervals(_gaps(outer, self.intervals))
+        gap_text = [t for g_lo, g_hi in gaps for t in _cidrs(g_lo, g_hi, self.family)]
+        if len(gap_text) + 1 >= len(direct):
+            return ", ".join(direct)
+        return f"{_cidrs(*outer, self.family)[0]} except {', '.join(gap_text)}"
+
+    @property
+    def ports_text(self) -> str:
+        return ", ".join(_ports_text(p, r) for p, r in self.ports)
+
+    def covers_port(self, protocol: Protocol, port: int) -> bool:
+        return any(p is protocol and lo <= port <= hi for p, (lo, hi) in self.ports)
+
+    def covers_address(self, address: str) -> bool:
+        a = ipaddress.ip_address(address)
+        return a.version == self.family and any(lo <= int(a) <= hi for lo, hi in self.intervals)
+
+    def widest_prefix(self) -> int | None:
+        """The shortest prefix among the changed networks (None for names)."""
+        if self.family is None:
+            return None
+        return min(int(t.split("/")[1]) if "/" in t else (32 if self.family == 4 else 128)
+                   for t in self.peers if "-" not in t)
+
+
+def _port_boxes(ports: Sequence[PortRange]) -> list[tuple[Interval, Interval]]:
+    if not ports:
+        return [((0, len(PROTOCOLS) - 1), ALL_PORTS)]
+    return [((PROTOCOLS.index(p.protocol),) * 2, p.bounds) for p in ports]
+
+
+def _deciders(policy: Policy, side: str) -> list[tuple[Rule | None, Decider]]:
+    out: list[tuple[Rule | None, Decider]] = []
+    for rule in policy.rules:
+        rank = 2 if rule.action is Action.DENY else 3
+        out.append((rule, Decider(rank, rule.id, rule.action, side)))
+    return out
+
+
+def _decide(labels: Iterable[object], side: str) -> Decider:
+    mine = [d for d in labels if isinstance(d, Decider) and d.side in (side, "both")]
+    return min(mine, default=DEFAULT)
+
+
+def _address_regions(old: Policy, new: Policy, direction: Direction,
+                     family: int) -> list[tuple[tuple[Interval, ...], frozenset[object]]]:
+    whole = FAMILY_SPAN[family]
+    boxes: list[tuple[tuple[Interval, ...], object]] = []
+    for policy, side in ((old, "old"), (new, "new")):
+        for rule, decider in _deciders(policy, side):
+            assert rule is not None
+            if rule.direction is not direction:
+                continue
+            nets = [whole] if rule.peers.any else [
+                network_interval(n) for n in (rule.peers.ipv4 if family == 4 else rule.peers.ipv6)]
+            boxes += [((net, proto, ports), decider) for net in nets
+                      for proto, ports in _port_boxes(rule.ports)]
+        if direction is Direction.EGRESS and policy.local_dns is not None:
+            decider = Decider(1, policy.local_dns.id, Action.DENY, side)
+            boxes += [((whole, proto, ports), decider)
+                      for proto, ports in _port_boxes(policy.local_dns.ports)]
+    loopback = Decider(0, "loopback", Action.ALLOW, "both")
+    boxes += [((network_interval(n), (0, len(PROTOCOLS) - 1), ALL_PORTS), loopback)
+              for n in LOOPBACK if n.version == family]
+    return overlay(boxes)
+
+
+def _name_atoms(policies: Iterable[Policy], direction: Direction) -> list[tuple[str, bool]]:
+    """(name, is_wildcard) for every name either version mentions, plus ANY_NAME."""
+    atoms: set[tuple[str, bool]] = {(ANY_NAME, False)}
+    for policy in policies:
+        for rule in policy.rules:
+            if rule.direction is direction:
+                atoms.update((n, False) for n in rule.peers.names)
+                atoms.update((w, True) for w in rule.peers.wildcards)
+    return sorted(atoms)
+
+
+def _rule_covers_atom(rule: Rule, name: str, wildcard: bool) -> bool:
+    peers = rule.peers
+    if peers.any:
+        return True
+    if name == ANY_NAME:
+        return False
+    if wildcard:
+        return any(name == w or name.endswith("." + w) for w in peers.wildcards)
+    return name in peers.names or any(name.endswith("." + w) for w in peers.wildcards)
+
+
+def _name_regions(old: Policy, new: Policy, direction: Direction, name: str,
+                  wildcard: bool) -> list[tuple[tuple[Interval, ...], frozenset[object]]]:
+    boxes: list[tuple[tuple[Interval, ...], object]] = []
+    for policy, side in ((old, "old"), (new, "new")):
+        for rule, decider in _deciders(policy, side):
+            assert rule is not None
+            if rule.direction is direction and _rule_covers_atom(rule, name, wildcard):
+                boxes += [(box, decider) for box in _port_boxes(rule.ports)]
+        if direction is Direction.EGRESS and policy.local_dns is not None:
+            decider = Decider(1, policy.local_dns.id, Action.DENY, side)
+            boxes += [(box, decider) for box in _port_boxes(policy.local_dns.ports)]
+    return overlay(boxes)
+
+
+def _ports_text(protocol: Protocol, ports: Interval) -> str:
+    if ports == ALL_PORTS:
+        return str(PortRange(protocol=protocol))
+    return str(PortRange(protocol=protocol, first=max(ports[0], 1), last=ports[1]))
+
+
+def _port_pieces(proto_span: Interval, ports: Interval) -> Iterator[tuple[Protocol, Interval]]:
+    for index in range(proto_span[0], proto_span[1] + 1):
+        protocol = PROTOCOLS[index]
+        yield protocol, (ALL_PORTS if protocol is Protocol.ICMP else ports)
+
+
+def reach_changes(old: Policy, new: Policy) -> list[ReachChange]:
+    """Every peer/port set whose verdict differs between `old` and `new`, sorted."""
+    grouped: dict[tuple[Direction, bool, Protocol, Interval, Decider, Decider, str],
+                  list[tuple[int, int] | str]] = {}
+    for direction in Direction:
+        for family in (4, 6):
+            for bounds, labels in _address_regions(old, new, direction, family):
+                before, after = _decide(labels, "old"), _decide(labels, "new")
+                if (before.action is Action.ALLOW) == (after.action is Action.ALLOW):
+                    continue
+                for protocol, ports in _port_pieces(bounds[1], bounds[2]):
+                    key = (direction, after.action is Action.ALLOW, protocol, ports,
+                           _plain(before), _plain(after), f"ipv{family}")
+                    grouped.setdefault(key, []).append(bounds[0])
+        for name, wildcard in _name_atoms((old, new), direction):
+            for bounds, labels in _name_regions(old, new, direction, name, wildcard):
+                before, after = _decide(labels, "old"), _decide(labels, "new")
+                if (before.action is Action.ALLOW) == (after.action is Action.ALLOW):
+                    continue
+                for protocol, ports in _port_pieces(bounds[0], bounds[1]):
+                    key = (direction, after.action is Action.ALLOW, protocol, ports,
+                           _plain(before), _plain(after), "name")
+                    grouped.setdefault(key, []).append(f"*.{name}" if wildcard else name)
+    changes: dict[tuple[object, ...], ReachChange] = {}
+    for (direction, widened, protocol, ports, before, after, kind), members in grouped.items():
+        fam = None if kind == "name" else (4 if kind == "ipv4" else 6)
+        intervals = _merge_intervals(m for m in members if isinstance(m, tuple))
+        names = tuple(sorted({m for m in members if isinstance(m, str)}))
+        merged_key = (direction, widened, fam, intervals, names, before, after)
+        prev = changes.get(merged_key)
+        merged_ports = (*(prev.ports if prev else ()), (protocol, ports))
+        changes[merged_key] = ReachChange(direction, widened, fam, intervals, names,
+                                   tuple(sorted(merged_ports, key=_port_key)), before, after)
+    return sorted(changes.values(), key=_sort_key)
+
+
+def _plain(decider: Decider) -> Decider:
+    return Decider(decider.rank, decider.rule_id, decider.action, "both")
+
+
+def _merge_intervals(members: Iterable[Interval]) -> tuple[Interval, ...]:
+    merged: list[list[int]] = []
+    for lo, hi in sorted(members):
+        if merged and lo <= merged[-1][1] + 1:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    return tuple((lo, hi) for lo, hi in merged)
+
+
+def _gaps(outer: Interval, inside: Sequence[Interval]) -> Iterator[Interval]:
+    cursor = outer[0]
+    for lo, hi in inside:
+        if lo > cursor:
+            yield cursor, lo - 1
+        cursor = hi + 1
+    if cursor <= outer[1]:
+        yield cursor, outer[1]
+
+
+def _cidrs(lo: int, hi: int, family: int) -> list[str]:
+    cls = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
+    nets = ipaddress.summarize_address_range(cls(lo), cls(hi))
+    return [interval_to_text(*network_interval(n), family) for n in nets]
+
+
+def _port_key(p: tuple[Protocol, Interval]) -> tuple[int, Interval]:
+    return PROTOCOLS.index(p[0]), p[1]
+
+
+def _sort_key(c: ReachChange) -> tuple[object, ...]:
+    return (c.direction.value, not c.widened, c.new.rule_id, c.old.rule_id, c.family or 0,
+            c.intervals, c.names, [_port_key(p) for p in c.ports])

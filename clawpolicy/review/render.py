@@ -1,0 +1,162 @@
+"""How `clawpolicy diff` shows its findings: a terminal table (rich), Markdown for a pull
+request comment (summary table, details, a Mermaid diagram of added and removed flows, the
+artifact diffs collapsed) and JSON. Floor 4's helper; nothing here decides anything.
+
+Reasons, paths and names are user text: Markdown output escapes them, and Mermaid labels are
+entity-encoded, so a reason cannot close a table cell, a `<details>` block or a diagram.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from clawpolicy.ir import Direction
+from clawpolicy.review.artifacts import ArtifactChange
+from clawpolicy.review.diff import Change, Ref, Risk
+
+MARKER = {Risk.HIGH: "🔴 high", Risk.MEDIUM: "🟠 medium", Risk.LOW: "🟢 low"}
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]|!#~])")
+_MERMAID_SAFE = re.compile(r"[A-Za-z0-9 ./:,_*@+=()-]")
+MERMAID_LABEL_MAX = 60
+
+
+def counts(changes: Sequence[Change]) -> dict[str, int]:
+    return {r.value: sum(1 for c in changes if c.risk is r) for r in Risk}
+
+
+def _refs(refs: Sequence[Ref]) -> str:
+    return "; ".join(str(r) for r in refs)
+
+
+# ------------------------------------------------------------------------------ JSON
+
+def to_json(changes: Sequence[Change], artifacts: Sequence[ArtifactChange],
+            old_label: str, new_label: str) -> dict[str, Any]:
+    def ref(r: Ref) -> dict[str, str]:
+        return {"rule": r.rule_id, "where": r.where, "reason": r.reason}
+    return {
+        "old": old_label, "new": new_label, "counts": counts(changes),
+        "changes": [{"policy": c.policy, "category": c.category, "risk": c.risk.value,
+                     "summary": c.summary, "why": c.why, "old": [ref(r) for r in c.old],
+                     "new": [ref(r) for r in c.new]} for c in changes],
+        "artifacts": [{"path": a.path, "status": a.status, "added": a.added, "removed": a.removed,
+                       "diff": a.diff} for a in artifacts],
+    }
+
+
+# ------------------------------------------------------------------------------ terminal
+
+def to_text(changes: Sequence[Change], artifacts: Sequence[ArtifactChange], old_label: str,
+            new_label: str, *, color: bool = False, width: int = 110,
+            show_artifact_diffs: bool = False) -> str:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=color, no_color=not color,
+                      highlight=False, emoji=False)
+    n = counts(changes)
+    console.print(Text(f"clawpolicy diff {old_label} → {new_label}: {n['high']} high, "
+                       f"{n['medium']} medium, {n['low']} low", style="bold"))
+    if changes:
+        table = Table(show_lines=False, expand=False)
+        for column in ("risk", "policy", "change", "why", "rules (before → now)"):
+            table.add_column(column, overflow="fold")
+        style = {Risk.HIGH: "bold red", Risk.MEDIUM: "yellow", Risk.LOW: "green"}
+        for c in changes:
+            rules = " → ".join(x for x in (_refs(c.old), _refs(c.new)) if x)
+            table.add_row(Text(c.risk.value, style=style[c.risk]), Text(c.policy), Text(c.summary),
+                          Text(c.why), Text(rules))
+        console.print(table)
+    else:
+        console.print("no change in meaning")
+    if artifacts:
+        console.print(Text(f"generated artifacts that change ({len(artifacts)}):", style="bold"))
+        for a in artifacts:
+            console.print(Text(f"  {a.status:<8} {a.path} ({a.stat()})"))
+            if show_artifact_diffs:
+                console.print(Text(a.diff))
+    return buffer.getvalue()
+
+
+# ------------------------------------------------------------------------------ Markdown
+
+def md_escape(text: str) -> str:
+    """Inline Markdown for user text: no HTML, no emphasis, no table cell breaks."""
+    text = " ".join(text.split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def _md_refs(refs: Sequence[Ref]) -> str:
+    parts = []
+    for r in refs:
+        where = f" ({md_escape(r.where)})" if r.where else ""
+        reason = f": “{md_escape(r.reason)}”" if r.reason else ""
+        parts.append(f"{md_escape(r.rule_id)}{where}{reason}")
+    return "; ".join(parts) or "—"
+
+
+def mermaid_label(text: str) -> str:
+    if len(text) > MERMAID_LABEL_MAX:
+        text = text[:MERMAID_LABEL_MAX - 1] + "…"
+    return "".join(ch if _MERMAID_SAFE.fullmatch(ch) else f"#{ord(ch)};" for ch in text)
+
+
+def mermaid(changes: Sequence[Change]) -> str:
+    """Added (green) and removed (red, dashed) flows between each policy's agent and its peers."""
+    flows = [c for c in changes if c.flow is not None]
+    agents = {p: f"agent{i}" for i, p in enumerate(sorted({c.policy for c in flows}))}
+    lines = ["flowchart LR"] + [f'  {a}(("{mermaid_label(p)}"))' for p, a in agents.items()]
+    styles: list[str] = []
+    for i, c in enumerate(flows):
+        assert c.flow is not None
+        peer = f"peer{i}"
+        lines.append(f'  {peer}["{mermaid_label(c.flow.peers)}"]')
+        arrow = "-->" if c.flow.added else "-.->"
+        label = mermaid_label(("+ " if c.flow.added else "- ") + c.flow.ports)
+        ends = (agents[c.policy], peer) if c.flow.direction is Direction.EGRESS else (peer, agents[c.policy])
+        lines.append(f'  {ends[0]} {arrow}|"{label}"| {ends[1]}')
+        colour = "#2da44e" if c.flow.added else "#cf222e"
+        styles.append(f"  linkStyle {i} stroke:{colour},stroke-width:2px")
+    return "\n".join(lines + styles)
+
+
+def _fence(text: str, info: str = "") -> str:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    ticks = "`" * max(3, longest + 1)
+    return f"{ticks}{info}\n{text.rstrip()}\n{ticks}"
+
+
+def to_markdown(changes: Sequence[Change], artifacts: Sequence[ArtifactChange],
+                old_label: str, new_label: str) -> str:
+    n = counts(changes)
+    out = [f"## clawpolicy diff: {md_escape(old_label)} → {md_escape(new_label)}", ""]
+    if not changes:
+        out += ["No change in what the policies allow or deny.", ""]
+    else:
+        out += [f"**{n['high']} high**, {n['medium']} medium, {n['low']} low risk "
+                f"change{'s' if len(changes) != 1 else ''}.", "",
+                "| risk | policy | change | why |", "|---|---|---|---|"]
+        out += [f"| {MARKER[c.risk]} | {md_escape(c.policy)} | {md_escape(c.summary)} | "
+                f"{md_escape(c.why) or '—'} |" for c in changes]
+        out += ["", "### Details", ""]
+        for c in changes:
+            out.append(f"- **{c.risk.value}** · {md_escape(c.policy)} · {c.category}: "
+                       f"{md_escape(c.summary)}")
+            if c.old:
+                out.append(f"  - before: {_md_refs(c.old)}")
+            if c.new:
+                out.append(f"  - now: {_md_refs(c.new)}")
+        if any(c.flow for c in changes):
+            out += ["", "### Flows added and removed", "", _fence(mermaid(changes), "mermaid")]
+    if artifacts:
+        out += ["", f"### Generated artifacts that change ({len(artifacts)})", ""]
+        for a in artifacts:
+            out += ["<details>", f"<summary>{md_escape(a.path)} ({a.status}, {a.stat()})</summary>",
+                    "", _fence(a.diff, "" if a.binary else "diff"), "", "</details>"]
+    return "\n".join(out).rstrip() + "\n"
