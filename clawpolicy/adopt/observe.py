@@ -21,7 +21,7 @@ from typing import Any
 
 from clawpolicy.adopt.procnet import Socket, iter_listeners, user_name
 from clawpolicy.evaluate import Flow, Verdict, evaluate
-from clawpolicy.ir import Action, Direction, Policy, Protocol
+from clawpolicy.ir import Action, Direction, Mode, Policy, Protocol
 
 MDNS_PORT = 5353
 MDNS_GROUP = {4: "224.0.0.251", 6: "ff02::fb"}
@@ -103,7 +103,7 @@ def _judge(policy: Policy, s: Socket, listeners: set[tuple[str, str, str, int]],
                                      MDNS_PORT, user))
         notes.append(f"mDNS socket; announcements to {MDNS_GROUP[version]}:{MDNS_PORT}: {mdns}")
     if kind == "listen" and local_loopback:
-        verdict = Verdict(Action.ALLOW, "loopback", enforced=True)
+        verdict = Verdict(Action.ALLOW, "loopback", enforced=policy.mode is Mode.ENFORCE)
         flow = Flow(Direction.INGRESS, s.local, protocol, s.local_port)
     else:
         verdict = evaluate(policy, flow)

@@ -212,7 +212,8 @@ def service_cgroup(unit: str, root: Path = CGROUP_ROOT) -> Path:
         group = r.stdout.strip()
         if r.returncode == 0 and group:
             return root / group.lstrip("/")
-    for candidate in (root / "system.slice" / name, root / "unified" / "system.slice" / name):
+    for candidate in (root / "system.slice" / name, root / "unified" / "system.slice" / name,
+                      root / "systemd" / "system.slice" / name):  # cgroup v2, hybrid, v1
         if candidate.is_dir():
             return candidate
     raise ProcError(f"no cgroup for unit {name} (systemd is not running here, and "

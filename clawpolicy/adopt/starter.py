@@ -120,10 +120,10 @@ def classify(url: str) -> Target:
         address = ipaddress.ip_address(host)
     except ValueError:
         name = normalise_name(host)
+        if name is not None and (name == "localhost" or name.endswith(".localhost")):
+            return Target("loopback", name, port)
         if name is None or "." not in name:
             return Target("invalid", "the host is not a DNS name")
-        if name == "localhost" or name.endswith(".localhost"):
-            return Target("loopback", name, port)
         return Target("name", name, port)
     if address.is_loopback:
         return Target("loopback", str(address), port)
