@@ -149,7 +149,7 @@ def _syscall(record: SyscallRecord, policies: dict[str, Policy]) -> Finding:
         finding.rule = "sockets" if record.name in seccomp.SOCKET_CALLS else "arguments"
         finding.where = policy.sockets.span.where() if policy.sockets and finding.rule == "sockets" else None
         finding.reason = ("refused for some arguments (the audit record does not carry them): "
-                          + "; ".join(refusing[:3]) + (" ..." if len(refusing) > 3 else ""))
+                          + "; ".join(refusing[:2]) + (" ..." if len(refusing) > 2 else ""))
     elif refusing:
         finding.rule = "capabilities" if "capabilit" in refusing[0] else "baseline"
         finding.where = policy.capabilities.span.where() if policy.capabilities and finding.rule == "capabilities" else None
