@@ -134,7 +134,7 @@ def _conntrack(lines: Sequence[str], out: FlowFile, local: Networks) -> None:
         _add(out, flow)
 
 
-_SS_ENDPOINT = re.compile(r"^\[?([^\]]*?)(?:%[\w.-]+)?\]?:(\d+|\*)$")
+_SS_ENDPOINT = re.compile(r"^\[?([^\]%]*?)(?:%[\w.-]+)?\]?(?:%[\w.-]+)?:(\d+|\*)$")
 
 
 def _endpoint(text: str) -> tuple[str, int | None] | None:
