@@ -89,6 +89,12 @@ def _matches(rule: Rule, flow: Flow) -> bool:
     return peer_matches(rule.peers, flow.peer)
 
 
+def rule_matches(rule: Rule, flow: Flow) -> bool:
+    """Whether `rule` covers `flow` (direction, peers, ports), whatever the other rules say:
+    `simulate` reports rules that match no recorded flow as candidates for removal."""
+    return rule.direction is flow.direction and _matches(rule, flow)
+
+
 def peer_matches(peers: Peers, peer: str) -> bool:
     if peers.any:
         return True

@@ -112,6 +112,16 @@ def syscall_number(arch: str, name: str) -> int:
     return int(sc.resolve_syscall(ARCH_TOKENS[arch], name))
 
 
+def syscall_name(arch: str, nr: int) -> str | None:
+    """The name of syscall `nr` on `arch` (an SCMP_ARCH_* name), as libseccomp's
+    seccomp_syscall_resolve_num_arch gives it; None when it knows no such number."""
+    try:
+        name = _pyseccomp().resolve_syscall(ARCH_TOKENS[arch], nr)
+    except ValueError:
+        return None
+    return name.decode("ascii") if isinstance(name, bytes) else str(name)
+
+
 @functools.cache
 def known_syscalls(arches: tuple[str, ...]) -> frozenset[str]:
     """Every syscall name libseccomp knows on these architectures (SCMP_ARCH_* names)."""

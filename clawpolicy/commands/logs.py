@@ -1,9 +1,232 @@
-"""Log-only dry runs that lead to enforcement: `explain`, `simulate`, `suggest` (issue 8)."""
+"""Log-only dry runs that lead to enforcement: `explain`, `simulate`, `suggest` (issue 8).
+
+Run a policy in shadow mode for a week; `explain` reads what would have been blocked from the
+kernel's logs, `simulate` replays recorded connections as if enforced, `suggest` proposes the
+rules that would have allowed them; a human reviews, then flips the policy to enforce.
+Bad input lines are counted, never fatal; an unreadable file is a usage error (exit 2).
+"""
 
 from __future__ import annotations
 
-from clawpolicy.commands import Subparsers
+import argparse
+import ipaddress
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
+from clawpolicy.errors import ExitCode, Severity
+from clawpolicy.ir import Policy
+from clawpolicy.lower import load_policies
+from clawpolicy.operate import explain, flowfile, logparse, simulate, suggest
+
+EXPLAIN_HELP = """\
+examples:
+  dmesg | clawpolicy explain --policy examples/openclaw-workstation.claw
+  journalctl -k -o json --since -7d | clawpolicy explain -p examples/x.claw --format markdown
+  clawpolicy explain -p examples/x.claw /var/log/audit/audit.log /var/log/kern.log
+
+Reads nftables log lines (clawpolicy:<policy>:deny|would-deny:<rule>), seccomp audit records
+(type=1326 / type=SECCOMP) and AppArmor records (apparmor="DENIED"|"ALLOWED") from dmesg,
+/dev/kmsg, syslog, journalctl (-o short, short-iso, json) and audit.log. Without --policy the
+policy and rule come from the log prefix alone; with it, each rule's source line and reason.
+Repeats are grouped (count, first, last); lines that are not denial records are counted.
+"""
+
+SIMULATE_HELP = """\
+examples:
+  clawpolicy simulate examples/openclaw-workstation.claw flows.jsonl
+  conntrack -L | clawpolicy simulate examples/x.claw - --local 10.0.0.5/32
+  ss -tunap | clawpolicy simulate examples/x.claw - --format markdown
+
+Flow files: JSON lines or CSV with columns time,direction,src,dst,port,proto,uid,name (name:
+the destination's domain name, matched against FQDN rules), `conntrack -L` or `ss -tunap`
+output (detected per file; --flow-format to force). Each flow is decided by the evaluator as
+if the policy were enforced. Reports flows per rule, what would have been blocked (grouped by
+peer and port) and the rules that matched no flow (candidates for removal).
+"""
+
+SUGGEST_HELP = """\
+examples:
+  clawpolicy suggest examples/x.claw --flows flows.jsonl > suggested.claw-rules
+  dmesg | clawpolicy suggest examples/x.claw --log -
+  clawpolicy suggest examples/x.claw --flows week.csv --min-hosts 16
+
+Proposes `allow` rules (reason "TODO") for what the default denied, like audit2allow:
+names over addresses where the records have them, a /24 (IPv6 /64) for --min-hosts or more
+addresses in it, *.parent for --min-names or more names under one parent, one rule per port
+set. What a rule denied explicitly is listed as a comment (no allow can override a deny).
+Review, edit the reasons, paste inside the policy; nothing is applied automatically.
+"""
+
+
+class InputError(Exception):
+    """A file named on the command line cannot be read."""
+
+
+@contextmanager
+def _open(name: str) -> Iterator[IO[bytes]]:
+    if name == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        fh = open(name, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise InputError(f"cannot read {name}: {exc.strerror}") from exc
+    with fh:
+        yield fh
+
+
+def _load(paths: Sequence[Path]) -> list[Policy] | None:
+    if not paths:
+        return []
+    loaded = load_policies(paths)
+    print_diagnostics([d for d in loaded.diagnostics if d.severity is Severity.ERROR], loaded.sources)
+    return loaded.policies if loaded.ok else None
+
+
+def _explain_logs(names: Sequence[str], policies: Sequence[Policy]) -> explain.Explanation:
+    parsed = logparse.ParseResult()
+    for name in names or ["-"]:
+        with _open(name) as fh:
+            logparse.parse_lines(logparse.read_lines(fh), parsed)
+    return explain.explain(parsed, policies)
+
+
+def _read_flows(names: Sequence[str], fmt: str, local: Sequence[str]) -> flowfile.FlowFile:
+    nets = [ipaddress.ip_network(n, strict=False) for n in local]
+    out = flowfile.FlowFile()
+    for name in names:
+        with _open(name) as fh:
+            flowfile.parse_flows((raw.decode("utf-8", "replace") for raw in fh), fmt, nets, out)
+    return out
+
+
+def _fail(command: str, exc: Exception) -> int:
+    print(f"clawpolicy {command}: {exc}", file=sys.stderr)
+    return ExitCode.USAGE
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    policies = _load(args.policy)
+    if policies is None:
+        return ExitCode.POLICY_ERROR
+    try:
+        result = _explain_logs(args.logs, policies)
+    except InputError as exc:
+        return _fail("explain", exc)
+    if args.format == "json":
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
+    elif args.format == "markdown":
+        print(explain.render_markdown(result))
+    else:
+        print(explain.render_text(result))
+    return ExitCode.OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    policies = _load([args.policy_file])
+    if policies is None:
+        return ExitCode.POLICY_ERROR
+    try:
+        flows = _read_flows(args.flows, args.flow_format, args.local)
+    except (InputError, ValueError) as exc:
+        return _fail("simulate", exc)
+    results = [simulate.simulate(p, flows.flows) for p in policies
+               if not args.policy or p.name == args.policy]
+    note = f"{flows.unrecognised} of {flows.lines} lines were not flows"
+    if args.format == "json":
+        doc = {"lines": flows.lines, "unrecognised": flows.unrecognised,
+               "policies": [r.to_json() for r in results]}
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        render = simulate.render_markdown if args.format == "markdown" else simulate.render_text
+        print("\n\n".join(render(r) for r in results))
+        print(note if args.format == "text" else f"\n{note}")
+    return ExitCode.OK
+
+
+def cmd_suggest(args: argparse.Namespace) -> int:
+    policies = _load([args.policy_file])
+    if policies is None:
+        return ExitCode.POLICY_ERROR
+    chosen = [p for p in policies if not args.policy or p.name == args.policy]
+    if len(chosen) != 1:
+        print(f"clawpolicy suggest: {args.policy_file} defines {len(chosen)} matching policies; "
+              "name one with --policy", file=sys.stderr)
+        return ExitCode.USAGE
+    policy = chosen[0]
+    try:
+        if args.flows:
+            flows = _read_flows(args.flows, args.flow_format, args.local)
+            observations = suggest.from_simulation(simulate.simulate(policy, flows.flows))
+            syscalls: list[tuple[str, int]] = []
+        else:
+            result = _explain_logs(args.log, [policy])
+            observations, syscalls = suggest.from_explanation(result, policy.name)
+    except (InputError, ValueError) as exc:
+        return _fail("suggest", exc)
+    proposal = suggest.suggest(policy.name, observations, syscalls,
+                               min_hosts=args.min_hosts, min_names=args.min_names)
+    if args.format == "json":
+        print(json.dumps({"policy": proposal.policy, "rules": proposal.rules, "flows": proposal.flows,
+                          "text": proposal.text}, indent=2, sort_keys=True))
+    else:
+        print(proposal.text, end="")
+    return ExitCode.OK
+
+
+def _flow_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--flow-format", choices=flowfile.FORMATS, default="auto",
+                   help="flow file format (default: detected per file)")
+    p.add_argument("--local", action="append", default=[], metavar="CIDR",
+                   help="the agent host's addresses (conntrack: connections to them are ingress)")
+
+
+def _at_least_one(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number, not {text!r}")
+    return int(text)
 
 
 def register(sub: Subparsers) -> None:
-    """Nothing yet."""
+    p = sub.add_parser("explain", help="explain kernel denial log lines (nftables, seccomp, AppArmor)",
+                       description="Name the policy, rule, source line, reason and mechanism behind "
+                                   "each denial (or would-deny) in kernel and audit logs.",
+                       epilog=EXPLAIN_HELP, formatter_class=HELP_FORMAT)
+    p.add_argument("logs", nargs="*", metavar="LOG", help="log files ('-' or none: stdin)")
+    p.add_argument("-p", "--policy", action="append", type=Path, default=[], metavar="POLICY.claw",
+                   help="policy files whose rules the logs name (repeatable)")
+    p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("simulate", help="replay recorded flows against a policy as if enforced",
+                       description="Decide recorded connections with the evaluator, as if the "
+                                   "policy were enforced.",
+                       epilog=SIMULATE_HELP, formatter_class=HELP_FORMAT)
+    p.add_argument("policy_file", type=Path, metavar="POLICY.claw")
+    p.add_argument("flows", nargs="+", metavar="FLOWS", help="flow files ('-': stdin)")
+    p.add_argument("--policy", help="only the policy with this name")
+    p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    _flow_options(p)
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("suggest", help="propose rules that would allow what was blocked",
+                       description="Propose policy text (audit2allow-style) from recorded flows "
+                                   "or denial logs. Never applied automatically.",
+                       epilog=SUGGEST_HELP, formatter_class=HELP_FORMAT)
+    p.add_argument("policy_file", type=Path, metavar="POLICY.claw")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--flows", nargs="+", metavar="FLOWS", help="flow files, as for simulate")
+    source.add_argument("--log", nargs="+", metavar="LOG", help="log files, as for explain ('-': stdin)")
+    p.add_argument("--policy", help="the policy, when the file defines several")
+    p.add_argument("--min-hosts", type=_at_least_one, default=8, metavar="N",
+                   help="addresses of one /24 (IPv6 /64) that make the whole network (default 8)")
+    p.add_argument("--min-names", type=_at_least_one, default=3, metavar="N",
+                   help="names under one parent domain that make *.parent (default 3)")
+    p.add_argument("--format", choices=["text", "json"], default="text")
+    _flow_options(p)
+    p.set_defaults(func=cmd_suggest)

@@ -25,7 +25,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from probe import become  # the sibling script: run from this directory
+from probe import become  # type: ignore[import-not-found,unused-ignore]  # the sibling script
 
 
 def _ask(q: dict[str, Any], timeout: float) -> dict[str, Any]:

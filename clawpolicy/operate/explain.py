@@ -1,0 +1,261 @@
+"""Denial records to explanations: which policy, which rule (or default), its source line and
+reason, and the mechanism that decided; repeats grouped with a count and first/last time.
+
+nftables lines name the policy and rule in their prefix (`clawpolicy:<policy>:<verdict>:<rule>`),
+so the IR gives the rest (`Policy.rule`). The evaluator re-decides the logged packet, and a
+disagreement is reported (the policy changed since the log was written). Seccomp records name
+no profile: they are attributed to the only policy given, or to the one whose `executable` is
+the record's `exe`; the seccomp target's plan then says which entry refused the call (a
+`syscalls deny` rule, the `sockets` statement, a dropped capability, or outside the baseline).
+AppArmor records name their profile, `clawpolicy-<policy>` for ours. First/last are in reading
+order (logs are chronological), as the log wrote them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from clawpolicy.backends import nftables, seccomp
+from clawpolicy.backends.seccomp_baseline import Verdict as SeccompVerdict
+from clawpolicy.evaluate import Flow, evaluate
+from clawpolicy.ir import Direction, Policy, Protocol
+from clawpolicy.operate.logparse import (
+    AppArmorRecord, PacketRecord, ParseResult, Record, Stamp, SyscallRecord,
+)
+
+APPARMOR_PREFIX = "clawpolicy-"
+MECHANISMS = {"nftables": "nftables (network: address, protocol, port)",
+              "seccomp": "seccomp (system calls and socket arguments)",
+              "apparmor": "AppArmor (files, capabilities, socket kinds)"}
+
+
+@dataclass
+class Finding:
+    """One group of identical denials."""
+
+    mechanism: str
+    verdict: str  # deny | would-deny | ERRNO | LOG | DENIED | ALLOWED ...
+    what: str  # the denied thing: "egress tcp 203.0.113.9:443", "syscall socket (41) x86_64"
+    policy: str | None
+    rule: str | None  # rule ID, default-egress|default-ingress, baseline, sockets, ...
+    where: str | None = None  # source line of the rule
+    reason: str | None = None
+    note: str | None = None  # e.g. the current policy decides differently
+    count: int = 0
+    first: str = "-"
+    last: str = "-"
+    peer: dict[str, Any] | None = field(default=None, repr=False)  # for suggest: the flow
+
+    def key(self) -> tuple[str, ...]:
+        return (self.mechanism, self.verdict, self.what, self.policy or "", self.rule or "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in {
+            "mechanism": self.mechanism, "verdict": self.verdict, "what": self.what,
+            "policy": self.policy, "rule": self.rule, "where": self.where, "reason": self.reason,
+            "note": self.note, "count": self.count, "first": self.first, "last": self.last}.items()}
+
+
+@dataclass
+class Explanation:
+    findings: list[Finding]
+    lines: int
+    unrecognised: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lines": self.lines, "unrecognised": self.unrecognised,
+                "findings": [f.to_json() for f in self.findings]}
+
+
+def _port_text(record: PacketRecord) -> str:
+    host = f"[{record.peer}]" if ":" in record.peer else record.peer
+    return f"{host}:{record.dport}" if record.dport is not None else host
+
+
+def _packet(record: PacketRecord, policies: dict[str, Policy]) -> Finding:
+    what = f"{record.direction} {record.protocol or '?'} {_port_text(record)}"
+    finding = Finding("nftables", record.verdict, what, record.policy, record.label,
+                      peer={"direction": record.direction, "peer": record.peer,
+                            "protocol": record.protocol, "port": record.dport})
+    policy = policies.get(record.policy)
+    if policy is None:
+        return finding
+    label = record.label
+    if label.startswith("default-"):
+        finding.where = policy.span.where()
+        finding.reason = f"no rule of policy {policy.name} allows this {label.removeprefix('default-')} (default deny)"
+    elif policy.local_dns is not None and label == policy.local_dns.id:
+        finding.where = policy.span.where()
+        finding.reason = policy.local_dns.reason
+    elif (rule := policy.rule(label)) is not None:
+        finding.where, finding.reason = rule.span.where(), rule.reason
+    else:
+        shared = [g for g in nftables.fqdn_groups(policy)
+                  if f"{g.direction.value}_{g.action.value}_fqdn_{nftables.port_signature(g.ports)}" == label]
+        if shared:
+            rules = shared[0].rules
+            finding.where = ", ".join(r.span.where() for r in rules)
+            finding.reason = "; ".join(f"{r.id}: {r.reason}" for r in rules)
+        else:
+            finding.note = f"policy {policy.name} has no rule '{label}' (the policy changed since?)"
+    flow = _flow(record)
+    if flow is not None and finding.note is None:
+        verdict = evaluate(policy, flow)
+        decided = verdict.rule_id or (f"default-{record.direction}" if verdict.cause == "default" else verdict.cause)
+        if verdict.action.value == "allow" or (decided != label and label in {
+                r.id for r in policy.rules} | {f"default-{record.direction}"}):
+            finding.note = f"the policy as given decides {verdict}"
+    return finding
+
+
+def _flow(record: PacketRecord) -> Flow | None:
+    try:
+        protocol = Protocol(record.protocol)
+        ipaddress.ip_address(record.peer)
+    except ValueError:
+        return None
+    return Flow(Direction(record.direction), record.peer, protocol, record.dport)
+
+
+def _seccomp_policy(record: SyscallRecord, policies: dict[str, Policy]) -> Policy | None:
+    if len(policies) == 1:
+        return next(iter(policies.values()))
+    matches = [p for p in policies.values() if p.executable and p.executable == record.exe]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _syscall(record: SyscallRecord, policies: dict[str, Policy]) -> Finding:
+    name = record.name or f"#{record.number}"
+    what = f"syscall {name} ({record.number}) on {record.arch}"
+    policy = _seccomp_policy(record, policies)
+    finding = Finding("seccomp", record.action, what, policy.name if policy else None, None,
+                      peer={"syscall": record.name})
+    if policy is None or record.name is None:
+        return finding
+    for rule in policy.syscalls:
+        if record.name in rule.names and rule.action.value == "deny":
+            finding.rule, finding.where, finding.reason = rule.id, rule.span.where(), rule.reason
+            return finding
+    entries = [e for e in seccomp.plan(policy).entries if record.name in e.names]
+    refusing = sorted({e.comment for e in entries if e.verdict is not SeccompVerdict.ALLOW})
+    if not entries:
+        finding.rule = "baseline"
+        finding.reason = (f"{record.name} is outside the seccomp baseline (unlisted: ENOSYS when "
+                          "enforced); allow it with `syscalls allow` if the agent needs it")
+    elif any(e.args for e in entries):  # decided by arguments the audit record does not carry
+        finding.rule = "sockets" if record.name in seccomp.SOCKET_CALLS else "arguments"
+        finding.where = policy.sockets.span.where() if policy.sockets and finding.rule == "sockets" else None
+        finding.reason = ("refused for some arguments (the audit record does not carry them): "
+                          + "; ".join(refusing[:2]) + (" ..." if len(refusing) > 2 else ""))
+    elif refusing:
+        finding.rule = "capabilities" if "capabilit" in refusing[0] else "baseline"
+        finding.where = policy.capabilities.span.where() if policy.capabilities and finding.rule == "capabilities" else None
+        finding.reason = refusing[0]
+    else:
+        finding.rule, finding.reason = "baseline", "allowed by the current profile (the policy changed since?)"
+    return finding
+
+
+def _apparmor(record: AppArmorRecord, policies: dict[str, Policy]) -> Finding:
+    what = " ".join(v for v in (record.operation, record.klass, record.target) if v)
+    name = record.profile.removeprefix(APPARMOR_PREFIX) if record.profile.startswith(APPARMOR_PREFIX) else None
+    finding = Finding("apparmor", record.status, what, name, None)
+    policy = policies.get(name or "")
+    if policy is None:
+        finding.note = f"profile {record.profile}" + ("" if name else " (not a clawpolicy profile)")
+        return finding
+    if record.klass == "file" and record.target:
+        for rule in policy.files:
+            if any(_under(record.target, p) for p in rule.paths):
+                finding.rule, finding.where, finding.reason = rule.id, rule.span.where(), rule.reason
+                return finding
+    if record.klass == "net" and policy.sockets:
+        finding.rule, finding.where = "sockets", policy.sockets.span.where()
+        finding.reason = "socket kind not in `sockets allow " + ", ".join(map(str, policy.sockets.allow)) + "`"
+    elif record.klass == "cap" and policy.capabilities:
+        finding.rule, finding.where = "capabilities", policy.capabilities.span.where()
+        finding.reason = policy.capabilities.reason or "capability not kept"
+    return finding
+
+
+def _under(path: str, policy_path: str) -> bool:
+    """`~/.ssh` covers /home/u/.ssh/id_rsa: compare the part after the home directory."""
+    suffix = policy_path[1:] if policy_path.startswith("~/") else policy_path
+    return path == suffix or path.endswith(suffix) or (suffix.rstrip("/") + "/") in path
+
+
+def explain_record(record: Record, policies: dict[str, Policy]) -> Finding:
+    if isinstance(record, PacketRecord):
+        return _packet(record, policies)
+    if isinstance(record, SyscallRecord):
+        return _syscall(record, policies)
+    return _apparmor(record, policies)
+
+
+def explain(parsed: ParseResult, policies: Sequence[Policy]) -> Explanation:
+    by_name = {p.name: p for p in policies}
+    groups: dict[tuple[str, ...], Finding] = {}
+    cache: dict[Record, Finding] = {}
+    for record in parsed.records:
+        template = cache.get(_without_time(record))
+        if template is None:
+            template = cache[_without_time(record)] = explain_record(record, by_name)
+        group = groups.get(template.key())
+        if group is None:
+            group = groups[template.key()] = replace(template, first=str(record.stamp))
+        group.count += 1
+        group.last = str(record.stamp)
+    findings = sorted(groups.values(), key=lambda f: (-f.count, *f.key()))
+    return Explanation(findings, parsed.lines, parsed.unrecognised)
+
+
+def _without_time(record: Record) -> Record:
+    """The record minus what does not change its explanation (time, source port, pid)."""
+    if isinstance(record, PacketRecord):
+        return replace(record, stamp=Stamp(), sport=None, src=record.src if record.direction == "ingress" else "")
+    if isinstance(record, SyscallRecord):
+        return replace(record, stamp=Stamp(), pid=None)
+    return replace(record, stamp=Stamp(), pid=None)
+
+
+# ------------------------------------------------------------------------------ output
+
+
+def render_text(result: Explanation) -> str:
+    out = []
+    for f in result.findings:
+        who = f"{f.policy or '?'}: {f.rule or '?'}"
+        out.append(f"{f.count:>6} x {f.verdict:<10} {f.what}")
+        out.append(f"         by {MECHANISMS.get(f.mechanism, f.mechanism)}; policy {who}"
+                   + (f" [{f.where}]" if f.where else ""))
+        if f.reason:
+            out.append(f"         reason: {f.reason}")
+        if f.note:
+            out.append(f"         note: {f.note}")
+        out.append(f"         first {f.first}, last {f.last}")
+    out.append(_summary(result))
+    return "\n".join(out)
+
+
+def _summary(result: Explanation) -> str:
+    total = sum(f.count for f in result.findings)
+    return (f"{total} denial records in {len(result.findings)} groups; "
+            f"{result.unrecognised} of {result.lines} lines were not denial records")
+
+
+def render_markdown(result: Explanation) -> str:
+    out = ["| count | mechanism | verdict | what | policy | rule | source | reason | first | last |",
+           "|---:|---|---|---|---|---|---|---|---|---|"]
+    for f in result.findings:
+        cells = [str(f.count), f.mechanism, f.verdict, f.what, f.policy or "?", f.rule or "?",
+                 f.where or "", (f.reason or "") + (f" ({f.note})" if f.note else ""), f.first, f.last]
+        out.append("| " + " | ".join(_md(c) for c in cells) + " |")
+    return "\n".join(out + ["", _summary(result)])
+
+
+def _md(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+

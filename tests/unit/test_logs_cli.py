@@ -1,0 +1,101 @@
+"""`explain`, `simulate`, `suggest` and `test --junit/--kernel` as pipelines call them:
+formats, exit statuses, and the shape of the JUnit XML."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from clawpolicy.cli import main
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "logs"
+POLICY = str(DATA / "logdemo.claw")
+
+
+def test_explain_formats(capsys: pytest.CaptureFixture[str]) -> None:
+    logs = [str(DATA / "captured-kmsg.txt"), str(DATA / "formats.txt")]
+    assert main(["explain", "-p", POLICY, *logs, "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["unrecognised"] == 5 and any(f["rule"] == "no-exfil-host" for f in doc["findings"])
+    assert main(["explain", "-p", POLICY, *logs, "--format", "markdown"]) == 0
+    assert capsys.readouterr().out.startswith("| count | mechanism |")
+    assert main(["explain", *logs]) == 0
+    assert "policy logdemo: no-exfil-host" in capsys.readouterr().out
+
+
+def test_explain_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = (DATA / "captured-kmsg.txt").read_bytes()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(raw)))
+    assert main(["explain", "-p", POLICY]) == 0
+    assert "no-exfil-host" in capsys.readouterr().out
+
+
+def test_bad_input_exit_statuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", str(tmp_path / "missing.log")]) == 2
+    assert "cannot read" in capsys.readouterr().err
+    assert main(["simulate", POLICY, str(tmp_path / "missing.jsonl")]) == 2
+    assert main(["suggest", POLICY]) == 2  # --flows or --log is required
+    assert main(["suggest", POLICY, "--flows", "x", "--min-hosts", "0"]) == 2
+    (tmp_path / "bad.claw").write_text("policy {")
+    assert main(["simulate", str(tmp_path / "bad.claw"), POLICY]) == 1
+    capsys.readouterr()
+
+
+def test_simulate_and_suggest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flows = tmp_path / "flows.jsonl"
+    flows.write_text("\n".join(json.dumps({"dst": f"203.0.113.{i}", "port": 443}) for i in range(10))
+                     + '\n{"dst": "198.51.100.80", "port": 443}\nnot a flow\n')
+    assert main(["simulate", POLICY, str(flows), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["unrecognised"] == 1 and doc["policies"][0]["blocked_flows"] == 10
+    assert main(["simulate", POLICY, str(flows), "--format", "markdown"]) == 0
+    assert "### Would have been blocked (10 flows)" in capsys.readouterr().out
+    assert main(["suggest", POLICY, "--flows", str(flows)]) == 0
+    out = capsys.readouterr().out
+    assert "allow egress to 203.0.113.0/24 port 443/tcp" in out and 'reason "TODO"' in out
+    assert main(["suggest", POLICY, "--log", str(DATA / "captured-kmsg.txt")]) == 0
+    out = capsys.readouterr().out
+    assert "allow egress to 198.51.100.99 port 53/udp" in out and "denied by rule no-exfil-host" in out
+
+
+def test_junit_shape(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No JUnit schema ships in shared/schemas: check the structure consumers rely on."""
+    report = tmp_path / "report.xml"
+    bad = tmp_path / "bad.claw"
+    bad.write_text((DATA / "logdemo.claw").read_text().replace(
+        'expect allow egress 198.51.100.80', 'expect allow egress 198.51.100.81'))
+    assert main(["test", str(bad), "--junit", str(report)]) == 1
+    root = ET.parse(report).getroot()
+    assert root.tag == "testsuites" and root.get("tests") == "3" and root.get("failures") == "1"
+    (suite,) = root
+    assert suite.tag == "testsuite" and suite.get("name") == "logdemo" and suite.get("tests") == "3"
+    cases = list(suite)
+    assert all(c.tag == "testcase" and c.get("classname") == "logdemo.evaluator" and c.get("name")
+               and c.get("file") == str(bad) and (c.get("line") or "").isdigit()
+               and float(c.get("time") or "x") >= 0 for c in cases)
+    failures = [c for c in cases if c.find("failure") is not None]
+    assert len(failures) == 1 and "expected allow" in (failures[0].find("failure").get("message") or "")  # type: ignore[union-attr]
+    capsys.readouterr()
+
+
+def test_kernel_without_root(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["test", "--kernel", POLICY]) == 2
+    assert "needs root" in capsys.readouterr().err
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, nft)")
+def test_kernel_layers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    report = tmp_path / "report.xml"
+    assert main(["test", "--kernel", POLICY, "--junit", str(report)]) == 0
+    root = ET.parse(report).getroot()
+    layers = {c.get("classname") for c in root.iter("testcase")}
+    assert layers == {"logdemo.evaluator", "logdemo.nftables", "logdemo.seccomp"}
+    assert root.get("tests") == str(3 + 3 + 10) and root.get("failures") == "0"
+    capsys.readouterr()
