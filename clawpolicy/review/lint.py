@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from clawpolicy.backends.registry import check_support
+from clawpolicy.backends.registry import check_support, targets_for
 from clawpolicy.errors import Location, Severity
 from clawpolicy.evaluate import LOOPBACK, Flow, evaluate, peer_matches
 from clawpolicy.ir import (
@@ -345,7 +345,7 @@ def check_redundant_deny(ctx: Context) -> Iterator[Hit]:
 
 
 def _support(ctx: Context, code: str) -> Iterator[Hit]:
-    for d in check_support(ctx.policy, ctx.targets):
+    for d in check_support(ctx.policy, targets_for(ctx.policy, ctx.targets)[0]):
         if d.code == code and d.location is not None:
             rule_id, _, message = d.message.partition(": ")
             loc = d.location
