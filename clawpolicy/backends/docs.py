@@ -230,7 +230,7 @@ def render(policy: Policy, options: CompileOptions) -> str:
     # Imported here: registry imports this module to list it in BACKENDS.
     from clawpolicy.backends import nftables, registry
 
-    built = registry.targets_for(policy, registry.DEFAULT_TARGETS, options)[0]
+    built = registry.targets_for(policy, tuple(registry.BACKENDS), options)[0]  # what compile builds
     enforcing = sorted((registry.BACKENDS[t] for t in built if registry.BACKENDS[t].enforces),
                        key=lambda b: b.name)
     rules = sorted(policy.rules, key=lambda r: (r.direction.value, r.action.value, r.id))

@@ -134,8 +134,8 @@ def readme(ctx: Context, manifest: str, applied: bool) -> str:
              "kubectl apply -k .", "```", ""]
     if not applied:
         lines += [f"`kustomization.yaml` lists no policy: `{manifest}` is here for review only "
-                  f"(see shadow mode below)."]
-    lines += ["", f"`{PATCH}` hardens the workload; it is a patch, not a resource. In the "
+                  f"(see shadow mode below).", ""]
+    lines += [f"`{PATCH}` hardens the workload; it is a patch, not a resource. In the "
               "workload's kustomization:", "", "```yaml", "patches:",
               f"  - path: {PATCH}", "    target: {kind: Deployment, labelSelector: "
               f"\"{selector}\"}}", "```", "",
