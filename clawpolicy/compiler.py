@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clawpolicy.backends.base import CompileOptions
-from clawpolicy.backends.registry import BACKENDS, check_support
+from clawpolicy.backends.registry import BACKENDS, check_support, targets_for
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Mode, Policy
 from clawpolicy.lockfile import LockError, load, lock_path, names_of
@@ -55,18 +55,19 @@ def _no_cyclic_gc() -> Iterator[None]:
 def compile_paths(paths: Sequence[Path], targets: Sequence[str], *, mode: Mode | None = None,
                   strict: bool = False, validate: bool = False, lock: bool = False,
                   today: dt.date | None = None,
-                  options: CompileOptions | None = None) -> CompileResult:
+                  options: CompileOptions | None = None, explicit: bool = False) -> CompileResult:
     """`lock`: put the addresses of each policy file's lock (`<stem>.lock.json`, written by
     `clawpolicy resolve`) into the FQDN sets; a name the lock lacks is an error. `options`:
-    target settings (AppArmor ABI, FQDN set timeout, ...); `strict` overrides its field."""
+    target settings (AppArmor ABI, FQDN set timeout, ...); `strict` overrides its field.
+    `explicit`: the user named the targets (`registry.targets_for` narrows defaults per policy)."""
     with _no_cyclic_gc():
         return _compile(paths, targets, mode, strict, validate, lock, today,
-                        options or CompileOptions())
+                        options or CompileOptions(), explicit)
 
 
 def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, strict: bool,
              validate: bool, lock: bool, today: dt.date | None,
-             given: CompileOptions) -> CompileResult:
+             given: CompileOptions, explicit: bool) -> CompileResult:
     loaded = load_policies(paths, today=today)
     result = CompileResult(sources=loaded.sources)
     result.diagnostics.extend(_strictly(loaded.diagnostics, strict))
@@ -83,8 +84,10 @@ def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, s
                 continue
             options = dataclasses.replace(base, lock=locked)
         result.policies.append(policy)
-        result.diagnostics.extend(check_support(policy, targets, strict))
-        for target in targets:
+        chosen, narrowed = targets_for(policy, targets, options, explicit)
+        result.diagnostics.extend(narrowed)
+        result.diagnostics.extend(check_support(policy, chosen, strict, options))
+        for target in chosen:
             produced = BACKENDS[target].compile(policy, options)
             result.diagnostics.extend(_strictly(produced.diagnostics, strict))
             result.owned_dirs.add(f"{policy.name}/{target}")

@@ -75,7 +75,7 @@ def evaluate(policy: Policy, flow: Flow) -> Verdict:
 
 def _in_scope(policy: Policy, flow: Flow) -> bool:
     scope = policy.scope
-    if scope.kind == "host":
+    if scope.kind in ("host", "pods"):  # a pod's network namespace is its own "host"
         return True
     if flow.direction is Direction.EGRESS:
         return flow.user is None or flow.user == scope.user or (

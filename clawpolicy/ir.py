@@ -115,15 +115,19 @@ class Peers(Model):
 
 
 class Scope(Model):
-    """What the policy fences: the whole host, or one system user's traffic.
+    """What the policy fences: the whole host, one system user's traffic, or Kubernetes pods.
 
     For a user, egress is matched by socket owner; ingress cannot be (no owner is known for an
-    arriving packet), so ingress is scoped to `agent_ports`, the ports the agent listens on."""
+    arriving packet), so ingress is scoped to `agent_ports`, the ports the agent listens on.
+    Pods (selected by every label of `pod_selector`, sorted, in `namespace`) are fenced like a
+    host: all their traffic but loopback, in both directions."""
 
-    kind: Literal["host", "user"] = "host"
+    kind: Literal["host", "user", "pods"] = "host"
     user: str | None = None
     uid: int | None = None
     agent_ports: tuple[PortRange, ...] = ()
+    pod_selector: tuple[tuple[str, str], ...] = ()
+    namespace: str | None = None
 
 
 class Capabilities(Model):

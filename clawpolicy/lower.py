@@ -19,6 +19,7 @@ from typing import Any
 from clawpolicy import ir
 from clawpolicy.confine import RuleLowering, span, stable_id
 from clawpolicy.errors import Diagnostic, Diagnostics, Location, Severity, closest
+from clawpolicy.kubernetes import DEFAULT_NAMESPACE, label_problem, namespace_problem
 from clawpolicy.netspace import merge_networks, merge_ports
 from clawpolicy.resolve import (
     Atom,
@@ -158,7 +159,12 @@ class PolicyLowering(RuleLowering):
             elif s.key == "executable":
                 out[s.key] = self._executable(s.values[0])
             elif s.key == "dns":
-                if s.values[0].text != "local":
+                if s.values[0].text == "local" and any(
+                        x.key == "applies-to" and x.values[0].text == "pods" for x in settings):
+                    self.diag.error("'dns local' does not apply to pods", s.values[0].loc,
+                                    "pods resolve through the cluster DNS; the k8s target allows "
+                                    "egress to it when FQDN rules need it", code="dns")
+                elif s.values[0].text != "local":
                     self.diag.error(f"unknown dns setting '{s.values[0].text}'", s.values[0].loc,
                                     "write 'dns local': the agent resolves names only through "
                                     "the local resolver (the dnsmasq target)", code="dns")
@@ -215,13 +221,44 @@ class PolicyLowering(RuleLowering):
                                 code="scope")
                 return None
             return ir.Scope(kind="user", user=who)
+        if kind.text == "pods" and len(s.values) > 1 and all(
+                "=" in v.text for v in s.values[1:]):  # from the `pods_scope` grammar rule
+            return self._pods(s)
         if kind.text in ("service", "pods", "container"):
             self.diag.error(f"'applies-to {kind.text}' is not supported yet", kind.loc,
-                            "use 'applies-to host' or 'applies-to user NAME'", code="scope")
+                            "use 'applies-to host', 'applies-to user NAME' or 'applies-to pods app=NAME'", code="scope")
             return None
         self.diag.error("invalid applies-to", kind.loc,
-                        "write 'applies-to host' or 'applies-to user NAME|UID'", code="scope")
+                        "write 'applies-to host', 'applies-to user NAME|UID' or 'applies-to pods KEY=VALUE, ... [in namespace NAME]'", code="scope")
         return None
+
+    def _pods(self, s: Setting) -> ir.Scope | None:
+        """`applies-to pods LABEL, ... [in namespace NAME]`; without a namespace, Kubernetes'
+        own `default`, written into every manifest (never left to kubectl's context)."""
+        labels: dict[str, str] = {}
+        ok = True
+        for word in s.values[1:]:
+            key, _, value = word.text.partition("=")
+            problem = label_problem(key, value)
+            if problem is None and key in labels:
+                problem = f"label '{key}' is given twice"
+            if problem:
+                ok = False
+                self.diag.error(f"invalid pod label '{word.text}'", word.loc,
+                                f"{problem}; e.g. app=openclaw or app.kubernetes.io/name=openclaw",
+                                code="scope")
+            labels[key] = value
+        namespace = DEFAULT_NAMESPACE
+        if s.namespace is not None:
+            namespace = s.namespace.text
+            problem = namespace_problem(namespace)
+            if problem:
+                ok = False
+                self.diag.error(f"invalid namespace '{namespace}'", s.namespace.loc, problem,
+                                code="scope")
+        if not ok:
+            return None
+        return ir.Scope(kind="pods", pod_selector=tuple(sorted(labels.items())), namespace=namespace)
 
     # ------------------------------------------------------------------ network rules
     def _rule(self, decl: RuleDecl) -> list[ir.Rule]:
@@ -297,7 +334,7 @@ class PolicyLowering(RuleLowering):
         say so. Without it, FQDN rules still hold (only addresses in their sets pass), but the
         agent may resolve elsewhere, and a note says how to close that."""
         if not enabled:
-            if any(r.direction is ir.Direction.EGRESS and r.peers.has_fqdns for r in rules):
+            if scope.kind != "pods" and any(r.direction is ir.Direction.EGRESS and r.peers.has_fqdns for r in rules):
                 self.diag.items.append(Diagnostic(
                     Severity.NOTE, "FQDN rules admit only addresses the local resolver put into "
                     "their sets, but the agent may still send DNS queries elsewhere", loc,

@@ -15,6 +15,7 @@ from clawpolicy.errors import Diagnostic, Location, PolicyError, Severity
 _TERMINAL_NAMES = {
     "WORD": "a name, address, port or date",
     "REF": "an @reference",
+    "LABEL": "a pod label key=value",
     "STRING": 'a "quoted string"',
     "LBRACE": "'{'",
     "RBRACE": "'}'",
@@ -36,6 +37,10 @@ _EXAMPLES: dict[str, list[str]] = {
          "policy p { allow egress to a.example \"x\" }"],
     "every policy needs a name and a body: policy NAME { ... }":
         ["policy { }", "policy p allow"],
+    "pods are selected by labels written key=value, without spaces: "
+    "applies-to pods app=openclaw[, key=value ...] [in namespace NAME]":
+        ["policy p { applies-to pods }", "policy p { applies-to pods app = x }",
+         "policy p { applies-to pods app=x namespace y }"],
     "rules start with 'allow' or 'deny', then 'egress' or 'ingress'":
         ["policy p { permit egress to a.example }", "policy p { allow outbound to a.example }"],
 }

@@ -109,6 +109,7 @@ class Setting:
     key: str  # description | owner | mode | applies-to | agent-ports
     values: tuple[Word, ...]
     loc: Location
+    namespace: Word | None = None  # applies-to pods ... in namespace NAME
 
 
 Statement = (Define | RuleDecl | CapabilitiesDecl | SocketsDecl | SyscallsDecl | FilesDecl
@@ -216,6 +217,22 @@ class ToSyntax(Transformer[lark.Token, Any]):
     applies_to = _setting("applies-to")
     agent_ports = _setting("agent-ports")
     executable = _setting("executable")
+
+    def LABEL(self, tok: lark.Token) -> Word:  # noqa: N802
+        return self._word(tok)
+
+    def pods_namespace(self, items: list[Word]) -> tuple[str, Word]:
+        return ("namespace", items[0])
+
+    @v_args(meta=True)
+    def pods_scope(self, meta: Meta, items: list[Any]) -> Setting:
+        """`applies-to pods LABEL, ... [in namespace NAME]`: the first value is the keyword
+        `pods` (where it was written: the start of the statement), then the labels."""
+        loc = self._loc(meta)
+        labels = tuple(i for i in items if isinstance(i, Word))
+        namespace = next((i[1] for i in items if isinstance(i, tuple)), None)
+        pods = Word("pods", Location(loc.file, loc.line, loc.col, loc.col + len("applies-to")))
+        return Setting("applies-to", (pods, *labels), loc, namespace)
     dns = _setting("dns")
 
     # -- rules

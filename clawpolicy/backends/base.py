@@ -70,6 +70,10 @@ class CompileOptions:
     seccomp_deny_action: Literal["errno", "kill"] = "errno"  # refusals: EPERM, or kill the process
     apparmor_abi: Literal["3.0", "4.0"] = "3.0"  # the `abi <abi/X>` the profile is written against
     apparmor_profile_name: str = "clawpolicy-{policy}"  # {policy}: the policy's name
+    k8s_flavor: Literal["vanilla", "cilium", "calico"] = "vanilla"  # which network policy API
+    k8s_selector: tuple[tuple[str, str], ...] = ()  # pod labels; overrides `applies-to pods`
+    k8s_namespace: str | None = None  # overrides the policy's namespace
+    k8s_container: str = "openclaw"  # the container the pod hardening patch merges into
 
 
 @dataclass

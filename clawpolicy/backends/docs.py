@@ -201,7 +201,8 @@ def matrix(enforcing: list[Backend], used: Iterable[tuple[Feature, str, Span]]) 
 
 def diagram(policy: Policy, rules: list[Rule]) -> tuple[str, list[Node], list[Edge]]:
     """One node for the agent and one per rule; edges point the way connections are opened."""
-    scope = "host" if policy.scope.kind == "host" else f"user {policy.scope.user or policy.scope.uid}"
+    scope = ("host" if policy.scope.kind == "host" else f"user {policy.scope.user or policy.scope.uid}"
+             if policy.scope.kind == "user" else "pods")
     agent = f"{policy.name} ({scope})"
     nodes, edges = [], []
     for n, rule in enumerate(rules, 1):
@@ -229,7 +230,9 @@ def render(policy: Policy, options: CompileOptions) -> str:
     # Imported here: registry imports this module to list it in BACKENDS.
     from clawpolicy.backends import nftables, registry
 
-    enforcing = sorted((b for b in registry.BACKENDS.values() if b.enforces), key=lambda b: b.name)
+    built = registry.targets_for(policy, tuple(registry.BACKENDS), options)[0]  # what compile builds
+    enforcing = sorted((registry.BACKENDS[t] for t in built if registry.BACKENDS[t].enforces),
+                       key=lambda b: b.name)
     rules = sorted(policy.rules, key=lambda r: (r.direction.value, r.action.value, r.id))
 
     def select(direction: Direction | None, action: Action) -> list[Rule]:

@@ -5,10 +5,10 @@ Adding a target means: its module, its templates, and one line in `BACKENDS`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
-from clawpolicy.backends import apparmor, dnsmasq, docs, nftables, seccomp
-from clawpolicy.backends.base import Backend, Feature, Level
+from clawpolicy.backends import apparmor, dnsmasq, docs, k8s, nftables, seccomp
+from clawpolicy.backends.base import Backend, CompileOptions, Feature, Level, Support
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Action, Direction, Mode, Policy, Span
 
@@ -17,9 +17,48 @@ BACKENDS: dict[str, Backend] = {
     "dnsmasq": dnsmasq.BACKEND,
     "seccomp": seccomp.BACKEND,
     "apparmor": apparmor.BACKEND,
+    "k8s": k8s.BACKEND,
     "docs": docs.BACKEND,
 }
-DEFAULT_TARGETS: tuple[str, ...] = tuple(BACKENDS)
+DEFAULT_TARGETS: tuple[str, ...] = tuple(BACKENDS)  # narrowed per policy by `targets_for`
+NODE_NETWORK_TARGETS = ("nftables", "dnsmasq")
+
+
+def targets_for(policy: Policy, targets: Sequence[str], options: CompileOptions | None = None,
+                explicit: bool = False) -> tuple[list[str], list[Diagnostic]]:
+    """The targets that make sense for this policy. By default k8s is built only for pods
+    (or with --k8s-selector), and nftables/dnsmasq not for pods: the cluster carries the
+    network policy. Asked for explicitly, k8s without pods to select is an error, and the
+    node targets compile a pods policy as for a host (a pod's own network namespace)."""
+    options = options or CompileOptions()
+    pods = policy.scope.kind == "pods" or bool(options.k8s_selector)
+    loc = Location(policy.source, policy.span.line, policy.span.col)
+    chosen: list[str] = []
+    out: list[Diagnostic] = []
+    for target in targets:
+        if target == "k8s" and not pods:
+            if explicit:
+                out.append(Diagnostic(
+                    Severity.ERROR, f"{policy.name}: --target k8s needs pods to select, but the "
+                    f"policy applies to {policy.scope.kind}", loc,
+                    "write 'applies-to pods app=openclaw in namespace NAME' in the policy, or "
+                    "pass --k8s-selector app=openclaw [--k8s-namespace NAME]", code="k8s"))
+            continue
+        if target in NODE_NETWORK_TARGETS and policy.scope.kind == "pods":
+            if not explicit:
+                continue
+            out.append(Diagnostic(Severity.NOTE, f"{policy.name}: {target} compiles a pods policy "
+                                  "as for a host; load it in the pod's network namespace", loc,
+                                  code="scope"))
+        chosen.append(target)
+    return chosen, out
+
+
+def support_of(backend: Backend, options: CompileOptions | None) -> Mapping[Feature, Support]:
+    """A backend's support table; the k8s target's depends on its flavour and the lock."""
+    if backend is BACKENDS.get("k8s") and options is not None:
+        return k8s.support_for(options)
+    return backend.support
 
 
 def features_used(policy: Policy) -> Iterator[tuple[Feature, str, Span]]:
@@ -49,7 +88,8 @@ def features_used(policy: Policy) -> Iterator[tuple[Feature, str, Span]]:
         yield Feature.LOG_ONLY, "mode", policy.span
 
 
-def check_support(policy: Policy, targets: Sequence[str], strict: bool = False) -> list[Diagnostic]:
+def check_support(policy: Policy, targets: Sequence[str], strict: bool = False,
+                  options: CompileOptions | None = None) -> list[Diagnostic]:
     """Say which rules the selected targets cannot enforce (warnings; errors when strict).
 
     A rule is reported when no selected enforcing target enforces it fully; partial support is
@@ -61,7 +101,7 @@ def check_support(policy: Policy, targets: Sequence[str], strict: bool = False) 
         if (feature, rule_id) in reported:
             continue
         reported.add((feature, rule_id))
-        levels = {b.name: b.support.get(feature) for b in enforcing}
+        levels = {b.name: support_of(b, options).get(feature) for b in enforcing}
         if any(s is not None and s.level is Level.YES for s in levels.values()):
             continue
         loc = Location(span.file, span.line, span.col)

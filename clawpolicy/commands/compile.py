@@ -13,6 +13,7 @@ from clawpolicy.backends.registry import BACKENDS, DEFAULT_TARGETS
 from clawpolicy.commands import HELP_FORMAT, Subparsers, positive_int, print_diagnostics
 from clawpolicy.compiler import compile_paths
 from clawpolicy.errors import ExitCode, Severity
+from clawpolicy.kubernetes import namespace_problem, parse_selector
 from clawpolicy.lower import load_policies
 from clawpolicy.write import apply, describe, plan
 
@@ -28,19 +29,39 @@ examples:
       check the ruleset with libnftables (dry run) before writing
   clawpolicy compile examples/x.claw --lock
       also put the addresses of examples/x.lock.json (`clawpolicy resolve`) into the FQDN sets
+  clawpolicy compile examples/openclaw-k8s.claw --target k8s --k8s-flavor cilium
+      Kubernetes manifests (kubectl apply -k generated/openclaw-k8s/k8s/) for Cilium
+  clawpolicy compile examples/x.claw --target k8s --k8s-selector app=openclaw --k8s-namespace ai
+      a host policy's rules for the pods labelled app=openclaw in namespace ai
 
 Nothing is written unless every policy compiles; changed files are replaced atomically, and
 files a target no longer produces are removed from its directory.
 """
 
 
+def _k8s_selector(text: str) -> tuple[tuple[str, str], ...]:
+    labels, problems = parse_selector(text)
+    if problems:
+        raise argparse.ArgumentTypeError("; ".join(problems) + " (write app=openclaw[,key=value])")
+    return labels
+
+
+def _k8s_namespace(text: str) -> str:
+    problem = namespace_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     targets = args.target or list(DEFAULT_TARGETS)
     options = CompileOptions(apparmor_abi=args.apparmor_abi, fqdn_timeout=args.fqdn_timeout,
-                             seccomp_deny_action=args.seccomp_deny_action)
+                             seccomp_deny_action=args.seccomp_deny_action,
+                             k8s_flavor=args.k8s_flavor, k8s_selector=args.k8s_selector or (),
+                             k8s_namespace=args.k8s_namespace, k8s_container=args.k8s_container)
     result = compile_paths(args.policies, targets, mode=ir.Mode(args.mode) if args.mode else None,
                            strict=args.strict, validate=args.validate, lock=args.lock,
-                           options=options)
+                           options=options, explicit=bool(args.target))
     shown = [d for d in result.diagnostics if d.severity is not Severity.NOTE or args.verbose]
     print_diagnostics(shown, result.sources)
     for line in result.validations:
@@ -107,6 +128,18 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--fqdn-timeout", type=positive_int, default=600, metavar="SECONDS",
                    help="how long an address DNS put into an FQDN set stays without a new "
                         "answer or connection (default 600; dnsmasq TTLs are capped to it)")
+    p.add_argument("--k8s-flavor", choices=["vanilla", "cilium", "calico"], default="vanilla",
+                   help="which network policy the k8s target writes: vanilla NetworkPolicy "
+                        "(any cluster; no names, no logging), cilium CiliumNetworkPolicy (toFQDNs, "
+                        "deny rules), calico projectcalico.org/v3 (ordered Log/Deny/Allow; shadow "
+                        "mode as StagedNetworkPolicy). Default: vanilla")
+    p.add_argument("--k8s-selector", type=_k8s_selector, metavar="KEY=VALUE[,KEY=VALUE]",
+                   help="pods the k8s target fences (e.g. app=openclaw); overrides the policy's "
+                        "`applies-to pods`, and lets a host or user policy compile to k8s")
+    p.add_argument("--k8s-namespace", type=_k8s_namespace, metavar="NAME",
+                   help="namespace of those pods (default: the policy's, else `default`)")
+    p.add_argument("--k8s-container", type=_k8s_namespace, default="openclaw", metavar="NAME",
+                   help="container the pod hardening patch merges into (default: openclaw)")
     p.add_argument("--strict", action="store_true",
                    help="treat warnings (expired rules, rules no target enforces) as errors")
     p.add_argument("--validate", action="store_true",

@@ -14,7 +14,7 @@ import ipaddress
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from clawpolicy.backends.registry import check_support
+from clawpolicy.backends.registry import check_support, targets_for
 from clawpolicy.errors import Location, Severity
 from clawpolicy.evaluate import LOOPBACK, Flow, evaluate, peer_matches
 from clawpolicy.ir import (
@@ -171,7 +171,10 @@ def check_wide_egress(ctx: Context) -> Iterator[Hit]:
 
 
 def check_gateway_exposed(ctx: Context) -> Iterator[Hit]:
-    trusted = (*LOOPBACK, *TAILNET)
+    trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = (*LOOPBACK, *TAILNET)
+    if ctx.policy.scope.kind == "pods":  # in a cluster: behind an ingress controller on the pod network
+        trusted += tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12",
+                                                            "192.168.0.0/16", "fc00::/7"))
     candidates: list[str] = []
     for rule in _allows(ctx.policy.rules, Direction.INGRESS):
         if _covers_port(rule, Protocol.TCP, GATEWAY_PORT):
@@ -250,7 +253,7 @@ def check_credentials(ctx: Context) -> Iterator[Hit]:
 
 def check_fqdn_without_dns(ctx: Context) -> Iterator[Hit]:
     policy = ctx.policy
-    if policy.local_dns is not None:
+    if policy.local_dns is not None or policy.scope.kind == "pods":  # k8s adds the cluster DNS
         return
     if any(_covers_port(r, p, 53) for r in _allows(policy.rules, Direction.EGRESS)
            for p in (Protocol.UDP, Protocol.TCP)):
@@ -345,7 +348,7 @@ def check_redundant_deny(ctx: Context) -> Iterator[Hit]:
 
 
 def _support(ctx: Context, code: str) -> Iterator[Hit]:
-    for d in check_support(ctx.policy, ctx.targets):
+    for d in check_support(ctx.policy, targets_for(ctx.policy, ctx.targets)[0]):
         if d.code == code and d.location is not None:
             rule_id, _, message = d.message.partition(": ")
             loc = d.location
