@@ -15,10 +15,14 @@ from clawpolicy.errors import ExitCode
 
 MAIN_HELP = """\
 clawpolicy compiles one egress/ingress policy for an AI agent (OpenClaw and the like) into
-every enforcement point: nftables rulesets and rule documentation today.
+every enforcement point: nftables, dnsmasq, seccomp, AppArmor, Kubernetes (NetworkPolicy,
+Cilium, Calico) and Markdown rule documentation.
 
-Start with:  clawpolicy compile examples/openclaw-workstation.claw
-Then review generated/<policy>/ and load the ruleset with `nft -f`.
+Start:    clawpolicy init --from-openclaw        a starter policy from your OpenClaw config
+Build:    clawpolicy compile policy.claw         artifacts under generated/<policy>/<target>/
+Dry run:  mode shadow, then clawpolicy explain / simulate / suggest on what it logged
+Review:   clawpolicy diff --git origin/main      what a change means, with risk levels
+Each command's --help has examples.
 """
 
 COMMAND_MODULES = (compile, test, resolve, catalog, review, diff, fmt, logs, adopt)

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from clawpolicy.adopt.deployment import Deployment, Endpoint, Integration
 from clawpolicy.catalog import CatalogGroup, load_catalog
+from clawpolicy.fmt import format_text
 from clawpolicy.resolve import normalise_name
 
 # OpenClaw provider ids (docs.openclaw.ai "Model providers") -> catalog groups.
@@ -77,9 +78,8 @@ class _Out:
 
     def rule(self, head: str, reason: str, base_id: str, *, review: bool = False) -> str:
         rid = self.rule_id(base_id)
-        self.lines += [f"  {head}", f"    reason {q(reason)}", f"    id {rid}",
-                       "    # TODO owner \"...\" ticket ..." + (
-                           "   (REVIEW before enforcing)" if review else "")]
+        todo = '# TODO owner "..." ticket ...' + ("   (REVIEW before enforcing)" if review else "")
+        self.lines += [f"  {head}", f"    reason {q(reason)}", f"    id {rid}  {todo}"]
         return rid
 
     def test(self, name: str, clause: str) -> None:
@@ -180,7 +180,7 @@ def render(dep: Deployment, *, name: str, user: str | None, config_files: Sequen
     width = max(len(q(n)) for n, _ in out.tests)
     out.lines += [f"  test {q(n).ljust(width)} {{ {clause} }}" for n, clause in out.tests]
     out.lines.append("}")
-    return "\n".join(out.lines) + "\n"
+    return format_text("\n".join(out.lines) + "\n", f"{name}.claw")  # canonical, as `fmt` leaves it
 
 
 def _section(out: _Out, title: str) -> None:

@@ -131,6 +131,9 @@ def _mode(old: Policy, new: Policy) -> Iterator[Change]:
 
 def _scope_text(policy: Policy) -> str:
     s = policy.scope
+    if s.kind == "pods":
+        labels = ", ".join(f"{k}={v}" for k, v in s.pod_selector)
+        return f"pods {labels} in namespace {s.namespace}"
     return "host" if s.kind == "host" else f"{s.kind} {s.user if s.user is not None else s.uid}"
 
 

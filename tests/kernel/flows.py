@@ -31,9 +31,15 @@ def _samples(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[str]:
     return [str(first), str(last)] if net.num_addresses > 3 else [str(first)]
 
 
+CLASS_E = ipaddress.ip_network("240.0.0.0/4")
+
+
 def _assignable(addr: str) -> bool:
+    """Whether the lab can put `addr` on the peer and expect replies from it. Not class E:
+    UDP probes to 255.255.255.254 (the edge of 0.0.0.0/0) time out even in shadow mode,
+    where the ruleset drops nothing, so the kernel, not the policy, decides those."""
     ip = ipaddress.ip_address(addr)
-    return not (ip.is_multicast or ip.is_loopback or ip.is_unspecified
+    return not (ip.is_multicast or ip.is_loopback or ip.is_unspecified or ip in CLASS_E
                 or addr in AGENT_ADDRESSES or ip in ipaddress.ip_network("fe80::/10"))
 
 

@@ -95,6 +95,9 @@ REFUSED_BY_EXAMPLE = {
     "openclaw-server": {"packet raw", "inet raw", "inet6 raw", "alg seqpacket", "vsock stream"},
     "openclaw-workstation": {"packet raw", "inet raw", "inet6 raw", "netlink raw", "netlink dgram",
                              "alg seqpacket", "vsock stream"},
+    # the same `sockets allow` as the workstation, and no capability kept
+    "openclaw-k8s": {"packet raw", "inet raw", "inet6 raw", "netlink raw", "netlink dgram",
+                     "alg seqpacket", "vsock stream"},
 }
 TABLE: list[tuple[str, str, set[str]]] = [
     ("baseline sockets, no capabilities", "", {"packet raw", "inet raw", "inet6 raw", "alg seqpacket",
