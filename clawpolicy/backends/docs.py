@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -25,72 +24,32 @@ from pathlib import PurePath
 import jinja2
 
 from clawpolicy.backends.base import (
-    Artifact, Backend, BackendResult, CompileOptions, Feature, Level, Support, load_template,
+    Artifact,
+    Backend,
+    BackendResult,
+    CompileOptions,
+    Feature,
+    Level,
+    Support,
+    load_template,
 )
 from clawpolicy.evaluate import run_tests
 from clawpolicy.ir import (
-    LOCAL_DNS_ID, Action, Direction, FileRule, Mode, Policy, PortRange, Rule, Span, SyscallRule,
+    LOCAL_DNS_ID,
+    Action,
+    Direction,
+    FileRule,
+    Mode,
+    Policy,
+    PortRange,
+    Rule,
+    Span,
+    SyscallRule,
 )
+from clawpolicy.markdown import md_cell, md_code, md_text, mermaid_label
 
-ABSENT = "—"
 DIAGRAM_MAX_PEERS = 4  # a node lists this many peers, then "…": the tables hold the full list
 CONFINEMENT = (Feature.SOCKETS, Feature.CAPABILITIES, Feature.FILES)
-# Backslash-escaping ASCII punctuation is valid CommonMark outside code (spec 2.4), and GFM
-# tables honour `\|`; `<`, `>` and `&` become entities so no renderer ever sees a tag or an
-# entity the user wrote. `$` (GitHub math), `~` (strikethrough) and `#` (closing ATX heading
-# marks) are structure on the renderers these files are read in.
-MD_ESCAPES = {c: "\\" + c for c in "\\`*_[]|~#$"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
-# Mermaid entity codes (mermaid.js.org, flowchart "Entity codes to escape characters"): a
-# quote would end the label, `#`/`;` start codes and statements, a leading backtick would
-# make a "markdown string", `<`/`>`/`&` would reach the HTML label renderer.
-MERMAID_ESCAPES = {'"': "#quot;", "#": "#35;", ";": "#59;", "<": "#lt;", ">": "#gt;",
-                   "&": "#amp;", "`": "#96;", "|": "#124;"}
-# Invisible characters that reorder or hide text (Trojan Source): shown, not obeyed.
-BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
-
-
-def _one_line(value: object) -> str:
-    """User text on one line: line breaks and control characters become spaces (a newline
-    would end a table row or a Mermaid statement), bidi controls become visible U+XXXX."""
-    out = []
-    for c in "" if value is None else str(value):
-        if c in BIDI_CONTROLS:
-            out.append(f"(U+{ord(c):04X})")
-        elif unicodedata.category(c) in ("Cc", "Zl", "Zp"):
-            out.append(" ")
-        else:
-            out.append(c)
-    return "".join(out)
-
-
-def md_text(value: object) -> str:
-    """Running Markdown text that cannot open a link, tag, emphasis, code span or heading."""
-    return "".join(MD_ESCAPES.get(c, c) for c in _one_line(value))
-
-
-def md_cell(value: object) -> str:
-    """One table cell: `md_text`, never empty (an absent value reads as a dash)."""
-    return md_text(value).strip() or ABSENT
-
-
-def md_code(value: object) -> str:
-    """A code span holding the text literally: the fence is longer than any backtick run
-    inside (CommonMark 6.1), padded when the text starts or ends with a backtick."""
-    text = _one_line(value)
-    longest = run = 0
-    for c in text:
-        run = run + 1 if c == "`" else 0
-        longest = max(longest, run)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
-def mermaid_label(value: object) -> str:
-    """A quoted Mermaid label; node IDs are always generated, never user text."""
-    return '"' + "".join(MERMAID_ESCAPES.get(c, c) for c in _one_line(value)) + '"'
-
-
 Cells = list[object]  # one table row, each cell through md_cell (None reads as a dash)
 
 

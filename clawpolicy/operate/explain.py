@@ -22,8 +22,14 @@ from clawpolicy.backends import nftables, seccomp
 from clawpolicy.backends.seccomp_baseline import Verdict as SeccompVerdict
 from clawpolicy.evaluate import Flow, evaluate
 from clawpolicy.ir import Direction, Policy, Protocol
+from clawpolicy.markdown import md_cell
 from clawpolicy.operate.logparse import (
-    AppArmorRecord, PacketRecord, ParseResult, Record, Stamp, SyscallRecord,
+    AppArmorRecord,
+    PacketRecord,
+    ParseResult,
+    Record,
+    Stamp,
+    SyscallRecord,
 )
 
 APPARMOR_PREFIX = "clawpolicy-"
@@ -252,10 +258,7 @@ def render_markdown(result: Explanation) -> str:
     for f in result.findings:
         cells = [str(f.count), f.mechanism, f.verdict, f.what, f.policy or "?", f.rule or "?",
                  f.where or "", (f.reason or "") + (f" ({f.note})" if f.note else ""), f.first, f.last]
-        out.append("| " + " | ".join(_md(c) for c in cells) + " |")
+        out.append("| " + " | ".join(md_cell(c) for c in cells) + " |")
     return "\n".join(out + ["", _summary(result)])
 
-
-def _md(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 

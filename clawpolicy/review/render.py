@@ -2,8 +2,8 @@
 request comment (summary table, details, a Mermaid diagram of added and removed flows, the
 artifact diffs collapsed) and JSON. Floor 4's helper; nothing here decides anything.
 
-Reasons, paths and names are user text: Markdown output escapes them, and Mermaid labels are
-entity-encoded, so a reason cannot close a table cell, a `<details>` block or a diagram.
+Reasons, paths and names are user text: they go through `clawpolicy.markdown` (the escaping
+the docs target uses), so a reason cannot close a table cell, a `<details>` block or a diagram.
 """
 
 from __future__ import annotations
@@ -14,12 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from clawpolicy.ir import Direction
+from clawpolicy.markdown import md_text, mermaid_label
 from clawpolicy.review.artifacts import ArtifactChange
 from clawpolicy.review.diff import Change, Ref, Risk
 
 MARKER = {Risk.HIGH: "🔴 high", Risk.MEDIUM: "🟠 medium", Risk.LOW: "🟢 low"}
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]|!#~])")
-_MERMAID_SAFE = re.compile(r"[A-Za-z0-9 ./:,_*@+=()-]")
 MERMAID_LABEL_MAX = 60
 
 
@@ -85,42 +84,36 @@ def to_text(changes: Sequence[Change], artifacts: Sequence[ArtifactChange], old_
 
 # ------------------------------------------------------------------------------ Markdown
 
-def md_escape(text: str) -> str:
-    """Inline Markdown for user text: no HTML, no emphasis, no table cell breaks."""
-    text = " ".join(text.split())
-    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
 def _md_refs(refs: Sequence[Ref]) -> str:
     parts = []
     for r in refs:
-        where = f" ({md_escape(r.where)})" if r.where else ""
-        reason = f": “{md_escape(r.reason)}”" if r.reason else ""
-        parts.append(f"{md_escape(r.rule_id)}{where}{reason}")
+        where = f" ({md_text(r.where)})" if r.where else ""
+        reason = f": “{md_text(r.reason)}”" if r.reason else ""
+        parts.append(f"{md_text(r.rule_id)}{where}{reason}")
     return "; ".join(parts) or "—"
 
 
-def mermaid_label(text: str) -> str:
+def _label(text: str) -> str:
+    """A quoted Mermaid label, shortened: the details list holds the full text."""
     if len(text) > MERMAID_LABEL_MAX:
         text = text[:MERMAID_LABEL_MAX - 1] + "…"
-    return "".join(ch if _MERMAID_SAFE.fullmatch(ch) else f"#{ord(ch)};" for ch in text)
+    return mermaid_label(text)
 
 
 def mermaid(changes: Sequence[Change]) -> str:
     """Added (green) and removed (red, dashed) flows between each policy's agent and its peers."""
     flows = [c for c in changes if c.flow is not None]
     agents = {p: f"agent{i}" for i, p in enumerate(sorted({c.policy for c in flows}))}
-    lines = ["flowchart LR"] + [f'  {a}(("{mermaid_label(p)}"))' for p, a in agents.items()]
+    lines = ["flowchart LR"] + [f"  {a}(({_label(p)}))" for p, a in agents.items()]
     styles: list[str] = []
     for i, c in enumerate(flows):
         assert c.flow is not None
         peer = f"peer{i}"
-        lines.append(f'  {peer}["{mermaid_label(c.flow.peers)}"]')
+        lines.append(f"  {peer}[{_label(c.flow.peers)}]")
         arrow = "-->" if c.flow.added else "-.->"
-        label = mermaid_label(("+ " if c.flow.added else "- ") + c.flow.ports)
+        label = _label(("+ " if c.flow.added else "- ") + c.flow.ports)
         ends = (agents[c.policy], peer) if c.flow.direction is Direction.EGRESS else (peer, agents[c.policy])
-        lines.append(f'  {ends[0]} {arrow}|"{label}"| {ends[1]}')
+        lines.append(f"  {ends[0]} {arrow}|{label}| {ends[1]}")
         colour = "#2da44e" if c.flow.added else "#cf222e"
         styles.append(f"  linkStyle {i} stroke:{colour},stroke-width:2px")
     return "\n".join(lines + styles)
@@ -135,19 +128,19 @@ def _fence(text: str, info: str = "") -> str:
 def to_markdown(changes: Sequence[Change], artifacts: Sequence[ArtifactChange],
                 old_label: str, new_label: str) -> str:
     n = counts(changes)
-    out = [f"## clawpolicy diff: {md_escape(old_label)} → {md_escape(new_label)}", ""]
+    out = [f"## clawpolicy diff: {md_text(old_label)} → {md_text(new_label)}", ""]
     if not changes:
         out += ["No change in what the policies allow or deny.", ""]
     else:
         out += [f"**{n['high']} high**, {n['medium']} medium, {n['low']} low risk "
                 f"change{'s' if len(changes) != 1 else ''}.", "",
                 "| risk | policy | change | why |", "|---|---|---|---|"]
-        out += [f"| {MARKER[c.risk]} | {md_escape(c.policy)} | {md_escape(c.summary)} | "
-                f"{md_escape(c.why) or '—'} |" for c in changes]
+        out += [f"| {MARKER[c.risk]} | {md_text(c.policy)} | {md_text(c.summary)} | "
+                f"{md_text(c.why) or '—'} |" for c in changes]
         out += ["", "### Details", ""]
         for c in changes:
-            out.append(f"- **{c.risk.value}** · {md_escape(c.policy)} · {c.category}: "
-                       f"{md_escape(c.summary)}")
+            out.append(f"- **{c.risk.value}** · {md_text(c.policy)} · {c.category}: "
+                       f"{md_text(c.summary)}")
             if c.old:
                 out.append(f"  - before: {_md_refs(c.old)}")
             if c.new:
@@ -157,6 +150,6 @@ def to_markdown(changes: Sequence[Change], artifacts: Sequence[ArtifactChange],
     if artifacts:
         out += ["", f"### Generated artifacts that change ({len(artifacts)})", ""]
         for a in artifacts:
-            out += ["<details>", f"<summary>{md_escape(a.path)} ({a.status}, {a.stat()})</summary>",
+            out += ["<details>", f"<summary>{md_text(a.path)} ({a.status}, {a.stat()})</summary>",
                     "", _fence(a.diff, "" if a.binary else "diff"), "", "</details>"]
     return "\n".join(out).rstrip() + "\n"

@@ -13,6 +13,7 @@ import pytest
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from clawpolicy import markdown
 from clawpolicy.backends import docs, registry
 from clawpolicy.backends.base import CompileOptions, Feature, Level, Support
 from clawpolicy.ir import Action, Expectation, Policy
@@ -297,7 +298,7 @@ def test_hostile_text_in_a_policy_file(tmp_path: Path, subtests: Any) -> None:
     (None, "—"),
 ])
 def test_md_cell(value: str | None, expected: str) -> None:
-    assert docs.md_cell(value) == expected
+    assert markdown.md_cell(value) == expected
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -307,7 +308,7 @@ def test_md_cell(value: str | None, expected: str) -> None:
     ("a\nb", '"a b"'),
 ])
 def test_mermaid_label(value: str, expected: str) -> None:
-    assert docs.mermaid_label(value) == expected
+    assert markdown.mermaid_label(value) == expected
 
 
 @pytest.mark.parametrize(("value", "expected"), [
@@ -317,6 +318,6 @@ def test_mermaid_label(value: str, expected: str) -> None:
     ("a\nb", "`a b`"),
 ])
 def test_md_code(value: str, expected: str) -> None:
-    assert docs.md_code(value) == expected
+    assert markdown.md_code(value) == expected
     parsed = [t for t in flatten(MD.parse(expected)) if t.type == "code_inline"]
     assert [t.content for t in parsed] == [value.replace("\n", " ")]

@@ -130,3 +130,16 @@ def test_renderings_are_deterministic(policy: Policy) -> None:
     table = explain.render_markdown(first)
     assert table.splitlines()[0].startswith("| count |") and "\\|" not in table.splitlines()[0]
     assert first.to_json()["unrecognised"] == 5
+
+
+def test_markdown_keeps_hostile_log_fields_inert(policy: Policy) -> None:
+    """Log fields come from whoever made the denied call (a file name here): in the Markdown
+    table they stay text in their cell, never a tag, a link or a new column."""
+    line = ('type=AVC msg=audit(1795465003.000:2003): apparmor="DENIED" operation="open" class="file" '
+            'profile="clawpolicy-logdemo" name="/tmp/<img src=x onerror=alert(1)>|[x](http://e)`" '
+            'pid=4242 comm="node" requested_mask="r" denied_mask="r" fsuid=1000 ouid=1000')
+    table = explain.render_markdown(explain.explain(logparse.parse_lines([line]), [policy]))
+    row = table.splitlines()[2]
+    assert "<img" not in table and "&lt;img" in row
+    assert row.count(" | ") == table.splitlines()[0].count(" | ")  # the `|` did not add a column
+    assert "\\[x\\]" in row
