@@ -55,20 +55,22 @@ def _no_cyclic_gc() -> Iterator[None]:
 def compile_paths(paths: Sequence[Path], targets: Sequence[str], *, mode: Mode | None = None,
                   strict: bool = False, validate: bool = False, lock: bool = False,
                   today: dt.date | None = None,
-                  options: CompileOptions | None = None, explicit: bool = False) -> CompileResult:
+                  options: CompileOptions | None = None, explicit: bool = False,
+                  include_root: Path | None = None) -> CompileResult:
     """`lock`: put the addresses of each policy file's lock (`<stem>.lock.json`, written by
     `clawpolicy resolve`) into the FQDN sets; a name the lock lacks is an error. `options`:
     target settings (AppArmor ABI, FQDN set timeout, ...); `strict` overrides its field.
-    `explicit`: the user named the targets (`registry.targets_for` narrows defaults per policy)."""
+    `explicit`: the user named the targets (`registry.targets_for` narrows defaults per policy).
+    `include_root`: the tree includes must stay in (default: each named file's directory)."""
     with _no_cyclic_gc():
         return _compile(paths, targets, mode, strict, validate, lock, today,
-                        options or CompileOptions(), explicit)
+                        options or CompileOptions(), explicit, include_root)
 
 
 def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, strict: bool,
              validate: bool, lock: bool, today: dt.date | None,
-             given: CompileOptions, explicit: bool) -> CompileResult:
-    loaded = load_policies(paths, today=today)
+             given: CompileOptions, explicit: bool, include_root: Path | None) -> CompileResult:
+    loaded = load_policies(paths, today=today, include_root=include_root)
     result = CompileResult(sources=loaded.sources)
     result.diagnostics.extend(_strictly(loaded.diagnostics, strict))
     if not loaded.ok:

@@ -101,31 +101,71 @@ def render(diagnostics: Sequence[Diagnostic], sources: dict[str, str] | None = N
 
 def _render_one(diag: Diagnostic, sources: dict[str, str]) -> str:
     loc = diag.location
-    head = f"{diag.severity.value}: {diag.message}"
+    head = f"{diag.severity.value}: {printable(diag.message)}"
     lines = []
     if loc is None:
         lines.append(f"clawpolicy: {head}")
     elif loc.line <= 0:
-        lines.append(f"{loc.file}: {head}")
+        lines.append(f"{printable(loc.file)}: {head}")
     else:
-        lines.append(f"{loc.file}:{loc.line}:{loc.col}: {head}")
+        lines.append(f"{printable(loc.file)}:{loc.line}:{loc.col}: {head}")
         text = sources.get(loc.file)
         if text is None:
-            try:
-                text = Path(loc.file).read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError):
-                text = None
+            text = _policy_text(loc.file)
         if text is not None:
             src_lines = text.split("\n")  # lark counts only \n as a line break
             if 0 < loc.line <= len(src_lines):
-                src = src_lines[loc.line - 1].replace("\t", " ")
-                same_line = loc.end_line in (0, loc.line)
-                width = max(1, loc.end_col - loc.col) if same_line and loc.end_col > loc.col else 1
-                lines.append(f"  {loc.line:>4} | {src}")
-                lines.append("       | " + " " * max(0, loc.col - 1) + "^" * width)
+                lines.extend(_caret(src_lines[loc.line - 1], loc))
     if diag.hint:
-        lines.append(f"  hint: {diag.hint}")
+        lines.append(f"  hint: {printable(diag.hint)}")
     return "\n".join(lines)
+
+
+def _caret(line: str, loc: Location) -> list[str]:
+    """The source line, escaped, and a caret under the span: columns count characters of the
+    raw line, so the caret is placed by the width of the escaped text before it."""
+    line = line.removesuffix("\r")  # a CRLF file's line end is not part of the line
+    same_line = loc.end_line in (0, loc.line)
+    start = max(0, loc.col - 1)
+    end = loc.end_col - 1 if same_line and loc.end_col > loc.col else start + 1
+    before = _source_text(line[:start])
+    marked = _source_text(line[start:end]) or " "
+    width = max(1, len(marked))
+    return [f"  {loc.line:>4} | {_source_text(line)}",
+            "       | " + " " * len(before) + "^" * width]
+
+
+def _source_text(text: str) -> str:
+    return printable(text.replace("\t", " "))
+
+
+def _policy_text(file: str) -> str | None:
+    """A file's text for the caret line, only when it is a policy file (never quote others)."""
+    from clawpolicy.sources import SourceError, read_policy  # same floor; imported lazily
+
+    try:
+        return read_policy(Path(file))
+    except (OSError, SourceError, ValueError):
+        return None
+
+
+# Control characters (C0, DEL, C1), line and paragraph separators, and the bidirectional
+# controls that reorder what a terminal shows ("Trojan Source", CVE-2021-42574).
+_UNPRINTABLE = frozenset([*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, 0x061C, 0x200E,
+                          0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF])
+
+
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: control and bidi characters as \\xNN or \\uNNNN
+    escapes (a backslash itself is left alone: escapes are for reading, not reversing)."""
+    if not any(ord(c) in _UNPRINTABLE for c in text):
+        return text
+    return "".join(_escape(c) if ord(c) in _UNPRINTABLE else c for c in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def closest(word: str, candidates: Iterable[str]) -> str | None:

@@ -36,6 +36,8 @@ from typing import Protocol
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from clawpolicy.ir import Direction, Policy
+from clawpolicy.names import embedded_ipv4_problem, normalise_name
+from clawpolicy.sources import SourceError, read_capped
 
 LOCK_VERSION = 1
 LOCK_SUFFIX = ".lock.json"
@@ -48,7 +50,8 @@ class LockError(Exception):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # hide_input_in_errors: a lock path can point anywhere; never echo what the file holds
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)
 
 
 class Observed(_Model):
@@ -131,7 +134,10 @@ class DnsResolver:
             found[rdtype] = tuple(r.to_text() for r in rrset) if rrset is not None else ()
             if rrset is not None:
                 ttl[rdtype] = answer.chaining_result.minimum_ttl
-        return Answer(sort_addresses(found["A"]), sort_addresses(found["AAAA"]), ttl)
+        # An AAAA answer holding an IPv4-mapped or -compatible address would go into the IPv6
+        # sets while the kernel sends IPv4 (names.embedded_ipv4_problem): such answers are dropped.
+        ipv6 = [a for a in found["AAAA"] if embedded_ipv4_problem(ipaddress.ip_network(a)) is None]
+        return Answer(sort_addresses(found["A"]), sort_addresses(ipv6), ttl)
 
 
 def sort_addresses(addresses: Iterable[str]) -> tuple[str, ...]:
@@ -165,12 +171,19 @@ def dumps(lock: Lock) -> str:
 
 
 def load(path: Path) -> Lock:
+    """Read and check a lock file: a regular file of at most 8 MiB (`sources.read_capped`),
+    names in their IDNA 2008 form, addresses canonical, sorted, of the right family and with
+    no IPv4 embedded in IPv6. Errors never quote the file's content."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_capped(path).decode("utf-8"))
     except FileNotFoundError:
         raise LockError(f"{path}: no lock file; run `clawpolicy resolve` to create it") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LockError(f"{path}: cannot read the lock file: {exc}") from exc
+    except SourceError as exc:
+        raise LockError(f"{path}: cannot read the lock file: it {exc.message}") from None
+    except UnicodeDecodeError:
+        raise LockError(f"{path}: cannot read the lock file: it is not UTF-8 text") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise LockError(f"{path}: cannot read the lock file: not JSON ({_json_where(exc)})") from None
     if isinstance(data, dict) and data.get("version") != LOCK_VERSION:
         raise LockError(f"{path}: lock file version {data.get('version')!r}; this clawpolicy "
                         f"reads version {LOCK_VERSION}")
@@ -182,9 +195,21 @@ def load(path: Path) -> Lock:
             if any(ipaddress.ip_address(a).version != 4 for a in entry.ipv4) or any(
                     ipaddress.ip_address(a).version != 6 for a in entry.ipv6):
                 raise ValueError("an address is in the wrong family")
+            embedded = [a for a in entry.ipv6 if embedded_ipv4_problem(ipaddress.ip_network(a))]
+            if embedded:
+                raise ValueError(f"{embedded[0]} embeds an IPv4 address (write it under ipv4)")
+        for name in lock.names:
+            if normalise_name(name) != name:
+                raise ValueError(f"{name!r} is not a host name in its IDNA 2008 (A-label) form")
     except (ValidationError, ValueError) as exc:
         raise LockError(f"{path}: invalid lock file: {exc}") from exc
     return lock
+
+
+def _json_where(exc: Exception) -> str:
+    if isinstance(exc, json.JSONDecodeError):
+        return f"line {exc.lineno} column {exc.colno}"
+    return "nested too deeply"
 
 
 # ------------------------------------------------------------------- resolve, check

@@ -59,9 +59,11 @@ class LoadResult:
         return not any(d.severity.value == "error" for d in self.diagnostics)
 
 
-def load_policies(paths: Sequence[Path], today: dt.date | None = None) -> LoadResult:
-    """Parse, resolve and lower every policy in `paths`; never raises for bad input."""
-    ws = Workspace()
+def load_policies(paths: Sequence[Path], today: dt.date | None = None,
+                  include_root: Path | None = None) -> LoadResult:
+    """Parse, resolve and lower every policy in `paths`; never raises for bad input.
+    `include_root`: the tree includes must stay in (default: each named file's directory)."""
+    ws = Workspace(include_root=include_root)
     today = today or dt.date.today()
     policies: list[ir.Policy] = []
     seen: dict[str, Location] = {}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +19,11 @@ from clawpolicy.catalog import CatalogGroup, load_catalog
 from clawpolicy.errors import Diagnostics, Location, PolicyError, closest
 from clawpolicy.ir import PortRange, Protocol
 from clawpolicy.parse import parse_text
-from clawpolicy.syntax import Define, SourceFile, ToSyntax, Word
+from clawpolicy.names import embedded_ipv4_problem, normalise_name
+from clawpolicy.sources import SourceError, read_policy
+from clawpolicy.syntax import Define, Include, SourceFile, ToSyntax, Word
 
-_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+MAX_FILES = 10_000  # policy files per compile, includes counted
 _PORT = re.compile(r"^(?:([0-9]+)(?:-([0-9]+))?|any)/(\w+)$")  # ASCII digits: \d admits ٤٤٣
 PROTOCOLS = {p.value: p for p in Protocol}
 
@@ -38,12 +41,17 @@ class Atom:
 
 @dataclass
 class Workspace:
-    """Everything loaded for one compile: parsed files, their texts, defines in scope."""
+    """Everything loaded for one compile: parsed files, their texts, defines in scope.
+
+    `include_root`: the directory tree includes must stay in. None: each file named on the
+    command line bounds its own includes by its own directory (symlinks resolved)."""
 
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
     files: dict[str, SourceFile] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)
     includes: dict[str, list[str]] = field(default_factory=dict)  # file -> files it included
+    include_root: Path | None = None
+    failed: set[str] = field(default_factory=set)  # files that could not be used (reported once)
 
 
 def display_path(path: Path) -> str:
@@ -56,73 +64,149 @@ def display_path(path: Path) -> str:
         return resolved.as_posix()
 
 
+@dataclass
+class _Frame:
+    """One file being loaded, with the includes it still has to follow."""
+
+    name: str
+    path: Path
+    pending: Iterator[Include]
+
+
 def load_file(ws: Workspace, path: Path, stack: tuple[str, ...] = (),
               at: Location | None = None) -> SourceFile | None:
-    """Parse `path` and, recursively, what it includes. Returns None when it cannot be read."""
-    if any(ord(c) < 32 for c in str(path)):  # NUL makes every OS call raise ValueError
+    """Parse `path` and everything it includes, transitively. Returns None when it cannot be
+    used. Iterative (an explicit stack, not recursion), so a chain of thousands of includes is
+    no RecursionError; at most MAX_FILES files are loaded per workspace. Includes must resolve
+    (symlinks followed first) inside the include root, and be regular policy files."""
+    if _bad_name(ws, path, at):
+        return None
+    root = (ws.include_root or path.absolute().parent).resolve()
+    top = _read(ws, path, at)
+    if top is None or top.path in stack:
+        return top
+    frames = [_Frame(top.path, path, iter(top.includes))]
+    on_stack = [*stack, top.path]
+    while frames:
+        frame = frames[-1]
+        inc = next(frame.pending, None)
+        if inc is None:
+            frames.pop()
+            on_stack.pop()
+            continue
+        target = Path(os.path.normpath(frame.path.parent / inc.path.text))
+        if _bad_name(ws, target, inc.path.loc) or not _inside(ws, target, root, inc.path.loc):
+            continue
+        name = display_path(target)
+        if name in on_stack:
+            chain = " -> ".join((*on_stack[on_stack.index(name):], name))
+            ws.diagnostics.error(f"include cycle: {chain}", inc.path.loc, "a file cannot include "
+                                 "itself, directly or through other files", code="include-cycle")
+            continue
+        known = name in ws.files
+        if not known and len(ws.files) >= MAX_FILES:
+            ws.diagnostics.error(f"too many files: more than {MAX_FILES} policy files", inc.path.loc,
+                                 f"a compile reads at most {MAX_FILES} files, includes counted",
+                                 code="include")
+            break
+        included = ws.files[name] if known else _read(ws, target, inc.path.loc)
+        if included is None:
+            continue
+        ws.includes[frame.name].append(included.path)
+        if included.policies:
+            ws.diagnostics.error(
+                f"included file {name} defines policies", inc.path.loc,
+                "includes share definitions; compile policy files by naming them", code="include")
+        if not known:
+            frames.append(_Frame(included.path, target, iter(included.includes)))
+            on_stack.append(included.path)
+    return top
+
+
+def _bad_name(ws: Workspace, path: Path, at: Location | None) -> bool:
+    if any(ord(c) < 32 or ord(c) == 127 for c in str(path)):  # NUL: every OS call raises
         ws.diagnostics.error(f"invalid file name {str(path)!r}", at,
                              "file names cannot contain control characters", code="io")
-        return None
+        return True
+    return False
+
+
+def _inside(ws: Workspace, target: Path, root: Path, at: Location) -> bool:
+    """Whether an include stays in the include root, symlinks resolved before the check."""
+    try:
+        target.resolve().relative_to(root)
+        return True
+    except (ValueError, OSError, RuntimeError):  # outside, or a symlink loop
+        ws.diagnostics.error(f"include outside the policy tree: {display_path(target)}", at,
+                             f"includes must stay inside {display_path(root)}/ (the directory of "
+                             "the file named on the command line, symlinks resolved); "
+                             "`compile --include-root DIR` widens it", code="include")
+        return False
+
+
+def _read(ws: Workspace, path: Path, at: Location | None) -> SourceFile | None:
+    """One file, parsed, without following its includes; errors never quote a non-policy."""
     name = display_path(path)
-    if name in stack:
-        chain = " -> ".join((*stack[stack.index(name):], name))
-        ws.diagnostics.error(f"include cycle: {chain}", at, "a file cannot include itself, "
-                             "directly or through other files", code="include-cycle")
-        return None
     if name in ws.files:
         return ws.files[name]
+    if name in ws.failed:
+        return None
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_policy(path)
     except FileNotFoundError:
         hint = (f"include paths are relative to the including file ({Path(at.file).parent.as_posix()}/)"
                 if at is not None else None)
         ws.diagnostics.error(f"no such file: {name}", at, hint, code="io")
+        ws.failed.add(name)
         return None
-    except (OSError, UnicodeDecodeError) as exc:
-        ws.diagnostics.error(f"cannot read {name}: {exc}", at, code="io")
+    except SourceError as exc:
+        ws.diagnostics.error(f"cannot use {name}: it {exc.message}", at, exc.hint, code="io")
+        ws.failed.add(name)
         return None
     ws.sources[name] = text
     try:
         tree = parse_text(text, name)
     except PolicyError as exc:
         ws.diagnostics.extend(exc.diagnostics)
+        ws.failed.add(name)
         return None
     source: SourceFile = ToSyntax(name).transform(tree)
     ws.files[name] = source
     ws.includes[name] = []
-    for inc in source.includes:
-        target = Path(os.path.normpath(path.parent / inc.path.text))
-        included = load_file(ws, target, (*stack, name), inc.path.loc)
-        if included is not None:
-            ws.includes[name].append(included.path)
-        if included is not None and included.policies:
-            ws.diagnostics.error(
-                f"included file {display_path(target)} defines policies", inc.path.loc,
-                "includes share definitions; compile policy files by naming them", code="include")
     return source
 
 
-def file_defines(ws: Workspace, source: SourceFile, seen: set[str] | None = None) -> list[Define]:
-    """The defines a file sees: its own and those of everything it includes, transitively."""
-    seen = set() if seen is None else seen
-    if source.path in seen:
-        return []
-    seen.add(source.path)
+def file_defines(ws: Workspace, source: SourceFile) -> list[Define]:
+    """The defines a file sees: those of everything it includes, transitively (depth first, in
+    include order, each file once), then its own. Iterative, like `load_file`."""
     out: list[Define] = []
+    seen = {source.path}
     # The files `load_file` found, not paths recomputed here: those could differ (symlinks).
-    for target in ws.includes.get(source.path, ()):
-        out.extend(file_defines(ws, ws.files[target], seen))
-    out.extend(source.defines)
+    frames: list[tuple[str, Iterator[str]]] = [(source.path, iter(ws.includes.get(source.path, ())))]
+    while frames:
+        name, pending = frames[-1]
+        target = next(pending, None)
+        if target is None:
+            frames.pop()
+            out.extend(ws.files[name].defines)
+        elif target not in seen:
+            seen.add(target)
+            frames.append((target, iter(ws.includes.get(target, ()))))
     return out
 
 
 class Resolver:
-    """Resolves peer words against the defines in scope and the catalog."""
+    """Resolves peer words against the defines in scope and the catalog.
+
+    Each definition is expanded once (iteratively, memoised, duplicates dropped), so neither
+    500 chained definitions (RecursionError) nor a = @b, @b; b = @c, @c; ... (2^n atoms) can
+    exhaust the interpreter."""
 
     def __init__(self, defines: list[Define], diagnostics: Diagnostics) -> None:
         self.diag = diagnostics
         self.catalog = load_catalog()
         self.defines: dict[str, Define] = {}
+        self._expanded: dict[str, tuple[Atom, ...]] = {}
         for d in defines:
             name = d.name.text
             if name in self.defines and self.defines[name] is not d:
@@ -136,9 +220,11 @@ class Resolver:
             self.defines[name] = d
 
     def resolve(self, word: Word, stack: tuple[str, ...] = ()) -> list[Atom]:
+        """The atoms of one peer word; `stack` is accepted for callers that validate a define
+        (its name), and is otherwise unused: cycles are found while expanding."""
         text = word.text
         if text.startswith("@"):
-            return self._ref(word, stack)
+            return self._ref(word)
         if text == "any":
             return [Atom("any", "any", text)]
         group = self.catalog.get(text.lower())
@@ -147,26 +233,55 @@ class Resolver:
         atom = parse_literal(word, self.diag, suggestions=[*self.catalog, *(f"@{d}" for d in self.defines)])
         return [atom] if atom else []
 
-    def _ref(self, word: Word, stack: tuple[str, ...]) -> list[Atom]:
+    def _unknown(self, word: Word) -> None:
         name = word.text[1:]
-        define = self.defines.get(name)
-        if define is None:
-            guess = closest(name, self.defines)
-            hint = f"did you mean @{guess}?" if guess else "define it first: define NAME = ..."
-            if guess is None and name in self.catalog:
-                hint = f"'{name}' is a catalog group: write it without '@'"
-            self.diag.error(f"unknown definition '@{name}'", word.loc, hint, code="unknown-name")
+        guess = closest(name, self.defines)
+        hint = f"did you mean @{guess}?" if guess else "define it first: define NAME = ..."
+        if guess is None and name in self.catalog:
+            hint = f"'{name}' is a catalog group: write it without '@'"
+        self.diag.error(f"unknown definition '@{name}'", word.loc, hint, code="unknown-name")
+
+    def _ref(self, word: Word) -> list[Atom]:
+        if word.text[1:] not in self.defines:
+            self._unknown(word)
             return []
-        if name in stack:
-            self.diag.error(f"definition cycle: {' -> '.join((*stack, name))}", word.loc,
-                            "a definition cannot refer to itself, directly or through others",
-                            code="define-cycle")
-            return []
-        atoms: list[Atom] = []
-        for item in define.items:
-            atoms.extend(Atom(a.kind, a.value, word.text, a.ports, a.net)
-                         for a in self.resolve(item, (*stack, name)))
-        return atoms
+        return [Atom(a.kind, a.value, word.text, a.ports, a.net) for a in self._expand(word.text[1:])]
+
+    def _expand(self, name: str) -> tuple[Atom, ...]:
+        """The atoms of a definition, every reference followed, depth first."""
+        if name in self._expanded:
+            return self._expanded[name]
+        frames: list[tuple[str, Iterator[Word], list[Atom]]] = [
+            (name, iter(self.defines[name].items), [])]
+        path = [name]
+        while frames:
+            current, pending, acc = frames[-1]
+            item = next(pending, None)
+            if item is None:
+                frames.pop()
+                path.pop()
+                done = self._expanded[current] = tuple(dict.fromkeys(acc))
+                if frames:
+                    frames[-1][2].extend(Atom(a.kind, a.value, f"@{current}", a.ports, a.net)
+                                         for a in done)
+                continue
+            if not item.text.startswith("@"):
+                acc.extend(self.resolve(item))
+                continue
+            ref = item.text[1:]
+            if ref not in self.defines:
+                self._unknown(item)
+            elif ref in path:
+                self.diag.error(f"definition cycle: {' -> '.join((*path[path.index(ref):], ref))}",
+                                item.loc, "a definition cannot refer to itself, directly or "
+                                "through others", code="define-cycle")
+            elif ref in self._expanded:
+                acc.extend(Atom(a.kind, a.value, item.text, a.ports, a.net)
+                           for a in self._expanded[ref])
+            else:
+                frames.append((ref, iter(self.defines[ref].items), []))
+                path.append(ref)
+        return self._expanded[name]
 
 
 def _group_atoms(group: CatalogGroup, origin: str) -> list[Atom]:
@@ -199,6 +314,10 @@ def parse_literal(word: Word, diag: Diagnostics, suggestions: list[str] | None =
                        f"did you mean {fix}? (or {text.split('/')[0]} for the single host)",
                        code="cidr")
             return None
+        problem = embedded_ipv4_problem(net)
+        if problem is not None:
+            diag.error(f"invalid address '{text}': {problem[0]}", word.loc, problem[1], code="address")
+            return None
         return Atom(f"net{net.version}", text, text, None, net)
     if text.startswith("*."):
         name = normalise_name(text[2:])
@@ -224,21 +343,6 @@ def parse_literal(word: Word, diag: Diagnostics, suggestions: list[str] | None =
 
 def _looks_like_address(text: str) -> bool:
     return ":" in text or bool(re.fullmatch(r"[0-9./]+", text))
-
-
-def normalise_name(text: str) -> str | None:
-    """Lower-case, IDNA-encoded (punycode) DNS name, or None when it is not one."""
-    text = text.rstrip(".")
-    try:
-        ascii_name = text.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        return None
-    labels = ascii_name.split(".")
-    if len(ascii_name) > 253 or not all(_LABEL.match(label) for label in labels):
-        return None
-    if labels[-1].isdigit():
-        return None
-    return ascii_name
 
 
 def parse_port_text(text: str) -> PortRange:

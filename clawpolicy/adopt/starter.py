@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from clawpolicy.adopt.deployment import Deployment, Endpoint, Integration
 from clawpolicy.catalog import CatalogGroup, load_catalog
 from clawpolicy.fmt import format_text
-from clawpolicy.resolve import normalise_name
+from clawpolicy.names import normalise_name, wire_address
 
 # OpenClaw provider ids (docs.openclaw.ai "Model providers") -> catalog groups.
 PROVIDER_GROUPS = {
@@ -117,7 +117,7 @@ def classify(url: str) -> Target:
         return Target("invalid", "not an http(s) or ws(s) URL with a host")
     port = port or (80 if scheme in ("http", "ws") else 443)
     try:
-        address = ipaddress.ip_address(host)
+        address = wire_address(host)
     except ValueError:
         name = normalise_name(host)
         if name is not None and (name == "localhost" or name.endswith(".localhost")):

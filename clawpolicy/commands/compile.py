@@ -12,10 +12,10 @@ from clawpolicy.backends.base import CompileOptions
 from clawpolicy.backends.registry import BACKENDS, DEFAULT_TARGETS
 from clawpolicy.commands import HELP_FORMAT, Subparsers, positive_int, print_diagnostics
 from clawpolicy.compiler import compile_paths
-from clawpolicy.errors import ExitCode, Severity
+from clawpolicy.errors import ExitCode, Severity, printable
 from clawpolicy.kubernetes import namespace_problem, parse_selector
 from clawpolicy.lower import load_policies
-from clawpolicy.write import apply, describe, plan
+from clawpolicy.write import OutputError, apply, describe, plan
 
 COMPILE_HELP = """\
 examples:
@@ -35,7 +35,11 @@ examples:
       a host policy's rules for the pods labelled app=openclaw in namespace ai
 
 Nothing is written unless every policy compiles; changed files are replaced atomically, and
-files a target no longer produces are removed from its directory.
+files a target no longer produces are removed from its directory (only files compile wrote
+there, as its .clawpolicy-manifest lists; never through a symlink).
+
+Includes must stay inside the directory of the file named on the command line (symlinks
+resolved first), or inside --include-root; they must be regular policy files of at most 8 MiB.
 """
 
 
@@ -61,7 +65,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                              k8s_namespace=args.k8s_namespace, k8s_container=args.k8s_container)
     result = compile_paths(args.policies, targets, mode=ir.Mode(args.mode) if args.mode else None,
                            strict=args.strict, validate=args.validate, lock=args.lock,
-                           options=options, explicit=bool(args.target))
+                           options=options, explicit=bool(args.target),
+                           include_root=args.include_root)
     shown = [d for d in result.diagnostics if d.severity is not Severity.NOTE or args.verbose]
     print_diagnostics(shown, result.sources)
     for line in result.validations:
@@ -70,7 +75,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print("clawpolicy: compile failed; nothing was written", file=sys.stderr)
         return ExitCode.POLICY_ERROR
     root: Path = args.output
-    changes = plan(root, result.outputs, result.owned_dirs)
+    try:
+        changes = plan(root, result.outputs, result.owned_dirs)
+    except OutputError as exc:
+        print(f"clawpolicy: error: {printable(str(exc))}", file=sys.stderr)
+        print("clawpolicy: nothing was written", file=sys.stderr)
+        return ExitCode.POLICY_ERROR
     if args.check:
         if changes.stale:
             print(describe(root, result.outputs, changes), file=sys.stderr)
@@ -79,7 +89,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
             return ExitCode.POLICY_ERROR
         print(f"{root}: up to date ({len(changes.unchanged)} files)")
         return ExitCode.OK
-    apply(root, result.outputs, changes)
+    try:
+        apply(root, result.outputs, changes)
+    except (OutputError, OSError) as exc:  # the tree changed under us, or the disk refused
+        print(f"clawpolicy: error: cannot write {printable(str(root))}: {printable(str(exc))}",
+              file=sys.stderr)
+        return ExitCode.POLICY_ERROR
     for rel in changes.added + changes.changed:
         print(f"wrote {root / rel}")
     for rel in changes.removed:
@@ -96,7 +111,7 @@ def cmd_ir(args: argparse.Namespace) -> int:
     if not args.policies:
         print("clawpolicy ir: give a policy file, or --schema", file=sys.stderr)
         return ExitCode.USAGE
-    loaded = load_policies(args.policies)
+    loaded = load_policies(args.policies, include_root=args.include_root)
     print_diagnostics(loaded.diagnostics, loaded.sources)
     if not loaded.ok:
         return ExitCode.POLICY_ERROR
@@ -117,6 +132,9 @@ def register(sub: Subparsers) -> None:
                    help="target to build (repeatable; default: all)")
     p.add_argument("--mode", choices=[m.value for m in ir.Mode],
                    help="override the policies' mode (e.g. a log-only dry run: --mode shadow)")
+    p.add_argument("--include-root", type=Path, metavar="DIR",
+                   help="directory tree includes must stay in (default: the directory of each "
+                        "policy file named here)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if the output is stale, showing what differs")
     p.add_argument("--apparmor-abi", choices=["3.0", "4.0"], default="3.0",
@@ -158,4 +176,6 @@ def register(sub: Subparsers) -> None:
     p.add_argument("policies", nargs="*", type=Path, metavar="POLICY.claw")
     p.add_argument("--schema", action="store_true", help="print the IR's JSON Schema instead")
     p.add_argument("--policy", help="only the policy with this name")
+    p.add_argument("--include-root", type=Path, metavar="DIR",
+                   help="directory tree includes must stay in (default: each file's directory)")
     p.set_defaults(func=cmd_ir)

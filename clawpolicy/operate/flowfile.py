@@ -24,6 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from clawpolicy.names import normalise_name, wire_address
+
 FORMATS = ("auto", "jsonl", "csv", "conntrack", "ss")
 PROTOCOLS = {"tcp", "udp", "icmp", "icmpv6", "ipv6-icmp"}
 
@@ -74,7 +76,7 @@ def _addr(text: object) -> str:
     value = str(text or "").strip()
     if not value:
         return ""
-    return str(ipaddress.ip_address(value.split("%")[0]))  # ValueError for junk
+    return str(wire_address(value.split("%")[0]))  # ValueError for junk; ::ffff:a.b.c.d is IPv4
 
 
 def _from_mapping(row: dict[str, Any]) -> FlowRecord | None:
@@ -83,7 +85,8 @@ def _from_mapping(row: dict[str, Any]) -> FlowRecord | None:
     if direction not in ("egress", "ingress") or proto is None:
         return None
     src, dst = _addr(row.get("src")), _addr(row.get("dst"))
-    name = str(row.get("name") or "").strip().lower().rstrip(".") or None
+    raw = str(row.get("name") or "").strip()
+    name = (normalise_name(raw) or raw.lower().rstrip(".")) or None  # IDNA 2008, as policies
     if (direction == "egress" and not (dst or name)) or (direction == "ingress" and not src):
         return None
     uid = row.get("uid", row.get("user"))

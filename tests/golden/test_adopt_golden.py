@@ -7,7 +7,6 @@ the diff.
 from __future__ import annotations
 
 import difflib
-import os
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,10 @@ from clawpolicy.backends.registry import DEFAULT_TARGETS
 from clawpolicy.compiler import compile_paths
 from clawpolicy.evaluate import run_tests
 from clawpolicy.lower import load_policies
+from regenerate import regenerate
 
 DATA = Path("tests/data/openclaw")
 GOLDEN = Path("tests/golden/adopt")
-REGENERATE = os.environ.get("CLAWPOLICY_REGENERATE") == "1"
 # sample -> (how the file is found, the agent's user or None for the host, resolvers)
 SAMPLES = {
     "workstation": ("workstation/openclaw.json", "openclaw", ()),
@@ -47,7 +46,7 @@ def test_starter_policy(sample: str, in_repo: Path, tmp_path: Path,
                         subtests: pytest.FixtureRequest) -> None:
     text = _starter(sample)
     golden = GOLDEN / f"{sample}.claw"
-    if REGENERATE:
+    if regenerate():
         golden.write_text(text)
     with subtests.test(msg="golden"):  # type: ignore[attr-defined]
         diff = "\n".join(difflib.unified_diff(golden.read_text().splitlines(), text.splitlines(),

@@ -11,12 +11,13 @@ import itertools
 from pathlib import Path
 
 import pytest
-from test_golden import REGENERATE, _compare
+from test_golden import _compare
 
 from clawpolicy.backends.base import CompileOptions
 from clawpolicy.compiler import compile_paths
 from clawpolicy.ir import Mode
 from clawpolicy.write import apply, plan
+from regenerate import regenerate
 
 FLAVOURS = ("vanilla", "cilium", "calico")
 
@@ -30,12 +31,14 @@ def test_k8s_flavours(flavour: str, mode: Mode, in_repo: Path, subtests: pytest.
     pods = [p for p in examples if "applies-to pods" in p.read_text(encoding="utf-8")]
     outputs: dict[str, bytes] = {}
     owned: set[str] = set()
+    names: list[str] = []
     for paths, options in ((pods, own), ([p for p in examples if p not in pods], given)):
         result = compile_paths(paths, ["k8s"], mode=mode, options=options, explicit=True)
         assert result.ok, result.diagnostics
         outputs.update(result.outputs)
+        names += [p.name for p in result.policies]
         owned |= result.owned_dirs
     expected = in_repo / "tests/golden/expected-k8s" / f"{flavour}-{mode.value}"
-    if REGENERATE:
+    if regenerate():
         apply(expected, outputs, plan(expected, outputs, owned))
-    _compare(outputs, expected, subtests)
+    _compare(outputs, expected, subtests, names)

@@ -59,6 +59,8 @@ def test_check_reports_stale_output(workdir: Path, capsys: pytest.CaptureFixture
     ruleset = workdir / "generated/demo/nftables/ruleset.nft"
     ruleset.write_text(ruleset.read_text().replace("443", "444"))
     (workdir / "generated/demo/nftables/leftover.nft").write_text("old")
+    manifest = workdir / "generated/demo/nftables/.clawpolicy-manifest"  # as if compile wrote it
+    manifest.write_text(manifest.read_text() + "leftover.nft\n")
     capsys.readouterr()
     assert main(["compile", "demo.claw", "--check"]) == 1
     err = capsys.readouterr().err

@@ -208,7 +208,7 @@ def test_unreadable_files(tmp_path: Path, subtests: pytest.Subtests) -> None:
     with subtests.test("not utf-8"):
         (tmp_path / "latin1.claw").write_bytes(b"# caf\xe9\n")
         [diag] = load_policies([tmp_path / "latin1.claw"], today=TODAY).diagnostics
-        assert (diag.code, "cannot read" in diag.message) == ("io", True)
+        assert (diag.code, "is not UTF-8 text" in diag.message) == ("io", True)
     with subtests.test("a directory"):
         [diag] = load_policies([tmp_path], today=TODAY).diagnostics
         assert diag.code == "io"
