@@ -26,10 +26,12 @@ Teredo (`2001::/32`), and `::` and `::1`.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
 import idna
+from publicsuffixlist import PublicSuffixList
 
 MAX_NAME = 253  # RFC 1035 2.3.4, without the final dot
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -62,6 +64,21 @@ def normalise_name(text: str) -> str | None:
     if labels[-1].isdigit():  # 10.0.0.1 written with an extra label is not a name
         return None
     return ascii_name
+
+
+@functools.cache
+def _public_suffixes() -> PublicSuffixList:
+    """The Public Suffix List the package bundles (ICANN and private sections): read from the
+    installed package, never fetched, so lint and diff work offline and give the same answer
+    for the same installed version."""
+    return PublicSuffixList()
+
+
+def is_public_suffix(name: str) -> bool:
+    """Whether anyone can register names directly under `name` (an A-label name such as `com`,
+    `co.uk` or `github.io`), so that `*.name` matches names of unrelated owners. A single label
+    the list does not know (`corp`, `zz`) counts too: the list's default rule is `*`."""
+    return bool(_public_suffixes().is_public(name.lower()))
 
 
 def embedded_ipv4_problem(net: Network) -> tuple[str, str] | None:

@@ -19,10 +19,11 @@ from clawpolicy.review.lint import (
     DANGEROUS_CAPS,
     GATEWAY_PORT,
     MDNS,
-    METADATA,
+    METADATA_ENDPOINTS,
     TAILNET,
     WIDE_PREFIX,
 )
+from clawpolicy.names import is_public_suffix
 from clawpolicy.review.reach import ANY_NAME, Decider, ReachChange, reach_changes
 
 RAW_SOCKET_FAMILIES = ("packet", "netlink")
@@ -168,8 +169,10 @@ def _reach_risk(c: ReachChange) -> tuple[Risk, str]:
         return Risk.MEDIUM, "new ingress"
     if c.covers_port(Protocol.UDP, 5353) and any(c.family is not None and c.covers_address(a) for a in MDNS):
         return Risk.HIGH, "mDNS: the gateway can announce itself on the local network"
-    if c.family == 4 and c.covers_address(METADATA):
+    if c.family is not None and any(c.covers_address(a) for a, _ in METADATA_ENDPOINTS):
         return Risk.HIGH, "the cloud metadata service hands out instance credentials"
+    if any(n.startswith("*.") and is_public_suffix(n[2:]) for n in c.names):
+        return Risk.HIGH, "egress to every name under a public suffix (names anyone can register)"
     if ANY_NAME in c.names:
         return Risk.HIGH, "egress to any name"
     if c.family is not None and (c.widest_prefix() or 128) <= WIDE_PREFIX[c.family]:

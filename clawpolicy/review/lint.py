@@ -27,12 +27,26 @@ from clawpolicy.ir import (
     Rule,
     Span,
 )
+from clawpolicy.names import is_public_suffix
 from clawpolicy.netspace import IPNetwork, network_interval
 
 GATEWAY_PORT = 18789
 TAILNET = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("fd7a:115c:a1e0::/48"))
 MDNS = ("224.0.0.251", "ff02::fb")
-METADATA = "169.254.169.254"
+# Metadata services that hand out instance or workload credentials over HTTP (80/tcp). Left
+# out: Alibaba Cloud's 100.100.100.200, inside the Tailscale range 100.64.0.0/10 that tailnet
+# policies allow, where it would flag every such policy.
+METADATA_ENDPOINTS = (
+    ("169.254.169.254", "AWS, GCP, Azure, Oracle, OpenStack and DigitalOcean instance metadata"),
+    ("fd00:ec2::254", "AWS instance metadata over IPv6"),
+    ("169.254.170.2", "AWS ECS task credentials"),
+    ("169.254.170.23", "AWS EKS Pod Identity credentials"),
+    ("fd00:ec2::23", "AWS EKS Pod Identity credentials over IPv6"),
+    ("fd20:ce::254", "Google Cloud metadata over IPv6"),
+    ("fd00:c1::a9fe:a9fe", "Oracle Cloud metadata over IPv6"),
+    ("168.63.129.16", "Azure WireServer: VM agent configuration and certificates"),
+)
+METADATA = METADATA_ENDPOINTS[0][0]
 DANGEROUS_CAPS = ("net_admin", "net_raw", "sys_admin", "sys_ptrace")
 CREDENTIAL_DIRS = ("~/.ssh", "~/.aws", "~/.config/gcloud", "~/.kube")
 EXPIRY_WARNING_DAYS = 30
@@ -215,11 +229,26 @@ def check_dns_any_resolver(ctx: Context) -> Iterator[Hit]:
 
 
 def check_metadata(ctx: Context) -> Iterator[Hit]:
-    hit = _first_allowed(ctx.policy, [Flow(Direction.EGRESS, METADATA, Protocol.TCP, 80)])
-    if hit is not None:
-        yield Hit(f"the cloud metadata service {METADATA} is reachable on 80/tcp (instance "
-                  "credentials)", hit[1], _span_of(ctx.policy, hit[1]),
-                  f"add: deny egress to {METADATA}, fd00:ec2::254 reason \"no cloud metadata\"")
+    """One finding per allowing rule, naming every metadata endpoint it lets through."""
+    reached: dict[str, list[str]] = {}
+    for address, what in METADATA_ENDPOINTS:
+        hit = _first_allowed(ctx.policy, [Flow(Direction.EGRESS, address, Protocol.TCP, 80)])
+        if hit is not None:
+            reached.setdefault(hit[1], []).append(f"{address} ({what})")
+    every = ", ".join(a for a, _ in METADATA_ENDPOINTS)
+    for rule_id, shown in reached.items():
+        yield Hit(f"cloud metadata reachable on 80/tcp (credentials): {'; '.join(shown)}", rule_id,
+                  _span_of(ctx.policy, rule_id),
+                  f"add: deny egress to {every} reason \"no cloud metadata\"")
+
+
+def check_public_suffix_wildcard(ctx: Context) -> Iterator[Hit]:
+    for rule in _allows(ctx.policy.rules, Direction.EGRESS):
+        public = [f"*.{w}" for w in rule.peers.wildcards if is_public_suffix(w)]
+        if public:
+            yield Hit(f"{', '.join(public)} allows every name under a public suffix: names anyone "
+                      "can register", rule.id, rule.span,
+                      "name the organisation's own domain, e.g. *.slack.com, not *.com")
 
 
 def check_dangerous_capabilities(ctx: Context) -> Iterator[Hit]:
@@ -385,7 +414,11 @@ CHECKS: tuple[Check, ...] = (
     Check("dns-any-resolver", Severity.WARNING, "DNS to any resolver",
           "DNS allowed to any or a wide range is an exfiltration channel.", check_dns_any_resolver),
     Check("metadata-reachable", Severity.ERROR, "Cloud metadata reachable",
-          f"{METADATA} hands out instance credentials; the agent must not reach it.", check_metadata),
+          f"{METADATA}, fd00:ec2::254 and other metadata endpoints hand out credentials; the "
+          "agent must not reach them.", check_metadata),
+    Check("public-suffix-wildcard", Severity.ERROR, "Wildcard over a public suffix",
+          "*.com, *.co.uk or *.github.io (any Public Suffix List entry) match names anyone can "
+          "register.", check_public_suffix_wildcard),
     Check("dangerous-capability", Severity.WARNING, "Dangerous capability kept",
           f"{', '.join(DANGEROUS_CAPS)} give raw network or system control.",
           check_dangerous_capabilities),

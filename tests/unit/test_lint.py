@@ -63,7 +63,28 @@ CASES: list[tuple[str, str, bool]] = [
     ("dns-any-resolver", 'allow egress to 10.0.0.53 port 53/udp, 53/tcp reason "r"', False),
     ("metadata-reachable", 'allow egress to 169.254.0.0/16 port 80/tcp reason "r"', True),
     ("metadata-reachable", ('allow egress to 169.254.0.0/16 port 80/tcp reason "r"\n'
-                           'deny egress to 169.254.169.254 reason "no"'), False),
+                           'deny egress to 169.254.169.254 reason "no"'), True),  # ECS, EKS left
+    ("metadata-reachable", ('allow egress to 169.254.0.0/16 port 80/tcp reason "r"\n'
+                           'deny egress to 169.254.169.254, 169.254.170.0/24 reason "no"'), False),
+    # IPv6 and other clouds' endpoints (the hint names fd00:ec2::254; it must be checked too)
+    ("metadata-reachable", 'allow egress to fd00:ec2::/32 port 80/tcp reason "r"', True),
+    ("metadata-reachable", 'allow egress to fc00::/7 port 80/tcp reason "r"', True),
+    ("metadata-reachable", 'allow egress to fd20:ce::/32 reason "r"', True),
+    ("metadata-reachable", 'allow egress to fd00:c1::a9fe:a9fe port 80/tcp reason "r"', True),
+    ("metadata-reachable", 'allow egress to 169.254.170.2 port 80/tcp reason "r"', True),
+    ("metadata-reachable", 'allow egress to 168.63.129.0/24 port 80/tcp reason "r"', True),
+    ("metadata-reachable", 'allow egress to fd00:ec2::/32 port 443/tcp reason "r"', False),
+    ("metadata-reachable", 'allow egress to fd00:ec3::/32 port 80/tcp reason "r"', False),
+    ("public-suffix-wildcard", 'dns local\nallow egress to *.com port 443/tcp reason "r"', True),
+    ("public-suffix-wildcard", 'dns local\nallow egress to *.co.uk port 443/tcp reason "r"', True),
+    ("public-suffix-wildcard", 'dns local\nallow egress to *.org, *.pvt.k12.ma.us reason "r"', True),
+    ("public-suffix-wildcard", 'dns local\nallow egress to *.github.io port 443/tcp reason "r"', True),
+    ("public-suffix-wildcard", 'dns local\nallow egress to *.s3.amazonaws.com port 443/tcp reason "r"', True),
+    ("public-suffix-wildcard", 'dns local\nallow egress to *.рф port 443/tcp reason "r"', True),
+    ("public-suffix-wildcard", 'dns local\nallow egress to *.CO.JP. port 443/tcp reason "r"', True),
+    ("public-suffix-wildcard", 'dns local\nallow egress to *.slack.com, *.bbc.co.uk reason "r"', False),
+    ("public-suffix-wildcard", 'dns local\nallow egress to *.example.github.io reason "r"', False),
+    ("public-suffix-wildcard", 'dns local\ndeny egress to *.com reason "r"', False),
     ("dangerous-capability", "capabilities drop all keep net_raw, net_bind_service", True),
     ("dangerous-capability", "capabilities drop net_raw", True),
     ("dangerous-capability", "capabilities drop all keep net_bind_service", False),
@@ -184,3 +205,23 @@ def test_sarif_validates(tmp_path: Path) -> None:
     region = result["locations"][0]["physicalLocation"]["region"]
     assert region["startLine"] >= 1 and region["startColumn"] >= 1
     assert text == sarif.dumps(findings) and text == json.dumps(doc, indent=2, sort_keys=True) + "\n"
+
+
+def test_public_suffix_list_works_offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Public Suffix List comes with the installed package: no network at run time."""
+    import socket
+
+    from clawpolicy import names
+
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the Public Suffix List must not be fetched")
+
+    monkeypatch.setattr(socket, "socket", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    names._public_suffixes.cache_clear()
+    try:
+        assert names.is_public_suffix("com") and names.is_public_suffix("co.uk")
+        assert names.is_public_suffix("github.io")  # the list's private section counts too
+        assert not names.is_public_suffix("slack.com") and not names.is_public_suffix("bbc.co.uk")
+    finally:
+        names._public_suffixes.cache_clear()
