@@ -171,7 +171,8 @@ def _read(root: Path, rel: str) -> tuple[bool, bytes | None]:
         try:
             info = os.fstat(file_fd)
             if not stat.S_ISREG(info.st_mode):
-                raise OutputError(f"{root / rel} is not a regular file, where compile writes one")
+                what = "a directory" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+                raise OutputError(f"{root / rel} is {what}, where compile writes a file")
             with os.fdopen(file_fd, "rb", closefd=False) as fh:
                 return True, fh.read()
         finally:
