@@ -134,10 +134,7 @@ class DnsResolver:
             found[rdtype] = tuple(r.to_text() for r in rrset) if rrset is not None else ()
             if rrset is not None:
                 ttl[rdtype] = answer.chaining_result.minimum_ttl
-        # An AAAA answer holding an IPv4-mapped or -compatible address would go into the IPv6
-        # sets while the kernel sends IPv4 (names.embedded_ipv4_problem): such answers are dropped.
-        ipv6 = [a for a in found["AAAA"] if embedded_ipv4_problem(ipaddress.ip_network(a)) is None]
-        return Answer(sort_addresses(found["A"]), sort_addresses(ipv6), ttl)
+        return Answer(sort_addresses(found["A"]), sort_addresses(found["AAAA"]), ttl)
 
 
 def sort_addresses(addresses: Iterable[str]) -> tuple[str, ...]:
@@ -260,7 +257,7 @@ def resolve(policies: Sequence[Policy], resolver: Resolver, old: Lock | None, *,
         if kept is not None and not update:
             entries[name] = kept
             continue
-        answer = resolver.lookup(name)
+        answer = _plain_ipv6(resolver.lookup(name))
         if not (answer.ipv4 or answer.ipv6):
             empty.append(name)
         fresh = LockedName(ipv4=answer.ipv4, ipv6=answer.ipv6, observed=Observed(
@@ -276,6 +273,14 @@ def resolve(policies: Sequence[Policy], resolver: Resolver, old: Lock | None, *,
     changes.extend(Change(n, kind="gone") for n in sorted(set(previous) - set(names)))
     lock = Lock(names=entries, wildcards=tuple(wildcards))
     return Resolution(lock, changes, empty)
+
+
+def _plain_ipv6(answer: Answer) -> Answer:
+    """An AAAA answer holding an IPv4-mapped or -compatible address would go into the IPv6
+    sets while the kernel sends IPv4 (names.embedded_ipv4_problem): such answers are dropped,
+    whichever resolver gave them."""
+    kept = tuple(a for a in answer.ipv6 if embedded_ipv4_problem(ipaddress.ip_network(a)) is None)
+    return answer if kept == answer.ipv6 else Answer(answer.ipv4, kept, answer.ttl)
 
 
 def check(policies: Sequence[Policy], resolver: Resolver, lock: Lock) -> list[Change]:

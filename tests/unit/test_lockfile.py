@@ -6,6 +6,7 @@ dnsmasq upstream in a network namespace."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -172,3 +173,37 @@ def test_cli_resolve_update_and_check(tmp_path: Path, monkeypatch: pytest.Monkey
     assert main(["resolve", "demo.claw", "--update"]) == 0
     assert json.loads(Path("demo.lock.json").read_text())["names"]["api.example.com"]["ipv6"] == []
     assert main(["resolve", "demo.claw", "--update", "--check"]) == 2  # one or the other
+
+
+def test_embedded_ipv4_answers_never_reach_the_lock(tmp_path: Path) -> None:
+    """An AAAA answer of ::ffff:a.b.c.d (or ::a.b.c.d) would sit in the IPv6 sets while the
+    kernel sends IPv4: dropped, and the lock still loads."""
+    answers = {**DNS, "api.example.com": ("192.0.2.10", "::ffff:198.51.100.7", "::203.0.113.1",
+                                          "2001:db8::a")}
+    result = resolve(_policies(tmp_path), Stub(answers), None, now=lambda: "t")
+    assert result.lock.names["api.example.com"].ipv6 == ("2001:db8::a",)
+    path = tmp_path / "demo.lock.json"
+    path.write_text(dumps(result.lock))
+    assert load(path).names["api.example.com"].ipv4 == ("192.0.2.10",)
+
+
+def test_lock_errors_never_quote_the_file(tmp_path: Path, subtests: pytest.Subtests) -> None:
+    secret = "s3cr3t-lock"
+    cases = {
+        "not JSON": f"TOKEN={secret}\n".encode(),
+        "JSON of another shape": json.dumps({"version": 1, "names": {"a.example": secret}}).encode(),
+        "wrong types": json.dumps({"version": 1, "names": {}, "wildcards": secret}).encode(),
+        "not UTF-8": b"\xff" + secret.encode(),
+    }
+    for name, content in cases.items():
+        with subtests.test(msg=name):
+            path = tmp_path / "x.lock.json"
+            path.write_bytes(content)
+            with pytest.raises(LockError) as caught:
+                load(path)
+            assert secret not in str(caught.value)
+    with subtests.test(msg="a FIFO"):
+        fifo = tmp_path / "fifo.lock.json"
+        os.mkfifo(fifo)
+        with pytest.raises(LockError, match="not a regular file"):
+            load(fifo)
