@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
-from clawpolicy.errors import ExitCode, PolicyError
+from clawpolicy.errors import ExitCode, PolicyError, printable
 from clawpolicy.fmt import format_text
 from clawpolicy.resolve import display_path
+from clawpolicy.sources import SourceError, read_policy
 from clawpolicy.write import atomic_write
 
 FMT_HELP = """\
@@ -35,9 +36,10 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             path = Path(name)
             label = display_path(path)
             try:
-                text = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                print(f"clawpolicy fmt: {label}: {exc}", file=sys.stderr)
+                text = read_policy(path)  # regular files, capped, never quoted unless a policy
+            except (OSError, SourceError) as exc:
+                why = f"it {exc.message}" if isinstance(exc, SourceError) else exc.strerror or exc
+                print(f"clawpolicy fmt: {printable(label)}: {why}", file=sys.stderr)
                 failed = True
                 continue
         try:

@@ -180,3 +180,12 @@ def test_cli_reports_without_traceback(tree: Path, capsys: pytest.CaptureFixture
     assert main(["compile", "/dev/zero", "-o", "out"]) == 1
     err = capsys.readouterr().err
     assert "a device, not a regular file" in err and not (tree / "out").exists()
+
+
+def test_fmt_reads_named_files_the_same_way(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tree / "secret.env").write_text(f"TOKEN={SECRET}\n")
+    os.mkfifo(tree / "fifo.claw")
+    assert main(["fmt", "--check", "/dev/zero", "secret.env", "fifo.claw"]) == 1
+    err = capsys.readouterr().err
+    assert SECRET not in err and "Traceback" not in err
+    assert "a device" in err and "a FIFO" in err and "does not look like a policy" in err
