@@ -57,7 +57,7 @@ class Workspace:
 def display_path(path: Path) -> str:
     """The path as artifacts and messages show it: relative to the working directory when
     inside it, so output does not depend on where a checkout lives."""
-    resolved = path.resolve()
+    resolved = Path(os.path.realpath(path))  # never raises, even on a symlink loop
     try:
         return resolved.relative_to(Path.cwd().resolve()).as_posix()
     except ValueError:
@@ -81,7 +81,7 @@ def load_file(ws: Workspace, path: Path, stack: tuple[str, ...] = (),
     (symlinks followed first) inside the include root, and be regular policy files."""
     if _bad_name(ws, path, at):
         return None
-    root = (ws.include_root or path.absolute().parent).resolve()
+    root = Path(os.path.realpath(ws.include_root or path.absolute().parent))
     top = _read(ws, path, at)
     if top is None or top.path in stack:
         return top
@@ -132,15 +132,16 @@ def _bad_name(ws: Workspace, path: Path, at: Location | None) -> bool:
 
 
 def _inside(ws: Workspace, target: Path, root: Path, at: Location) -> bool:
-    """Whether an include stays in the include root, symlinks resolved before the check."""
+    """Whether an include stays in the include root, symlinks resolved before the check (a
+    symlink loop resolves to itself here, and fails when opened)."""
     try:
-        target.resolve().relative_to(root)
+        Path(os.path.realpath(target)).relative_to(root)
         return True
-    except (ValueError, OSError, RuntimeError):  # outside, or a symlink loop
+    except ValueError:
         ws.diagnostics.error(f"include outside the policy tree: {display_path(target)}", at,
                              f"includes must stay inside {display_path(root)}/ (the directory of "
                              "the file named on the command line, symlinks resolved); "
-                             "`compile --include-root DIR` widens it", code="include")
+                             "`compile --include-root DIR` (and `ir`) widens it", code="include")
         return False
 
 

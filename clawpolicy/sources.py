@@ -47,7 +47,7 @@ def read_capped(path: Path, limit: int = MAX_POLICY_BYTES) -> bytes:
     except IsADirectoryError:
         raise SourceError("is a directory, not a file") from None
     except OSError as exc:
-        raise SourceError(f"cannot open it: {exc.strerror or exc}") from None
+        raise SourceError(f"cannot be opened: {exc.strerror or exc}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -69,7 +69,7 @@ def read_capped(path: Path, limit: int = MAX_POLICY_BYTES) -> bytes:
     except BlockingIOError:  # pragma: no cover - a regular file never blocks
         raise SourceError("cannot be read without blocking") from None
     except OSError as exc:
-        raise SourceError(f"cannot read it: {exc.strerror or exc}") from None
+        raise SourceError(f"cannot be read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
 

@@ -126,6 +126,8 @@ def _parent(root: Path, rel: str, create: bool = False) -> Iterator[tuple[int | 
             return
         except NotADirectoryError:
             raise OutputError(f"{root} is not a directory; -o names the directory to write into") from None
+        except OSError as exc:
+            raise OutputError(f"{root} cannot be opened: {exc.strerror or exc}") from None
         for i, part in enumerate(dirs):
             where = root.joinpath(*dirs[:i + 1])
             try:

@@ -77,7 +77,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     root: Path = args.output
     try:
         changes = plan(root, result.outputs, result.owned_dirs)
-    except OutputError as exc:
+    except (OutputError, OSError) as exc:
         print(f"clawpolicy: error: {printable(str(exc))}", file=sys.stderr)
         print("clawpolicy: nothing was written", file=sys.stderr)
         return ExitCode.POLICY_ERROR

@@ -1,7 +1,8 @@
 """Fuzzing policy text with includes through the real CLI: graphs of files (cycles, depth,
 diamonds, self-includes) mixed with odd files (secrets, binary, non-UTF-8, FIFOs, directories,
 symlinks out of the tree and to devices, /proc), each policy drawn from the grammar and
-mutated, with the include root as default, widened, or `/` (so that the guard against quoting
+mutated, with an output tree that may have a file, a symlink loop or a symlink out in the
+way, and with the include root as default, widened, or `/` (so that the guard against quoting
 a non-policy file, not only the tree bound, is what stands between /proc/self/environ and
 the terminal). Whatever is drawn, `compile` exits 0, or exits 1 with positioned diagnostics; it
 never prints a traceback, never quotes a byte of a file that is not a policy, and never puts
@@ -42,7 +43,8 @@ ODD: dict[str, bytes] = {
     "binary.claw": bytes(range(1, 256)) + SECRET.encode(),
     "bom-utf16.claw": "\ufeffpolicy p { }".encode("utf-16") + SECRET.encode(),
 }
-SPECIAL = ["fifo.claw", "dir.claw", "zero.claw", "out-link.claw", "out-dir/defs.claw", "missing.claw"]
+SPECIAL = ["fifo.claw", "dir.claw", "zero.claw", "out-link.claw", "out-dir/defs.claw", "missing.claw",
+           "loop.claw", "sub/dangling.claw"]
 ESCAPING = ["../outside/secret.env", "/proc/self/environ", "/etc/hostname", "/dev/zero",
             "sub/../../outside/defs.claw", "./sub/../main.claw", "sub//f1.claw", "", ".", "sub/"]
 _UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -54,6 +56,7 @@ class Tree:
     files: dict[str, str]  # policy files (relative path -> text); main.claw is compiled
     odd: tuple[str, ...]  # which odd files exist
     root: str  # --include-root: "" (the default), "base" (repo and outside) or "/" (everything)
+    out: str  # what is in the way under -o: "", "file", "loop", "link" (p/docs -> outside)
 
 
 @st.composite
@@ -83,7 +86,8 @@ def trees(draw: st.DrawFn) -> Tree:
     names = ["main.claw"] + [f"sub/f{i}.claw" if i % 2 else f"f{i}.claw" for i in range(1, count + 1)]
     files = {name: draw(policy_file(names, top=name == "main.claw")) for name in names}
     odd = tuple(draw(st.lists(st.sampled_from(list(ODD)), unique=True)))
-    return Tree(files, odd, draw(st.sampled_from(["", "", "base", "/"])))
+    return Tree(files, odd, draw(st.sampled_from(["", "", "base", "/"])),
+                draw(st.sampled_from(["", "", "", "file", "loop", "link"])))
 
 
 def _lay_out(tree: Tree, base: Path) -> Path:
@@ -101,7 +105,22 @@ def _lay_out(tree: Tree, base: Path) -> Path:
     (repo / "zero.claw").symlink_to("/dev/zero")
     (repo / "out-link.claw").symlink_to(outside / "secret.env")
     (repo / "out-dir").symlink_to(outside)
+    (repo / "loop.claw").symlink_to("loop2.claw")
+    (repo / "loop2.claw").symlink_to("loop.claw")
+    (repo / "sub" / "dangling.claw").symlink_to("nowhere.claw")
+    out = base / "out"
+    if tree.out == "file":
+        out.write_text("in the way\n")
+    elif tree.out == "loop":
+        out.symlink_to("out")
+    elif tree.out == "link":
+        (out / "p").mkdir(parents=True)
+        (out / "p" / "docs").symlink_to(outside)
     return repo
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
 
 
 @FUZZ
@@ -111,11 +130,13 @@ def test_compile_with_includes_never_leaks_or_raises(tree: Tree) -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             repo = _lay_out(tree, Path(tmp))
+            before = _snapshot(Path(tmp) / "outside")
             out, err = io.StringIO(), io.StringIO()
             with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
                 root = {"": [], "base": ["--include-root", tmp], "/": ["--include-root", "/"]}[tree.root]
                 code = main(["compile", str(repo / "main.claw"), "-t", "docs", "-t", "nftables",
                              "-o", str(Path(tmp) / "out"), *root])
+            assert _snapshot(Path(tmp) / "outside") == before  # nothing written or deleted there
     finally:
         del os.environ["CLAWPOLICY_FUZZ_SECRET"]
     shown = out.getvalue() + err.getvalue()

@@ -126,6 +126,15 @@ def test_special_files_neither_hang_nor_fill_memory(tree: Path, subtests: pytest
             assert not done[0].ok and [d.code for d in done[0].diagnostics] == ["io"]
 
 
+def test_symlink_loops(tree: Path) -> None:
+    (tree / "l1.claw").symlink_to("l2.claw")
+    (tree / "l2.claw").symlink_to("l1.claw")
+    result, shown = _load(tree, "l1.claw")
+    assert not result.ok and "symbolic links" in shown, shown
+    result = load_policies([tree / "l1.claw"], today=TODAY)
+    assert not result.ok and [d.code for d in result.diagnostics] == ["io"]
+
+
 def test_size_cap(tree: Path) -> None:
     big = tree / "big.claw"
     with big.open("w") as fh:
