@@ -82,23 +82,26 @@ def load_file(ws: Workspace, path: Path, stack: tuple[str, ...] = (),
     if _bad_name(ws, path, at):
         return None
     root = Path(os.path.realpath(ws.include_root or path.absolute().parent))
+    if display_path(path) in ws.files:  # loaded already, with everything it includes
+        return ws.files[display_path(path)]
     top = _read(ws, path, at)
-    if top is None or top.path in stack:
-        return top
+    if top is None:
+        return None
     frames = [_Frame(top.path, path, iter(top.includes))]
     on_stack = [*stack, top.path]
+    on_stack_set = set(on_stack)
     while frames:
         frame = frames[-1]
         inc = next(frame.pending, None)
         if inc is None:
             frames.pop()
-            on_stack.pop()
+            on_stack_set.discard(on_stack.pop())
             continue
         target = Path(os.path.normpath(frame.path.parent / inc.path.text))
         if _bad_name(ws, target, inc.path.loc) or not _inside(ws, target, root, inc.path.loc):
             continue
         name = display_path(target)
-        if name in on_stack:
+        if name in on_stack_set:
             chain = " -> ".join((*on_stack[on_stack.index(name):], name))
             ws.diagnostics.error(f"include cycle: {chain}", inc.path.loc, "a file cannot include "
                                  "itself, directly or through other files", code="include-cycle")
@@ -120,6 +123,7 @@ def load_file(ws: Workspace, path: Path, stack: tuple[str, ...] = (),
         if not known:
             frames.append(_Frame(included.path, target, iter(included.includes)))
             on_stack.append(included.path)
+            on_stack_set.add(included.path)
     return top
 
 
