@@ -1,0 +1,120 @@
+"""Deny wins for packets without a readable port: every kind of deny against every kind of
+allow on one address, probed in a namespace with raw IP packets (protocol 253 with 0, 1 and 2
+byte payloads, ICMP with 2 and 3: nothing where `th dport` would be) and ordinary flows.
+
+The reference is the evaluator. DNS-filled sets are filled by hand with the probed address,
+so an FQDN rule covers that address exactly as a rule naming it would: the evaluator decides
+on the policy with the address added to those rules. A packet of IP protocol 253 matches only
+rules without ports; the evaluator sees it as a flow that port-less rules alone can match.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from flows import AGENT_ADDRESSES
+from netlab import PROBE, Lab, Probe, format_results
+
+from clawpolicy.backends.base import CompileOptions
+from clawpolicy.backends.nftables import fqdn_groups, render, table_name
+from clawpolicy.evaluate import Flow, evaluate
+from clawpolicy.ir import Direction, Policy, Protocol
+from clawpolicy.lower import load_policies
+
+pytestmark = pytest.mark.root
+PEERS = ("192.0.2.77", "2001:db8:77::7")
+TCP_PORTS, UDP_PORTS = (22, 443), (53, 443)
+PEER_LIST = ", ".join(PEERS)
+DENIES = {
+    "address": f"deny egress to {PEER_LIST}",
+    "network": "deny egress to 192.0.2.64/26, 2001:db8:77::/48",
+    "address-ports": f"deny egress to {PEER_LIST} port 443/tcp, 53/udp",
+    "address-icmp": f"deny egress to {PEER_LIST} port icmp",
+    "fqdn": "deny egress to bad.example",
+    "fqdn-ports": "deny egress to bad.example port 443/tcp, icmp",
+    "wildcard": "deny egress to *.bad.example",
+}
+ALLOWS = {
+    "address": f"allow egress to {PEER_LIST}",
+    "address-icmp": f"allow egress to {PEER_LIST} port icmp, 22/tcp",
+    "fqdn": "allow egress to good.example",
+    "fqdn-ports": "allow egress to good.example port 22/tcp, icmp",
+    "wildcard": "allow egress to *.good.example",
+    "any": "allow egress to any",
+}
+
+
+def _policy(tmp_path: Path, deny: str, allow: str) -> Policy:
+    src = tmp_path / "portless.claw"
+    src.write_text(f'policy portless {{\n mode enforce\n applies-to host\n {deny} reason "d" id d\n'
+                   f' {allow} reason "a" id a\n}}\n')
+    result = load_policies([src])
+    assert result.ok, result.diagnostics
+    return result.policies[0]
+
+
+def _resolved(policy: Policy) -> Policy:
+    """The policy as the kernel sees it once DNS put the peers into every name's set."""
+    import ipaddress
+    rules = []
+    for r in policy.rules:
+        if r.peers.has_fqdns:
+            peers = r.peers.model_copy(update={
+                "ipv4": (*r.peers.ipv4, ipaddress.ip_network(PEERS[0])),
+                "ipv6": (*r.peers.ipv6, ipaddress.ip_network(PEERS[1]))})
+            r = r.model_copy(update={"peers": peers})
+        rules.append(r)
+    return policy.model_copy(update={"rules": tuple(rules)})
+
+
+def _portless_only(policy: Policy) -> Policy:
+    """What a packet of a protocol without ports can match: the rules without ports."""
+    return policy.model_copy(update={"rules": tuple(r for r in policy.rules if not r.ports)})
+
+
+def _raw(lab: Lab, probes: list[tuple[str, int, int]]) -> list[str]:
+    """Send (address, IP protocol, payload length) raw datagrams from the agent namespace."""
+    request = {"uid": 0, "timeout": 0.6, "probes": [
+        {"protocol": "raw", "dst": a, "ipproto": proto, "payload": n} for a, proto, n in probes]}
+    r = lab.run(lab.agent_ns, [lab.python, str(PROBE)], input=json.dumps(request), timeout=20)
+    return [x["outcome"] if x["outcome"] in ("ok", "eperm") else f"{x['outcome']} {x['errno']}"
+            for x in json.loads(r.stdout)]
+
+
+def test_deny_wins_without_ports(tmp_path: Path, subtests: pytest.FixtureRequest) -> None:
+    with Lab(peer_addresses=PEERS, agent_addresses=AGENT_ADDRESSES,
+             tcp_ports=TCP_PORTS, udp_ports=UDP_PORTS) as lab:
+        for (dname, deny), (aname, allow) in ((d, a) for d in DENIES.items() for a in ALLOWS.items()):
+            with subtests.test(msg=f"deny {dname} / allow {aname}"):  # type: ignore[attr-defined]
+                policy = _policy(tmp_path, deny, allow)
+                table = table_name(policy)
+                lab.run(lab.agent_ns, ["nft", "delete", "table", "inet", table], check=False)
+                lab.load_ruleset(render(policy, CompileOptions()))
+                for group in fqdn_groups(policy):
+                    for family, peer in zip((4, 6), PEERS):
+                        lab.nft("add", "element", "inet", table, group.set_name(family), f"{{ {peer} }}")
+                resolved = _resolved(policy)
+                # ICMP needs its 2-byte type and code to leave the host; at 2 or 3 bytes the
+                # place of a port (bytes 2-3) is still past the end of the packet
+                raw = [(a, 253, n) for a in PEERS for n in (0, 1, 2)] + [(PEERS[0], 1, n) for n in (2, 3)]
+                outcomes = _raw(lab, raw)
+                wrong = []
+                for (addr, proto, n), outcome in zip(raw, outcomes, strict=True):
+                    reference = _portless_only(resolved) if proto == 253 else resolved
+                    verdict = evaluate(reference, Flow(Direction.EGRESS, addr, Protocol.ICMP, None))
+                    assert outcome in ("ok", "eperm"), (addr, proto, n, outcome)
+                    if (outcome == "ok") != verdict.passes:
+                        wrong.append(f"  ip proto {proto}, {n}-byte payload -> {addr}: kernel "
+                                     f"{outcome}, evaluator {verdict}")
+                probes = [Probe("egress", a, p, port) for a in PEERS
+                          for p, ports in (("tcp", TCP_PORTS), ("udp", UDP_PORTS)) for port in ports]
+                probes += [Probe("egress", a, "icmp") for a in PEERS]
+                results = lab.probe_results(probes)
+                for res in results:
+                    p = res.probe
+                    verdict = evaluate(resolved, Flow(Direction.EGRESS, p.remote, Protocol(p.protocol), p.port))
+                    if res.ok != verdict.passes:
+                        wrong.append(format_results([res]) + f"  (evaluator: {verdict})")
+                assert not wrong, f"{deny} / {allow}:\n" + "\n".join(wrong)
