@@ -27,37 +27,41 @@ def _policy(name: str, rules: list[str]) -> str:
 
 
 def wide_narrow(n: int) -> str:
-    """The issue's reproducer: n rules `10.0.0.0/8 port N/tcp` and one rule of n /32s inside
-    (the old partition wrote n·n elements: every gap between /32s repeats every port)."""
+    """The issue's reproducer: n rules `10.0.0.0/8 port N/tcp` and one rule of n /32s inside,
+    without ports, its ID sorting first (so it wins its /32s outright). The old partition wrote
+    n·(n+1) elements: every gap between two /32s repeated every port, 90,300 at n = 300."""
     rules = [f'allow egress to 10.0.0.0/8 port {1000 + i}/tcp reason "wide {i}" id w{i:05d}'
              for i in range(n)]
-    rules.append(f'allow egress to {", ".join(_narrow(i) for i in range(n))} port 443/tcp '
-                 f'reason "narrow" id narrow')
+    rules.append(f'allow egress to {", ".join(_narrow(i) for i in range(n))} '
+                 f'reason "narrow, every port" id a-narrow')
     return _policy("wide-narrow", rules)
 
 
 def wide_narrow_rules(n: int) -> str:
     """n wide rules and n narrow rules of one /32 each, their IDs interleaved with the wide
-    ones (every region has its own set of rules): the hardest case for sharing classifiers."""
+    ones (every region has its own set of rules), the allows without ports: each narrow rule
+    wins the ports of the wide rules after it, which the old partition wrote out per /32."""
     rules = [f'allow egress to 10.0.0.0/8 port {1000 + i}/tcp reason "wide {i}" id r{2 * i:05d}'
              for i in range(n)]
     rules += [f'deny egress to {_narrow(i)} port {1000 + (7 * i) % n}/tcp, 22/tcp reason "narrow {i}" '
               f'id r{2 * i + 1:05d}' for i in range(n)]
-    rules += [f'allow egress to {_narrow(i)} port {2000 + i}/udp reason "narrow allow {i}" '
-              f'id r{2 * i + 1:05d}u' for i in range(n)]
+    rules += [f'allow egress to {_narrow(i)} reason "narrow allow {i}" id r{2 * i + 1:05d}u'
+              for i in range(n)]
     return _policy("wide-narrow-rules", rules)
 
 
 def nested(n: int) -> str:
     """n rules in chains of nested networks (10.g.0.0/16 ⊃ /17 ⊃ … ⊃ /32, 17 deep, IPv4;
-    2001:db8:g::/48 ⊃ … ⊃ /128 in IPv6), each with its own port: a region deep in a chain is
-    covered by every rule above it."""
+    2001:db8:g::/48 ⊃ … in IPv6), each with a port range that overlaps those of the rules
+    around it, inner rules with lower IDs: a region deep in a chain is covered by every rule
+    above it, each winning a sliver of ports."""
     rules = []
     for i in range(n):
         group, depth = divmod(i, 17)
         v6 = f"2001:db8:{group:x}::/{48 + depth * 5}"
-        rules.append(f'allow egress to 10.{group}.0.0/{16 + depth}, {v6} port {3000 + i}/tcp, '
-                     f'{3000 + i}/udp reason "nested {i}" id n{i:05d}')
+        rules.append(f'allow egress to 10.{group}.0.0/{16 + depth}, {v6} port {1000 + 7 * depth}-'
+                     f'{1100 + 11 * depth}/tcp, {3000 + i}/udp reason "nested {i}" '
+                     f'id n{group:03d}-{16 - depth:02d}')
     return _policy("nested", rules)
 
 
@@ -86,5 +90,5 @@ SHAPES: dict[str, Callable[[int], str]] = {
 def needed(n: int, name: str) -> int:
     """What the policy itself names, in rule·network and rule·port-range terms (an upper
     bound on what a linear layout should need, up to a constant)."""
-    return {"wide-narrow": 3 * n, "wide-narrow-rules": 6 * n, "nested": 6 * n,
+    return {"wide-narrow": 2 * n, "wide-narrow-rules": 6 * n, "nested": 6 * n,
             "port-ranges": 4 * n}[name]

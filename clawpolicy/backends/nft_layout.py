@@ -4,22 +4,24 @@ For one direction, action and family, the rules (sorted by ID: the lowest ID dec
 `evaluate`) become one address-only interval verdict map (one field, so the kernel keeps it
 in an rbtree: a lookup is logarithmic in its elements) whose elements jump to small chains.
 
-Networks are CIDRs, so any two are nested or apart: they form a tree. Each tree node gets a
-chain that decides for its own rules and defers to its parent's chain for the rest:
+Networks are CIDRs, so any two are nested or apart: they form a tree. Each tree node whose
+own rules (the rules naming exactly that network) decide something gets a *delta* chain:
 - a port map (`meta l4proto . th dport vmap`) with the pieces of protocol·port space where
-  one of its own rules wins (lowest ID over the node's rules and its ancestors'), and pieces
-  inside its own ports where an ancestor wins (jumping to the parent's chain);
+  one of its own rules wins (lowest ID over its rules and its ancestors'), and, inside its
+  own ports, `return` where an ancestor's rule wins;
 - a protocol map (`meta l4proto vmap`) for whole-protocol entries (`icmp`, `any/udp`),
-  reached only by packets whose port cannot be read (a readable one matched the port map);
-- then `jump` to the parent's chain, and last `jump` to the first rule without ports, if any:
-  such a rule is matched on the address alone, so a packet with no port to read (IP protocol
-  253, a 1-byte payload, a short ICMP message) meets every deny that covers it.
-A rule without ports whose ID sorts before some of its ancestors' rules cuts them off: the
-node then consults its ancestors' rules below it through segment-tree nodes of the parent's
-rank list (`netspace.canonical_ranges`), each a full classifier of a few rules, shared by
-every sibling. Chains are shared by every node with the same own rules under the same parent
-(300 /32s of one rule inside a /8 share one), so elements grow with the networks plus the
-port ranges, not with their product.
+  reached only by packets whose port cannot be read (a readable one matched the port map).
+A region's chain jumps to the deltas of its network and then of each enclosing one, nearest
+first (the first delta that claims a packet holds its lowest-ID rule), and last to the first
+rule without ports, if any: such a rule is matched on the address alone, so a packet with no
+port to read (IP protocol 253, a 1-byte payload, a short ICMP message) meets every deny that
+covers it. The chain graph stays 3-4 jumps deep however deep networks nest (the kernel
+refuses more than 16 levels, gotos included). A rule without ports whose ID sorts before some
+of its ancestors' rules cuts those off: its chain then consults the ancestors' rules below
+it through segment-tree nodes of their rank list (`netspace.canonical_ranges`), each a full
+classifier of a few rules, shared. Chains are shared by every network with the same own rules
+under the same ancestors (300 /32s of one rule inside a /8 share one), so elements grow with
+the networks plus the port ranges, not with their product.
 
 Naming of the rules' own chains stays in nftables.py (`rule_chain`); the chains made here
 are the map's stem and a counter, never user text.
@@ -89,7 +91,7 @@ class _Ctx:
     ranks: tuple[int, ...]
     stop: int | None
     target: str
-
+    statements: tuple[str, ...]  # the chain's: `jump` to deltas, nearest network first
 
 def _tree(rules: Sequence[Rule], family: int) -> list[_Node]:
     """The networks of `rules` as a containment forest, children sorted by address."""
@@ -137,10 +139,10 @@ class _Emitter:
                     out.setdefault(protocol_number(p.protocol, self.family), r)
         return out
 
-    def _maps(self, pieces: list[Box], whole: dict[int, int], parent: str | None) -> list[str]:
+    def _maps(self, pieces: list[Box], whole: dict[int, int]) -> list[str]:
         """The port map and the protocol map of a chain (either may be absent)."""
         def verdict(owner: int) -> str:
-            return f"jump {parent if owner == PARENT else self.rule_chain(self.rules[owner])}"
+            return "return" if owner == PARENT else f"jump {self.rule_chain(self.rules[owner])}"
         out = []
         # an ancestor's piece needs an entry only where the protocol map would catch it
         ranged = [b for b in pieces if b.owner != PARENT or b.bounds[0][0] in whole]
@@ -166,7 +168,7 @@ class _Emitter:
             ranks = parent.ranks[lo:hi + 1]
             pieces = partition(self._boxes(ranks))
             self.segments[key] = self._new_chain(f"ports of {self._ids(ranks)}",
-                                                 self._maps(pieces, self._whole(ranks), None))
+                                                 self._maps(pieces, self._whole(ranks)))
         return self.segments[key]
 
     def context(self, parent: _Ctx | None, own: tuple[int, ...]) -> _Ctx:
@@ -184,32 +186,40 @@ class _Emitter:
             return parent  # nothing here decides anything the parent does not
         inherited = tuple(r for r in (parent.ranks if parent else ()) if stop is None or r < stop)
         ranks = tuple(sorted((*inherited, *live)))
-        ancestors, stop_done = None, False
-        if parent is not None and inherited:
-            if inherited == parent.ranks and parent.stop in (None, stop):
-                ancestors, stop_done = parent.target, parent.stop is not None
-            else:  # a port-less rule here cuts the ancestors' rules after it off
-                ancestors = self._prefix(parent, len(inherited))
-        statements = []
+        statements: list[str] = []
         if live:
-            own_boxes = self._boxes(live)
-            near = _clip(self._boxes(inherited), own_boxes)
-            pieces = _merge([Box(b.bounds, b.owner if b.owner in live else PARENT)
-                             for b in partition(own_boxes + near)])
-            whole = {n: r for n, r in self._whole(ranks).items() if r in live}
-            statements += self._maps(pieces, whole, ancestors)
-        if ancestors is not None:
-            statements.append(f"jump {ancestors}")
-        if stop is not None and not stop_done:
-            statements.append(f"jump {self.rule_chain(self.rules[stop])}")
-        if len(statements) == 1 and statements[0].startswith("jump "):
-            return _Ctx(ranks, stop, statements[0].removeprefix("jump "))
-        parts = [f"ports of {self._ids(live)}"] if live else []
-        if ancestors is not None:
-            parts.append(f"under {self._ids(inherited)}")
-        if stop is not None:
-            parts.append(f"then {self.rules[stop].id}")
-        return _Ctx(ranks, stop, self._new_chain("; ".join(parts), statements))
+            delta = self._delta(live, inherited, ranks)
+            if delta is not None:
+                statements.append(f"jump {delta}")
+        if parent is not None and inherited == parent.ranks and parent.stop in (None, stop):
+            statements += parent.statements  # the ancestors' deltas, nearest first (and stop)
+            if stop is not None and parent.stop is None:
+                statements.append(f"jump {self.rule_chain(self.rules[stop])}")
+        else:
+            if inherited:  # a port-less rule here cuts the ancestors' rules after it off
+                assert parent is not None
+                statements.append(f"jump {self._prefix(parent, len(inherited))}")
+            if stop is not None:
+                statements.append(f"jump {self.rule_chain(self.rules[stop])}")
+        if len(statements) == 1:
+            return _Ctx(ranks, stop, statements[0].removeprefix("jump "), tuple(statements))
+        what = f"first of {self._ids(ranks)}" + (f"; else {self.rules[stop].id}" if stop is not None else "")
+        return _Ctx(ranks, stop, self._new_chain(what, statements), tuple(statements))
+
+    def _delta(self, live: tuple[int, ...], inherited: tuple[int, ...], ranks: tuple[int, ...]) -> str | None:
+        """The chain of the pieces of protocol·port space where one of `live` (a node's own
+        rules) wins over the node's and its ancestors' rules; where an ancestor wins inside
+        the own rules' space, `return` (the next delta decides), as the protocol map must not
+        catch a packet whose readable port an ancestor's rule decides."""
+        own_boxes = self._boxes(live)
+        near = _clip(self._boxes(inherited), own_boxes)
+        pieces = _merge([Box(b.bounds, b.owner if b.owner in live else PARENT)
+                         for b in partition(own_boxes + near)])
+        whole = {n: r for n, r in self._whole(ranks).items() if r in live}
+        maps = self._maps(pieces, whole)
+        if not maps:
+            return None
+        return self._new_chain(f"ports of {self._ids(live)}", maps)
 
     def _prefix(self, parent: _Ctx, count: int) -> str:
         """A chain deciding the parent's first `count` ranks (lowest IDs first): the fewest

@@ -34,6 +34,8 @@ from overlap_shapes import SHAPES, needed  # noqa: E402
 SPAN = Span(file="t.claw", line=1, col=1, end_line=1, end_col=1)
 PROTO = {"tcp": 6, "udp": 17, "icmp": 1, "ipv6-icmp": 58}
 OTHER = 253  # a protocol no rule names with ports
+# output (base) -> goto egress (policy chain) -> vmap jump ...: 16 in all, with room to spare
+MAX_DEPTH = 6
 
 
 def _rule(rid: str, nets: Sequence[str], ports: Sequence[PortRange]) -> Rule:
@@ -67,11 +69,13 @@ class Interpreter:
     def run(self, address: int, proto: int, port: int | None) -> str | None:
         for lo, hi, target in self.elements:
             if lo <= address <= hi:
-                return self._chain(target, proto, port, 0)
+                return self._chain(target, proto, port, 1)
         return None
 
     def _chain(self, name: str, proto: int, port: int | None, depth: int) -> str | None:
-        assert depth < 16, "nft allows 16 nested jumps"
+        """`depth`: the chain's level below the policy chain. The kernel counts gotos as jumps
+        when it validates a ruleset (and refuses more than 16 levels), so both add one."""
+        assert depth <= MAX_DEPTH, f"{depth} nested jumps: nft allows 16, the base chains use some"
         if name.startswith("rule_"):
             return name  # a rule's chain: its verdict is final
         for st_ in self.chains[name]:
@@ -80,17 +84,22 @@ class Interpreter:
                 if port is None:
                     continue  # the payload expression breaks the rule
                 for entry in st_[st_.index("{") + 1:-1].strip().split(", "):
-                    key, verdict = entry.split(" : jump ")
+                    key, verdict = entry.split(" : ")
                     p, rng = key.split(" . ")
                     lo, _, hi = rng.partition("-")
                     if PROTO.get(p, -1) == proto and int(lo) <= port <= int(hi or lo):
-                        target = verdict
+                        if verdict == "return":
+                            return None
+                        target = verdict.removeprefix("jump ")
             elif st_.startswith("meta l4proto vmap {"):
                 for entry in st_[st_.index("{") + 1:-1].strip().split(", "):
-                    p, verdict = entry.split(" : jump ")
+                    p, verdict = entry.split(" : ")
                     if PROTO[p] == proto:
-                        target = verdict
+                        if verdict == "return":
+                            return None
+                        target = verdict.removeprefix("jump ")
             else:
+                assert st_.startswith("jump "), st_
                 target = st_.removeprefix("jump ")
             if target is not None:
                 result = self._chain(target, proto, port, depth + 1)
@@ -181,10 +190,18 @@ def test_shapes_from_the_issue(subtests: pytest.Subtests) -> None:
         "narrow port-less rules interleaved": [_rule(f"a{i}", ["10.0.0.0/8"], [tcp(1000 + i)]) for i in range(9)]
         + [_rule(f"a{i}x", [f"10.0.{i}.1/32"], []) for i in range(9)],
         "nested": [_rule(f"n{9 - i}", [f"10.{0}.0.0/{16 + i}"], [tcp(100 + i), tcp(1, 50 + i)]) for i in range(9)],
+        "nested 26 deep": [_rule(f"d{i:02d}", [f"10.0.0.0/{7 + i}" if i else "any"], [tcp(100 + i)])
+                           for i in range(26)],
+        "nested 26 deep, port-less rules on the way": [
+            _rule(f"d{(i * 7) % 26:02d}", [f"10.0.0.0/{7 + i}" if i else "any"],
+                  [] if i % 5 == 4 else [tcp(100 + i)]) for i in range(26)],
+        "nested 97 deep (IPv6)": [
+            _rule(f"s{(i * 11) % 97:02d}", [f"2001:db8::/{32 + i}"], [] if i % 9 == 8 else [tcp(100 + i)])
+            for i in range(97)],
     }
     for name, rules in cases.items():
         with subtests.test(msg=name):
-            _check(rules, 4)
+            _check(rules, 6 if "IPv6" in name else 4)
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
