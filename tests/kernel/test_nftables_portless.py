@@ -11,6 +11,7 @@ rules without ports; the evaluator sees it as a flow that port-less rules alone 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,20 @@ ALLOWS = {
     "fqdn-ports": "allow egress to good.example port 22/tcp, icmp",
     "wildcard": "allow egress to *.good.example",
     "any": "allow egress to any",
+}
+
+
+INGRESS_DENIES = {
+    "address": f"deny ingress from {PEER_LIST}",
+    "network": "deny ingress from 192.0.2.64/26, 2001:db8:77::/48",
+    "address-ports": f"deny ingress from {PEER_LIST} port 22/tcp, 53/udp",
+    "address-icmp": f"deny ingress from {PEER_LIST} port icmp",
+}
+INGRESS_ALLOWS = {
+    "address": f"allow ingress from {PEER_LIST}",
+    "network": "allow ingress from 192.0.2.0/24, 2001:db8::/32",
+    "address-icmp": f"allow ingress from {PEER_LIST} port icmp, 22/tcp",
+    "any": "allow ingress from any",
 }
 
 
@@ -117,4 +132,42 @@ def test_deny_wins_without_ports(tmp_path: Path, subtests: pytest.FixtureRequest
                     verdict = evaluate(resolved, Flow(Direction.EGRESS, p.remote, Protocol(p.protocol), p.port))
                     if res.ok != verdict.passes:
                         wrong.append(format_results([res]) + f"  (evaluator: {verdict})")
+                assert not wrong, f"{deny} / {allow}:\n" + "\n".join(wrong)
+
+
+def _received(lab: Lab, sends: list[tuple[str, str, int]]) -> set[tuple[str, int]]:
+    """Send (source, destination, payload length) datagrams of IP protocol 253 from the peer
+    namespace; return the (source, length) pairs a raw socket in the agent namespace got."""
+    listener = subprocess.Popen(["ip", "netns", "exec", lab.agent_ns, lab.python, str(PROBE)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert listener.stdin is not None and listener.stdout is not None
+    listener.stdin.write(json.dumps({"listen": {"ipproto": 253, "seconds": 1.0}}))
+    listener.stdin.close()
+    assert listener.stdout.readline().strip() == "READY"
+    request = {"uid": 0, "timeout": 0.6, "probes": [
+        {"protocol": "raw", "src": src, "dst": dst, "ipproto": 253, "payload": n} for src, dst, n in sends]}
+    lab.run(lab.peer_ns, [lab.python, str(PROBE)], input=json.dumps(request), timeout=20)
+    out = listener.stdout.read()
+    assert listener.wait(timeout=20) == 0
+    return {(str(x["src"]), int(x["payload"])) for x in json.loads(out)}
+
+
+def test_ingress_deny_wins_without_ports(tmp_path: Path, subtests: pytest.FixtureRequest) -> None:
+    """The same for ingress, where no names exist: raw datagrams from the peer reach a raw
+    socket in the agent namespace only if the input hook accepts them."""
+    with Lab(peer_addresses=PEERS, agent_addresses=AGENT_ADDRESSES) as lab:
+        for (dname, deny), (aname, allow) in ((d, a) for d in INGRESS_DENIES.items()
+                                              for a in INGRESS_ALLOWS.items()):
+            with subtests.test(msg=f"deny {dname} / allow {aname}"):  # type: ignore[attr-defined]
+                policy = _policy(tmp_path, deny, allow)
+                lab.run(lab.agent_ns, ["nft", "delete", "table", "inet", table_name(policy)], check=False)
+                lab.load_ruleset(render(policy, CompileOptions()))
+                sends = [(peer, agent, n) for peer, agent in zip(PEERS, AGENT_ADDRESSES) for n in (0, 1, 2)]
+                got = _received(lab, sends)
+                wrong = []
+                for peer, _, n in sends:
+                    verdict = evaluate(_portless_only(policy), Flow(Direction.INGRESS, peer, Protocol.ICMP, None))
+                    if ((peer, n) in got) != verdict.passes:
+                        wrong.append(f"  ip proto 253, {n}-byte payload <- {peer}: kernel "
+                                     f"{'delivered' if (peer, n) in got else 'dropped'}, evaluator {verdict}")
                 assert not wrong, f"{deny} / {allow}:\n" + "\n".join(wrong)

@@ -7,7 +7,11 @@ Reads one JSON object on stdin::
                  "src": "100.64.0.7" | null, "send_only": false},
                 {"protocol": "raw", "dst": "10.0.0.53", "ipproto": 253, "payload": 1}, ...]}
 
-drops privileges to ``uid`` (gid = uid, no supplementary groups) when it is
+or ``{"listen": {"ipproto": 253, "seconds": 1.5}}``: print ``READY``, then collect the
+datagrams of that IP protocol this namespace delivers (both families, raw sockets, so only
+what the INPUT hook let through) and write ``[{"src": ..., "payload": n}, ...]``.
+
+A probe request drops privileges to ``uid`` (gid = uid, no supplementary groups) when it is
 given and not 0, runs every probe concurrently (one thread each) and writes a
 JSON list with one ``{"ok", "outcome", "errno", "elapsed"}`` object per probe,
 in input order, to stdout.
@@ -28,6 +32,7 @@ import errno
 import ipaddress
 import json
 import os
+import select
 import socket
 import struct
 import sys
@@ -143,6 +148,26 @@ def _run_one(p: dict[str, Any], timeout: float, out: list[dict[str, Any]], i: in
     }
 
 
+def listen(ipproto: int, seconds: float) -> list[dict[str, Any]]:
+    """Datagrams of `ipproto` delivered here within `seconds` (source, payload length)."""
+    socks = [socket.socket(fam, socket.SOCK_RAW, ipproto) for fam in (socket.AF_INET, socket.AF_INET6)]
+    print("READY", flush=True)
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + seconds
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select(socks, [], [], left)
+            for s in ready:
+                data, addr = s.recvfrom(65535)
+                if s.family == socket.AF_INET:  # IPv4 raw sockets see the IP header too
+                    data = data[(data[0] & 15) * 4:]
+                got.append({"src": addr[0], "payload": len(data)})
+    finally:
+        for s in socks:
+            s.close()
+    return got
+
+
 def become(uid: int | None) -> None:
     """Drop to `uid` (and gid = uid, no supplementary groups) before any probing; the
     namespace scripts start as root so that switching needs no interpreter outside /root."""
@@ -154,6 +179,10 @@ def become(uid: int | None) -> None:
 
 def main() -> int:
     req = json.load(sys.stdin)
+    if "listen" in req:
+        json.dump(listen(int(req["listen"]["ipproto"]), float(req["listen"]["seconds"])), sys.stdout)
+        sys.stdout.write("\n")
+        return 0
     become(req.get("uid"))
     timeout = float(req.get("timeout", 0.6))
     probes = req["probes"]
