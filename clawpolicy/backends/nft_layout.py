@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from clawpolicy.ir import PortRange, Rule
 from clawpolicy.netspace import Box, canonical_ranges, interval_to_text, network_interval, partition, protocol_number
@@ -75,14 +76,6 @@ class Layout:
     ids: list[str] = field(default_factory=list)  # the rules in the map, for its comment
 
 
-@dataclass
-class _Node:
-    lo: int
-    hi: int
-    own: list[int]  # ranks of the rules naming exactly this network
-    children: list[_Node] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class _Ctx:
     """What decides inside a tree node: the ranks in play (ascending, all with ports, below
@@ -93,23 +86,17 @@ class _Ctx:
     target: str
     statements: tuple[str, ...]  # the chain's: `jump` to deltas, nearest network first
 
-def _tree(rules: Sequence[Rule], family: int) -> list[_Node]:
-    """The networks of `rules` as a containment forest, children sorted by address."""
+def _networks(rules: Sequence[Rule], family: int) -> list[tuple[int, int, tuple[int, ...]]]:
+    """Every network of `rules` once, with the ranks naming it, enclosing networks first:
+    sorted by first address, then by size, so a sweep with a stack sees the tree in order."""
     owners: dict[tuple[int, int], list[int]] = {}
     for rank, rule in enumerate(rules):
         nets = [FULL[family]] if rule.peers.any else [
             network_interval(n) for n in (rule.peers.ipv4 if family == 4 else rule.peers.ipv6)]
         for interval in nets:
             owners.setdefault(interval, []).append(rank)
-    roots: list[_Node] = []
-    stack: list[_Node] = []
-    for (lo, hi), own in sorted(owners.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
-        while stack and stack[-1].hi < lo:
-            stack.pop()
-        node = _Node(lo, hi, own)
-        (stack[-1].children if stack else roots).append(node)
-        stack.append(node)
-    return roots
+    ordered = sorted((lo, -hi, tuple(own)) for (lo, hi), own in owners.items())
+    return [(lo, -neg_hi, own) for lo, neg_hi, own in ordered]
 
 
 class _Emitter:
@@ -291,19 +278,26 @@ def address_layout(rules: Sequence[Rule], family: int, stem: str,
         else:
             regions.append((lo, hi, target))
 
-    def walk(node: _Node, parent: _Ctx | None) -> None:
-        ctx = emitter.context(parent, tuple(node.own))
-        cursor = node.lo
-        for child in node.children:
-            if child.lo > cursor:
-                add(cursor, child.lo - 1, ctx.target)
-            walk(child, ctx)
-            cursor = child.hi + 1
-        if cursor <= node.hi:
-            add(cursor, node.hi, ctx.target)
+    # A sweep over the networks, enclosing ones first; the stack holds the networks around
+    # the current address: [last address, context, first address not yet emitted].
+    stack: list[list[Any]] = []
 
-    for root in _tree(rules, family):
-        walk(root, None)
+    def close() -> None:
+        hi, ctx, cursor = stack.pop()
+        if cursor <= hi:
+            add(cursor, hi, ctx.target)
+        if stack:
+            stack[-1][2] = hi + 1
+
+    for lo, hi, own in _networks(rules, family):
+        while stack and stack[-1][0] < lo:
+            close()
+        parent = stack[-1] if stack else None
+        if parent is not None and parent[2] < lo:
+            add(parent[2], lo - 1, parent[1].target)
+        stack.append([hi, emitter.context(parent[1] if parent else None, own), lo])
+    while stack:
+        close()
     elements = [f"{interval_to_text(lo, hi, family)} : jump {target}" for lo, hi, target in regions]
     return Layout(elements, [emitter.chains[k] for k in sorted(emitter.chains)],
                   sorted(r.id for r in rules))
