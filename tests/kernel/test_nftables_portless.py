@@ -6,10 +6,14 @@ The reference is the evaluator. DNS-filled sets are filled by hand with the prob
 so an FQDN rule covers that address exactly as a rule naming it would: the evaluator decides
 on the policy with the address added to those rules. A packet of IP protocol 253 matches only
 rules without ports; the evaluator sees it as a flow that port-less rules alone can match.
+
+One lab serves every pair, each pair with addresses of its own: a conntrack entry of a flow
+one policy allowed (`ct state established` is accepted first) never meets another's probes.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 from pathlib import Path
@@ -25,40 +29,48 @@ from clawpolicy.ir import Direction, Policy, Protocol
 from clawpolicy.lower import load_policies
 
 pytestmark = pytest.mark.root
-PEERS = ("192.0.2.77", "2001:db8:77::7")
 TCP_PORTS, UDP_PORTS = (22, 443), (53, 443)
-PEER_LIST = ", ".join(PEERS)
+# {a4}, {a6}: the pair's probed addresses; {n4}, {n6}: small networks around them
 DENIES = {
-    "address": f"deny egress to {PEER_LIST}",
-    "network": "deny egress to 192.0.2.64/26, 2001:db8:77::/48",
-    "address-ports": f"deny egress to {PEER_LIST} port 443/tcp, 53/udp",
-    "address-icmp": f"deny egress to {PEER_LIST} port icmp",
+    "address": "deny egress to {a4}, {a6}",
+    "network": "deny egress to {n4}, {n6}",
+    "address-ports": "deny egress to {a4}, {a6} port 443/tcp, 53/udp",
+    "address-icmp": "deny egress to {a4}, {a6} port icmp",
     "fqdn": "deny egress to bad.example",
     "fqdn-ports": "deny egress to bad.example port 443/tcp, icmp",
     "wildcard": "deny egress to *.bad.example",
 }
 ALLOWS = {
-    "address": f"allow egress to {PEER_LIST}",
-    "address-icmp": f"allow egress to {PEER_LIST} port icmp, 22/tcp",
+    "address": "allow egress to {a4}, {a6}",
+    "address-icmp": "allow egress to {a4}, {a6} port icmp, 22/tcp",
     "fqdn": "allow egress to good.example",
     "fqdn-ports": "allow egress to good.example port 22/tcp, icmp",
     "wildcard": "allow egress to *.good.example",
     "any": "allow egress to any",
 }
-
-
 INGRESS_DENIES = {
-    "address": f"deny ingress from {PEER_LIST}",
-    "network": "deny ingress from 192.0.2.64/26, 2001:db8:77::/48",
-    "address-ports": f"deny ingress from {PEER_LIST} port 22/tcp, 53/udp",
-    "address-icmp": f"deny ingress from {PEER_LIST} port icmp",
+    "address": "deny ingress from {a4}, {a6}",
+    "network": "deny ingress from {n4}, {n6}",
+    "address-ports": "deny ingress from {a4}, {a6} port 22/tcp, 53/udp",
+    "address-icmp": "deny ingress from {a4}, {a6} port icmp",
 }
 INGRESS_ALLOWS = {
-    "address": f"allow ingress from {PEER_LIST}",
+    "address": "allow ingress from {a4}, {a6}",
     "network": "allow ingress from 192.0.2.0/24, 2001:db8::/32",
-    "address-icmp": f"allow ingress from {PEER_LIST} port icmp, 22/tcp",
+    "address-icmp": "allow ingress from {a4}, {a6} port icmp, 22/tcp",
     "any": "allow ingress from any",
 }
+
+
+def _pairs(denies: dict[str, str], allows: dict[str, str]) -> list[tuple[str, str, str, dict[str, str]]]:
+    """(label, deny, allow, addresses) for every deny kind against every allow kind."""
+    out = []
+    for k, ((dname, deny), (aname, allow)) in enumerate(
+            (d, a) for d in denies.items() for a in allows.items()):
+        where = {"a4": f"192.0.2.{4 * k + 1}", "n4": f"192.0.2.{4 * k}/30",
+                 "a6": f"2001:db8:77:{k:x}::7", "n6": f"2001:db8:77:{k:x}::/64"}
+        out.append((f"deny {dname} / allow {aname}", deny.format(**where), allow.format(**where), where))
+    return out
 
 
 def _policy(tmp_path: Path, deny: str, allow: str) -> Policy:
@@ -70,16 +82,14 @@ def _policy(tmp_path: Path, deny: str, allow: str) -> Policy:
     return result.policies[0]
 
 
-def _resolved(policy: Policy) -> Policy:
+def _resolved(policy: Policy, peers: tuple[str, str]) -> Policy:
     """The policy as the kernel sees it once DNS put the peers into every name's set."""
-    import ipaddress
     rules = []
     for r in policy.rules:
         if r.peers.has_fqdns:
-            peers = r.peers.model_copy(update={
-                "ipv4": (*r.peers.ipv4, ipaddress.ip_network(PEERS[0])),
-                "ipv6": (*r.peers.ipv6, ipaddress.ip_network(PEERS[1]))})
-            r = r.model_copy(update={"peers": peers})
+            update = {"ipv4": (*r.peers.ipv4, ipaddress.IPv4Network(peers[0])),
+                      "ipv6": (*r.peers.ipv6, ipaddress.IPv6Network(peers[1]))}
+            r = r.model_copy(update={"peers": r.peers.model_copy(update=update)})
         rules.append(r)
     return policy.model_copy(update={"rules": tuple(rules)})
 
@@ -87,6 +97,11 @@ def _resolved(policy: Policy) -> Policy:
 def _portless_only(policy: Policy) -> Policy:
     """What a packet of a protocol without ports can match: the rules without ports."""
     return policy.model_copy(update={"rules": tuple(r for r in policy.rules if not r.ports)})
+
+
+def _load(lab: Lab, policy: Policy) -> None:
+    lab.run(lab.agent_ns, ["nft", "delete", "table", "inet", table_name(policy)], check=False)
+    lab.load_ruleset(render(policy, CompileOptions()))
 
 
 def _raw(lab: Lab, probes: list[tuple[str, int, int]]) -> list[str]:
@@ -99,40 +114,42 @@ def _raw(lab: Lab, probes: list[tuple[str, int, int]]) -> list[str]:
 
 
 def test_deny_wins_without_ports(tmp_path: Path, subtests: pytest.FixtureRequest) -> None:
-    with Lab(peer_addresses=PEERS, agent_addresses=AGENT_ADDRESSES,
+    pairs = _pairs(DENIES, ALLOWS)
+    peers = [w[k] for *_, w in pairs for k in ("a4", "a6")]
+    with Lab(peer_addresses=peers, agent_addresses=AGENT_ADDRESSES,
              tcp_ports=TCP_PORTS, udp_ports=UDP_PORTS) as lab:
-        for (dname, deny), (aname, allow) in ((d, a) for d in DENIES.items() for a in ALLOWS.items()):
-            with subtests.test(msg=f"deny {dname} / allow {aname}"):  # type: ignore[attr-defined]
-                policy = _policy(tmp_path, deny, allow)
-                table = table_name(policy)
-                lab.run(lab.agent_ns, ["nft", "delete", "table", "inet", table], check=False)
-                lab.load_ruleset(render(policy, CompileOptions()))
-                for group in fqdn_groups(policy):
-                    for family, peer in zip((4, 6), PEERS):
-                        lab.nft("add", "element", "inet", table, group.set_name(family), f"{{ {peer} }}")
-                resolved = _resolved(policy)
-                # ICMP needs its 2-byte type and code to leave the host; at 2 or 3 bytes the
-                # place of a port (bytes 2-3) is still past the end of the packet
-                raw = [(a, 253, n) for a in PEERS for n in (0, 1, 2)] + [(PEERS[0], 1, n) for n in (2, 3)]
-                outcomes = _raw(lab, raw)
-                wrong = []
-                for (addr, proto, n), outcome in zip(raw, outcomes, strict=True):
-                    reference = _portless_only(resolved) if proto == 253 else resolved
-                    verdict = evaluate(reference, Flow(Direction.EGRESS, addr, Protocol.ICMP, None))
-                    assert outcome in ("ok", "eperm"), (addr, proto, n, outcome)
-                    if (outcome == "ok") != verdict.passes:
-                        wrong.append(f"  ip proto {proto}, {n}-byte payload -> {addr}: kernel "
-                                     f"{outcome}, evaluator {verdict}")
-                probes = [Probe("egress", a, p, port) for a in PEERS
-                          for p, ports in (("tcp", TCP_PORTS), ("udp", UDP_PORTS)) for port in ports]
-                probes += [Probe("egress", a, "icmp") for a in PEERS]
-                results = lab.probe_results(probes)
-                for res in results:
-                    p = res.probe
-                    verdict = evaluate(resolved, Flow(Direction.EGRESS, p.remote, Protocol(p.protocol), p.port))
-                    if res.ok != verdict.passes:
-                        wrong.append(format_results([res]) + f"  (evaluator: {verdict})")
-                assert not wrong, f"{deny} / {allow}:\n" + "\n".join(wrong)
+        for label, deny, allow, where in pairs:
+            with subtests.test(msg=label):  # type: ignore[attr-defined]
+                _egress_pair(lab, _policy(tmp_path, deny, allow), (where["a4"], where["a6"]),
+                             f"{deny} / {allow}")
+
+
+def _egress_pair(lab: Lab, policy: Policy, peers: tuple[str, str], what: str) -> None:
+    _load(lab, policy)
+    for group in fqdn_groups(policy):
+        for family, peer in zip((4, 6), peers):
+            lab.nft("add", "element", "inet", table_name(policy), group.set_name(family), f"{{ {peer} }}")
+    resolved = _resolved(policy, peers)
+    # ICMP needs its 2-byte type and code to leave the host; at 2 or 3 bytes the place of a
+    # port (bytes 2-3) is still past the end of the packet
+    raw = [(a, 253, n) for a in peers for n in (0, 1, 2)] + [(peers[0], 1, n) for n in (2, 3)]
+    wrong = []
+    for (addr, proto, n), outcome in zip(raw, _raw(lab, raw), strict=True):
+        reference = _portless_only(resolved) if proto == 253 else resolved
+        verdict = evaluate(reference, Flow(Direction.EGRESS, addr, Protocol.ICMP, None))
+        assert outcome in ("ok", "eperm"), (addr, proto, n, outcome)
+        if (outcome == "ok") != verdict.passes:
+            wrong.append(f"  ip proto {proto}, {n}-byte payload -> {addr}: kernel {outcome}, "
+                         f"evaluator {verdict}")
+    probes = [Probe("egress", a, p, port) for a in peers
+              for p, ports in (("tcp", TCP_PORTS), ("udp", UDP_PORTS)) for port in ports]
+    probes += [Probe("egress", a, "icmp") for a in peers]
+    for res in lab.probe_results(probes):
+        p = res.probe
+        verdict = evaluate(resolved, Flow(Direction.EGRESS, p.remote, Protocol(p.protocol), p.port))
+        if res.ok != verdict.passes:
+            wrong.append(format_results([res]) + f"  (evaluator: {verdict})")
+    assert not wrong, f"{what}:\n" + "\n".join(wrong)
 
 
 def _received(lab: Lab, sends: list[tuple[str, str, int]]) -> set[tuple[str, int]]:
@@ -141,7 +158,7 @@ def _received(lab: Lab, sends: list[tuple[str, str, int]]) -> set[tuple[str, int
     listener = subprocess.Popen(["ip", "netns", "exec", lab.agent_ns, lab.python, str(PROBE)],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert listener.stdin is not None and listener.stdout is not None
-    listener.stdin.write(json.dumps({"listen": {"ipproto": 253, "seconds": 1.0}}))
+    listener.stdin.write(json.dumps({"listen": {"ipproto": 253, "seconds": 0.5}}))
     listener.stdin.close()
     assert listener.stdout.readline().strip() == "READY"
     request = {"uid": 0, "timeout": 0.6, "probes": [
@@ -155,14 +172,15 @@ def _received(lab: Lab, sends: list[tuple[str, str, int]]) -> set[tuple[str, int
 def test_ingress_deny_wins_without_ports(tmp_path: Path, subtests: pytest.FixtureRequest) -> None:
     """The same for ingress, where no names exist: raw datagrams from the peer reach a raw
     socket in the agent namespace only if the input hook accepts them."""
-    with Lab(peer_addresses=PEERS, agent_addresses=AGENT_ADDRESSES) as lab:
-        for (dname, deny), (aname, allow) in ((d, a) for d in INGRESS_DENIES.items()
-                                              for a in INGRESS_ALLOWS.items()):
-            with subtests.test(msg=f"deny {dname} / allow {aname}"):  # type: ignore[attr-defined]
+    pairs = _pairs(INGRESS_DENIES, INGRESS_ALLOWS)
+    peers = [w[k] for *_, w in pairs for k in ("a4", "a6")]
+    with Lab(peer_addresses=peers, agent_addresses=AGENT_ADDRESSES) as lab:
+        for label, deny, allow, where in pairs:
+            with subtests.test(msg=label):  # type: ignore[attr-defined]
                 policy = _policy(tmp_path, deny, allow)
-                lab.run(lab.agent_ns, ["nft", "delete", "table", "inet", table_name(policy)], check=False)
-                lab.load_ruleset(render(policy, CompileOptions()))
-                sends = [(peer, agent, n) for peer, agent in zip(PEERS, AGENT_ADDRESSES) for n in (0, 1, 2)]
+                _load(lab, policy)
+                sends = [(where[k], agent, n) for k, agent in zip(("a4", "a6"), AGENT_ADDRESSES)
+                         for n in (0, 1, 2)]
                 got = _received(lab, sends)
                 wrong = []
                 for peer, _, n in sends:

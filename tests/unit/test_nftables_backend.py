@@ -184,3 +184,17 @@ def test_user_scope(tmp_path: Path) -> None:
     assert "meta skuid 1001 goto egress" in numeric
     assert "policy drop" not in named  # other users are not fenced
     assert "tcp . 18789-18793" in named  # ingress scoped to the agent ports
+
+
+def test_fqdn_whole_protocols_match_without_a_port(tmp_path: Path) -> None:
+    """A name rule's whole-protocol entries (`icmp`, `any/udp`) match on the protocol alone:
+    `th dport` of a short packet cannot be read, and a deny must still see it."""
+    policy = _policy(tmp_path, 'deny egress to bad.example port 443/tcp, icmp, any/udp reason "d" id d')
+    text = render(policy, CompileOptions())
+    (group,) = fqdn_groups(policy)
+    for fam, icmp in ((4, "icmp"), (6, "ipv6-icmp")):
+        name = group.set_name(fam)
+        assert f"daddr @{name} meta l4proto . th dport {{ tcp . 443 }} update" in text
+        assert f"daddr @{name} meta l4proto {{ {icmp}, udp }} update" in text
+    portless = render(_policy(tmp_path, 'deny egress to bad.example reason "d" id d'), CompileOptions())
+    assert re.search(r"ip daddr @egress_deny_fqdn4_all_\w+ update @\S+ \{ ip daddr \} jump rule_d", portless)
