@@ -3,8 +3,12 @@
 The one place that merges networks and port ranges and splits overlapping rule spaces into
 disjoint pieces. nftables rejects overlapping elements in concatenated interval maps (the
 kernel answers EEXIST), and a verdict map must send each packet to exactly one rule, so the
-backend needs a partition of (address, protocol, port) space in which every piece belongs to
-one rule. `partition` computes it by sweeping one dimension at a time.
+backend needs, for every packet, the one rule that decides it. `partition` splits boxes
+into disjoint pieces, the lowest owner winning, by sweeping one dimension at a time (the
+backend gives it protocol·port boxes only: addresses are a tree of networks there, see
+backends/nft_layout.py); `canonical_ranges` cuts a run of rule ranks into the nodes of a
+segment tree, so address regions can share port classifiers instead of each repeating the
+product of their rules' ports.
 """
 
 from __future__ import annotations
@@ -147,6 +151,28 @@ def _merge_adjacent(pieces: list[Box]) -> list[Box]:
                 continue
         out.append(b)
     out.sort(key=lambda b: b.bounds)
+    return out
+
+
+def canonical_ranges(first: int, last: int, size: int) -> list[Interval]:
+    """`first..last` as the fewest nodes of the segment tree over `0..size-1`, in order.
+
+    Any run of ranks is the union of at most 2·log2(size) such nodes, and the nodes of the
+    whole tree hold every rank log2(size) times, so classifiers built per node and shared
+    between regions cost O(n log n) elements in all, whatever the overlaps."""
+    out: list[Interval] = []
+
+    def visit(lo: int, hi: int) -> None:
+        if hi < first or last < lo:
+            return
+        if first <= lo and hi <= last:
+            out.append((lo, hi))
+            return
+        mid = (lo + hi) // 2
+        visit(lo, mid)
+        visit(mid + 1, hi)
+
+    visit(0, size - 1)
     return out
 
 

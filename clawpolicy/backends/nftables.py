@@ -3,11 +3,15 @@
 Shape (see the nft wiki, "Sets", "Verdict maps", "Concatenations"):
 - one `table inet clawpolicy_<policy>`, loaded atomically by `nft -f` (the file is one
   transaction);
-- per direction and family, one interval verdict map keyed `addr . l4proto . th dport` for
-  deny rules and one for allow rules. The compiler partitions the rules' address/port space
-  so every element is disjoint (the kernel rejects overlaps) and maps to the chain of one
-  rule. A packet therefore meets a constant number of rules however many addresses or rules
-  the policy has, and each rule's chain carries its counter, comment and log prefix;
+- per direction and family, one address-only interval verdict map for deny rules and one for
+  allow rules (nft_layout.py): disjoint address regions (the kernel rejects overlaps), each
+  jumping to the one rule that covers it without ports, or to small `l4proto . th dport`
+  classifiers shared between regions (a segment tree over the rules' ID order). The lowest
+  rule ID decides, as in `evaluate`; the map grows with the networks, never with the product
+  of rules, and each rule's chain carries its counter, comment and log prefix. A rule
+  without ports is matched on the address alone and a whole-protocol entry (`icmp`,
+  `any/udp`) on `meta l4proto` alone, so a packet whose port cannot be read (IP protocol
+  253, a 1-byte payload) meets every deny that covers it;
 - FQDN peers become address sets grouped by direction, action and ports (`FqdnGroup`),
   filled at run time by the dnsmasq target's resolver (`nftset=`), so they are empty at load
   and never stop the ruleset loading. Elements expire `fqdn_timeout` seconds after DNS added
@@ -35,7 +39,7 @@ import functools
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import jinja2
@@ -44,18 +48,19 @@ from clawpolicy.backends.base import (
     Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
 )
 from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, PortRange, Rule
-from clawpolicy.netspace import Box, interval_to_text, network_interval, partition, protocol_number
+from clawpolicy.backends.nft_layout import address_layout, port_keys, range_text
 
 COMMENT_MAX_BYTES = 127  # the kernel keeps 128 bytes of user data, NUL included
-PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp"}
 FAMILY_KEYWORD = {4: "ip", 6: "ip6"}
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
-ALL_PROTOCOLS = (0, 255)
-ALL_PORTS = (0, 65535)
 # Every verdict map a ruleset can define, whatever the policy: a load declares and deletes
 # them all, so a map an earlier version had and this one does not is removed too.
-ALL_MAP_NAMES = tuple((f"{d}_{a}_v{f}", f) for d in ("egress", "ingress") for a in ("deny", "allow")
-                      for f in (4, 6))
+ALL_MAP_NAMES = tuple((f"{d}_{a}_addr_v{f}", f) for d in ("egress", "ingress")
+                      for a in ("deny", "allow") for f in (4, 6))
+# The `addr . l4proto . th dport` maps of earlier versions: declared with their own type and
+# deleted, so a reload over an older ruleset frees the rule chains their elements jump to.
+LEGACY_MAP_NAMES = tuple((f"{d}_{a}_v{f}", f) for d in ("egress", "ingress")
+                         for a in ("deny", "allow") for f in (4, 6))
 # ICMPv6 that IPv6 needs to work at all (RFC 4890 section 4.4.1): neighbour and router
 # discovery, and multicast listener reports (the kernel sends MLDv2 reports for solicited-node
 # groups; switches that snoop MLD stop forwarding neighbour solicitations without them).
@@ -211,27 +216,8 @@ class DirectionModel:
     default_statements: list[str] = field(default_factory=list)
 
 
-def _boxes(rules: Sequence[Rule], family: int) -> list[Box]:
-    boxes = []
-    for owner, rule in enumerate(rules):
-        if rule.peers.any:
-            nets: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
-                ipaddress.ip_network("0.0.0.0/0" if family == 4 else "::/0")]
-        else:
-            nets = rule.peers.ipv4 if family == 4 else rule.peers.ipv6
-        port_boxes = [(ALL_PROTOCOLS, ALL_PORTS)] if not rule.ports else [
-            ((n, n), p.bounds) for p in rule.ports for n in [protocol_number(p.protocol, family)]]
-        for net in nets:
-            for proto, ports in port_boxes:
-                boxes.append(Box((network_interval(net), proto, ports), owner))
-    return boxes
-
-
-def _range(bounds: tuple[int, int], names: dict[int, str] | None = None) -> str:
-    lo, hi = bounds
-    if lo == hi:
-        return names.get(lo, str(lo)) if names else str(lo)
-    return f"{lo}-{hi}"
+def _range(bounds: tuple[int, int]) -> str:
+    return range_text(bounds)
 
 
 class _Builder:
@@ -288,20 +274,16 @@ class _Builder:
 
     def _verdict_map(self, model: DirectionModel, rules: list[Rule], action: Action,
                      family: int, addr: str) -> None:
-        boxes = _boxes(rules, family)
-        if not boxes:
+        stem = f"{model.direction}_{action.value}_v{family}"
+        layout = address_layout(rules, family, stem, self.rule_chain, nft_string)
+        if layout is None:
             return
-        elements = []
-        for box in partition(boxes):
-            address, proto, ports = box.bounds
-            elements.append(f"{interval_to_text(*address, family)} . "
-                            f"{_range(proto, PROTO_NAMES)} . {_range(ports)} : "
-                            f"jump {self.rule_chain(rules[box.owner])}")
-        ids = sorted({rules[b.owner].id for b in boxes})
-        name = f"{model.direction}_{action.value}_v{family}"
-        comment = nft_string(f"{model.direction} {action.value} IPv{family}: " + ", ".join(ids))
-        model.maps.append(VerdictMap(name, family, comment, elements))
-        model.lookups.append(f"{FAMILY_KEYWORD[family]} {addr} . meta l4proto . th dport vmap @{name}")
+        for chain in layout.chains:
+            self.chains[chain.name] = RuleChain(chain.name, chain.comment, chain.statements)
+        name = f"{model.direction}_{action.value}_addr_v{family}"
+        comment = nft_string(f"{model.direction} {action.value} IPv{family}: " + ", ".join(layout.ids))
+        model.maps.append(VerdictMap(name, family, comment, layout.elements))
+        model.lookups.append(f"{FAMILY_KEYWORD[family]} {addr} vmap @{name}")
 
     def _fqdn_sets(self, model: DirectionModel, group: FqdnGroup) -> None:
         direction, action, ports = group.direction, group.action, group.ports
@@ -315,11 +297,12 @@ class _Builder:
         locked = self._locked(group)
         for family in (4, 6):
             name = group.set_name(family)
-            keys = ""
-            if ports:
-                keys = " meta l4proto . th dport {{ {} }}".format(", ".join(
-                    f"{_range((n, n), PROTO_NAMES)} . {_range(p.bounds)}"
-                    for p in ports for n in [protocol_number(p.protocol, family)]))
+            # No ports: the address alone. Whole protocols (icmp, any/udp) match on l4proto
+            # alone, so a packet whose port cannot be read is not missed.
+            ranged, whole = port_keys(ports, family)
+            keys_list = [""] if not ports else (
+                ([f" meta l4proto . th dport {{ {', '.join(ranged)} }}"] if ranged else [])
+                + ([f" meta l4proto {{ {', '.join(whole)} }}"] if whole else []))
             who = " ".join(group.entries)
             comment = nft_string(f"{direction.value} {action.value} {port_signature(ports)}, filled "
                                  f"by DNS: {who}")
@@ -327,8 +310,8 @@ class _Builder:
             # `update` restarts the element's timeout: an address in use is not dropped (it is
             # in the set already, or the lookup would not have matched: nothing is added here)
             fam = FAMILY_KEYWORD[family]
-            model.lookups.append(f"{fam} daddr @{name}{keys} update @{name} {{ {fam} daddr }} "
-                                 f"jump {target}")
+            model.lookups.extend(f"{fam} daddr @{name}{keys} update @{name} {{ {fam} daddr }} "
+                                 f"jump {target}" for keys in keys_list)
             elements = [f"{address} comment {nft_string(', '.join(names))}"
                         for address, names in locked.items()
                         if ipaddress.ip_address(address).version == family]
@@ -337,7 +320,8 @@ class _Builder:
                 model.lock_sets.append(FqdnSet(lock_name, family, nft_string(
                     f"{direction.value} {action.value} {port_signature(ports)}: locked addresses "
                     f"of {' '.join(group.names)}"), elements))
-                model.lookups.append(f"{fam} daddr @{lock_name}{keys} jump {target}")
+                model.lookups.extend(f"{fam} daddr @{lock_name}{keys} jump {target}"
+                                     for keys in keys_list)
 
     def _local_dns(self, dns: LocalDns) -> str:
         """DNS to anything but loopback (accepted before this chain) is denied; in a host-wide
@@ -384,7 +368,8 @@ def render(policy: Policy, options: CompileOptions) -> str:
         name for d in directions for name in (f"{d.direction}_default", d.direction, d.hook_chain)]
     return _template().render(
         policy=policy, table=table_name(policy), directions=directions, agent_ports=agent_ports,
-        chains=chains, chain_names=chain_names, map_names=ALL_MAP_NAMES, addr_type=ADDR_TYPE,
+        chains=chains, chain_names=chain_names, map_names=ALL_MAP_NAMES,
+        legacy_map_names=LEGACY_MAP_NAMES, addr_type=ADDR_TYPE,
         fqdn_timeout=f"{options.fqdn_timeout}s")
 
 
@@ -393,7 +378,7 @@ class NftablesBackend:
     summary: str = "an nftables ruleset (one inet table; verdict maps; log-only in shadow mode)"
     enforces: bool = True
     support: Mapping[Feature, Support] = {
-        Feature.CIDR_PORT: Support(Level.YES, "interval verdict maps on address . protocol . port"),
+        Feature.CIDR_PORT: Support(Level.YES, "address interval verdict maps, then protocol . port classifiers"),
         Feature.FQDN: Support(Level.PARTIAL, "address sets filled at run time by the dnsmasq "
                               "target's resolver, or from a lock file (denied until then); DNS "
                               "only through that resolver"),

@@ -24,11 +24,20 @@ class Case:
 
 
 def _samples(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> list[str]:
-    """Addresses that sit on a network's edges: first, last (or the host itself)."""
-    if net.num_addresses == 1:
-        return [str(net.network_address)]
-    first, last = net.network_address + 1, net.broadcast_address - 1
-    return [str(first), str(last)] if net.num_addresses > 3 else [str(first)]
+    """Both sides of a network's two edges: first−1, first, last, last+1 (the ones that exist
+    in the family), so a rule widened or shifted by even one address moves a probe's verdict
+    (10.1.2.0/24 written as 10.1.1.0/23 changes the verdict of 10.1.1.255)."""
+    top = (1 << net.max_prefixlen) - 1
+    first, last = int(net.network_address), int(net.broadcast_address)
+    values = {v for v in (first - 1, first, last, last + 1) if 0 <= v <= top}
+    cls = ipaddress.IPv4Address if net.version == 4 else ipaddress.IPv6Address
+    return [str(cls(v)) for v in sorted(values)]
+
+
+def _port_samples(first: int, last: int) -> set[int]:
+    """Both sides of both edges of a port range, and its middle: widening 8000-8100 to
+    7999-8100 (or to 8000-8101) changes the verdict of one of them."""
+    return {p for p in (first - 1, first, first + (last - first) // 2, last, last + 1) if 1 <= p <= 65535}
 
 
 CLASS_E = ipaddress.ip_network("240.0.0.0/4")
@@ -53,11 +62,7 @@ def universe(policy: Policy, uids: tuple[int, ...] = (0,)) -> tuple[list[str], l
         for p in rule.ports:
             if p.first is not None and p.last is not None:
                 target = tcp if p.protocol is Protocol.TCP else udp
-                target.update({p.first, p.last})
-                if p.last - p.first > 1:
-                    target.add(p.first + (p.last - p.first) // 2)
-                if p.last < 65535:
-                    target.add(p.last + 1)
+                target.update(_port_samples(p.first, p.last))
     peers = sorted((a for a in remotes if _assignable(a)), key=lambda a: (":" in a, a))
     cases: list[Case] = []
     egress_targets = peers + [a for a in sorted(remotes) if ipaddress.ip_address(a).is_multicast]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from flows import AGENT_ADDRESSES, Case, universe
-from netlab import Lab, format_results
+from netlab import Lab, Probe, format_results
 
 from clawpolicy.backends.base import CompileOptions
 from clawpolicy.backends.nftables import chain_name, render, table_name
@@ -170,3 +170,52 @@ def test_hostile_text_cannot_inject(tmp_path: Path) -> None:
             assert tables.count("table") == 1, tables  # no injected second table
             shapes.append(_structure(lab, table_name(policy)))
     assert shapes[0] == shapes[1]
+
+
+def test_deep_nesting_loads_and_decides(tmp_path: Path) -> None:
+    """Networks nested 20 deep (each rule its own port, IDs out of order, some without ports)
+    load: the chain graph stays within the kernel's 16 levels. Probed at the innermost
+    network's edges, every rule's ports, against the evaluator."""
+    lines = ["policy deep {", "  mode enforce", "  applies-to host"]
+    for i in range(20):
+        prefix = 8 + i if i < 19 else 32
+        ports = "" if i % 6 == 5 else f" port {1000 + i}/tcp, {2000 + i}/udp"
+        lines.append(f'  allow egress to 10.0.0.0/{prefix}{ports} reason "level {i}" id l{(i * 7) % 20:02d}')
+    lines.append('  deny egress to 10.0.0.0/16 port 1003/tcp reason "carve" id carve')
+    src = tmp_path / "deep.claw"
+    src.write_text("\n".join(lines) + "\n}\n")
+    (policy,) = _load(src)
+    _, tcp, udp, cases = universe(policy)
+    near = {"10.0.0.0", "10.0.0.1", "9.255.255.255", "10.0.255.255", "10.1.0.0"}
+    cases = [c for c in cases if c.probe.remote in near]
+    with Lab(peer_addresses=sorted(near), agent_addresses=AGENT_ADDRESSES,
+             tcp_ports=tcp, udp_ports=udp) as lab:
+        _check(lab, policy, cases)
+
+
+LEGACY = """table inet clawpolicy_p {
+	map egress_allow_v4 {
+		type ipv4_addr . inet_proto . inet_service : verdict
+		flags interval
+		elements = { 192.0.2.10 . tcp . 443 : jump rule_a }
+	}
+	chain rule_a { counter accept; }
+	chain egress { ip daddr . meta l4proto . th dport vmap @egress_allow_v4; }
+	chain output { type filter hook output priority filter; policy accept; goto egress; }
+}
+"""
+
+
+def test_reload_over_the_previous_layout(tmp_path: Path) -> None:
+    """A ruleset of the earlier `addr . proto . port` layout is replaced in place: its maps
+    (whose elements jump to rule chains this file deletes and redefines) go first."""
+    src = tmp_path / "p.claw"
+    src.write_text('policy p {\n mode enforce\n applies-to host\n'
+                   ' allow egress to 192.0.2.10 port 22/tcp reason "r" id a\n}\n')
+    (policy,) = _load(src)
+    with Lab(peer_addresses=["192.0.2.10"], agent_addresses=AGENT_ADDRESSES) as lab:
+        lab.load_ruleset(LEGACY)
+        lab.load_ruleset(render(policy, CompileOptions()))
+        assert "egress_allow_v4 " not in lab.nft("list", "table", "inet", "clawpolicy_p")
+        assert lab.probe([Probe("egress", "192.0.2.10", "tcp", 22), Probe("egress", "192.0.2.10", "tcp", 443)]) == [
+            True, False]

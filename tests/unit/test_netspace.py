@@ -156,3 +156,25 @@ def test_overlay_labels_every_point_with_the_boxes_that_cover_it() -> None:
                 want = {lab for ((a, b), (c, d)), lab in boxes if a <= x <= b and c <= y <= d}
                 got = [labels for ((a, b), (c, d)), labels in regions if a <= x <= b and c <= y <= d]
                 assert got == ([want] if want else [])
+
+
+@given(st.integers(1, 300).flatmap(lambda size: st.tuples(
+    st.just(size), st.integers(0, size - 1), st.integers(0, size - 1))))
+def test_canonical_ranges_cover_a_run_with_few_nodes(args: tuple[int, int, int]) -> None:
+    """Any run of ranks is the disjoint, ordered union of at most 2·log2(size) tree nodes, and
+    every node is one the segment tree over 0..size-1 really has (so nodes are shared)."""
+    from clawpolicy.netspace import canonical_ranges
+
+    size, a, b = args
+    first, last = min(a, b), max(a, b)
+    nodes = canonical_ranges(first, last, size)
+    assert [r for lo, hi in nodes for r in range(lo, hi + 1)] == list(range(first, last + 1))
+    assert len(nodes) <= 2 * max(size - 1, 1).bit_length()
+
+    def tree(lo: int, hi: int) -> set[tuple[int, int]]:
+        if lo == hi:
+            return {(lo, hi)}
+        mid = (lo + hi) // 2
+        return {(lo, hi)} | tree(lo, mid) | tree(mid + 1, hi)
+
+    assert set(nodes) <= tree(0, size - 1)

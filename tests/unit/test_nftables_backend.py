@@ -45,7 +45,8 @@ def test_port_signature_is_readable_and_bounded() -> None:
 
 
 def test_rule_count_is_constant_in_addresses(tmp_path: Path) -> None:
-    """Adding addresses adds map elements, never rules: the per-packet path stays the same."""
+    """Adding addresses adds map elements, never rules: the per-packet path stays the same
+    (one address element per network, all jumping to one port classifier of one element)."""
     def shape(n: int) -> tuple[int, int]:
         # every other /24, so lowering cannot merge them into larger networks
         nets = ", ".join(f"10.{i // 128}.{(i % 128) * 2}.0/24" for i in range(n))
@@ -54,7 +55,7 @@ def test_rule_count_is_constant_in_addresses(tmp_path: Path) -> None:
         return len(_chain(text, "egress")) + len(_chain(text, "output")), text.count(" : jump ")
     small, large = shape(2), shape(2000)
     assert small[0] == large[0]
-    assert (small[1], large[1]) == (2, 2000)
+    assert (small[1], large[1]) == (2 + 1, 2000 + 1)
 
 
 def test_overlapping_rules_become_disjoint_elements(tmp_path: Path) -> None:
@@ -63,11 +64,20 @@ def test_overlapping_rules_become_disjoint_elements(tmp_path: Path) -> None:
       allow egress to 10.1.0.0/16 reason "narrow, all ports" id narrow""")
     text = render(policy, CompileOptions())
     elements = re.findall(r"^\t\t\t(.*) : jump (\S+),$", text, re.M)
+    # "narrow" sorts first and has no ports: inside it, the address alone decides
     assert elements == [
-        ("10.0.0.0/16 . tcp . 443", "rule_wide"),
-        ("10.1.0.0/16 . 0-255 . 0-65535", "rule_narrow"),
-        ("10.2.0.0-10.255.255.255 . tcp . 443", "rule_wide"),
+        ("10.0.0.0/16", "egress_allow_v4_c0"),
+        ("10.1.0.0/16", "rule_narrow"),
+        ("10.2.0.0-10.255.255.255", "egress_allow_v4_c0"),
     ]
+    assert _chain(text, "egress_allow_v4_c0")[1:] == [
+        "meta l4proto . th dport vmap { tcp . 443 : jump rule_wide }"]
+    swapped = render(_policy(tmp_path, """
+      allow egress to 10.0.0.0/8 port 443/tcp reason "wide" id a-wide
+      allow egress to 10.1.0.0/16 reason "narrow, all ports" id b-narrow"""), CompileOptions())
+    # now the wide rule's lower ID decides its port first, then the narrow rule everything else
+    assert "10.1.0.0/16 : jump egress_allow_v4_c1," in swapped
+    assert _chain(swapped, "egress_allow_v4_c1")[1:] == ["jump egress_allow_v4_c0", "jump rule_b_narrow"]
 
 
 def test_modes(tmp_path: Path) -> None:
@@ -130,7 +140,8 @@ def test_reload_keeps_dns_sets_and_rebuilds_the_rest(tmp_path: Path) -> None:
     assert defined_chains == set(re.findall(r"^delete chain inet clawpolicy_p (\S+)$", rebuilt, re.M))
     deleted_sets = set(re.findall(r"^delete set inet clawpolicy_p (\S+)$", rebuilt, re.M))
     assert deleted_sets == {"agent_ports", "egress_allow_lock4_tcp443", "egress_allow_lock6_tcp443"}
-    assert len(re.findall(r"^delete map ", rebuilt, re.M)) == 8  # every map name there can be
+    # every map name there can be, and those of the earlier `addr . proto . port` layout
+    assert len(re.findall(r"^delete map ", rebuilt, re.M)) == 16
     (group,) = fqdn_groups(policy)
     assert f"set {group.set_name(4)} {{" in persistent and group.set_name(4) not in rebuilt.split(
         "\ntable inet")[0]
@@ -173,3 +184,17 @@ def test_user_scope(tmp_path: Path) -> None:
     assert "meta skuid 1001 goto egress" in numeric
     assert "policy drop" not in named  # other users are not fenced
     assert "tcp . 18789-18793" in named  # ingress scoped to the agent ports
+
+
+def test_fqdn_whole_protocols_match_without_a_port(tmp_path: Path) -> None:
+    """A name rule's whole-protocol entries (`icmp`, `any/udp`) match on the protocol alone:
+    `th dport` of a short packet cannot be read, and a deny must still see it."""
+    policy = _policy(tmp_path, 'deny egress to bad.example port 443/tcp, icmp, any/udp reason "d" id d')
+    text = render(policy, CompileOptions())
+    (group,) = fqdn_groups(policy)
+    for fam, icmp in ((4, "icmp"), (6, "ipv6-icmp")):
+        name = group.set_name(fam)
+        assert f"daddr @{name} meta l4proto . th dport {{ tcp . 443 }} update" in text
+        assert f"daddr @{name} meta l4proto {{ {icmp}, udp }} update" in text
+    portless = render(_policy(tmp_path, 'deny egress to bad.example reason "d" id d'), CompileOptions())
+    assert re.search(r"ip daddr @egress_deny_fqdn4_all_\w+ update @\S+ \{ ip daddr \} jump rule_d", portless)

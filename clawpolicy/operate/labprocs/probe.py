@@ -4,16 +4,21 @@ Reads one JSON object on stdin::
 
     {"uid": 0 | null, "timeout": 0.6,
      "probes": [{"protocol": "tcp"|"udp"|"icmp", "dst": "10.0.0.53", "port": 53,
-                 "src": "100.64.0.7" | null, "send_only": false}, ...]}
+                 "src": "100.64.0.7" | null, "send_only": false},
+                {"protocol": "raw", "dst": "10.0.0.53", "ipproto": 253, "payload": 1}, ...]}
 
-drops privileges to ``uid`` (gid = uid, no supplementary groups) when it is
+or ``{"listen": {"ipproto": 253, "seconds": 1.5}}``: print ``READY``, then collect the
+datagrams of that IP protocol this namespace delivers (both families, raw sockets, so only
+what the INPUT hook let through) and write ``[{"src": ..., "payload": n}, ...]``.
+
+A probe request drops privileges to ``uid`` (gid = uid, no supplementary groups) when it is
 given and not 0, runs every probe concurrently (one thread each) and writes a
 JSON list with one ``{"ok", "outcome", "errno", "elapsed"}`` object per probe,
 in input order, to stdout.
 
 Outcomes:
   ok           TCP handshake completed / UDP echo came back / ICMP echo reply
-               received / (send_only) the datagram was accepted by the stack
+               received / (send_only, raw) the datagram was accepted by the stack
   timeout      nothing came back within the timeout (a drop somewhere on the path)
   eperm        the local stack refused to send (EPERM: a netfilter drop on OUTPUT)
   refused      ECONNREFUSED (TCP RST or ICMP port unreachable, e.g. ``reject``)
@@ -27,6 +32,7 @@ import errno
 import ipaddress
 import json
 import os
+import select
 import socket
 import struct
 import sys
@@ -111,7 +117,20 @@ def _icmp(p: dict[str, Any], deadline: float) -> None:
         _recv_until(s, deadline, lambda d: len(d) >= 8 and d[0] == rep and d[8:] == token)
 
 
-_RUNNERS = {"tcp": _tcp, "udp": _udp, "icmp": _icmp}
+def _raw(p: dict[str, Any], deadline: float) -> None:
+    """One IP datagram of protocol `ipproto` carrying `payload` zero bytes, from a raw socket
+    (root only). Send-only: a netfilter drop on OUTPUT answers EPERM, an accept lets the
+    stack take it. Short payloads are the point: a 0-2 byte payload has no port to read, so
+    a ruleset that matches ports (`th dport`) cannot see the packet's port at all."""
+    fam = _family(p["dst"])
+    with socket.socket(fam, socket.SOCK_RAW, int(p["ipproto"])) as s:
+        if p.get("src"):
+            s.bind(_sockaddr(p["src"], 0))
+        s.settimeout(max(deadline - time.monotonic(), 0.001))
+        s.sendto(bytes(int(p.get("payload", 0))), _sockaddr(p["dst"], 0))
+
+
+_RUNNERS = {"tcp": _tcp, "udp": _udp, "icmp": _icmp, "raw": _raw}
 
 
 def _run_one(p: dict[str, Any], timeout: float, out: list[dict[str, Any]], i: int) -> None:
@@ -129,6 +148,26 @@ def _run_one(p: dict[str, Any], timeout: float, out: list[dict[str, Any]], i: in
     }
 
 
+def listen(ipproto: int, seconds: float) -> list[dict[str, Any]]:
+    """Datagrams of `ipproto` delivered here within `seconds` (source, payload length)."""
+    socks = [socket.socket(fam, socket.SOCK_RAW, ipproto) for fam in (socket.AF_INET, socket.AF_INET6)]
+    print("READY", flush=True)
+    got: list[dict[str, Any]] = []
+    deadline = time.monotonic() + seconds
+    try:
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select(socks, [], [], left)
+            for s in ready:
+                data, addr = s.recvfrom(65535)
+                if s.family == socket.AF_INET:  # IPv4 raw sockets see the IP header too
+                    data = data[(data[0] & 15) * 4:]
+                got.append({"src": addr[0], "payload": len(data)})
+    finally:
+        for s in socks:
+            s.close()
+    return got
+
+
 def become(uid: int | None) -> None:
     """Drop to `uid` (and gid = uid, no supplementary groups) before any probing; the
     namespace scripts start as root so that switching needs no interpreter outside /root."""
@@ -140,6 +179,10 @@ def become(uid: int | None) -> None:
 
 def main() -> int:
     req = json.load(sys.stdin)
+    if "listen" in req:
+        json.dump(listen(int(req["listen"]["ipproto"]), float(req["listen"]["seconds"])), sys.stdout)
+        sys.stdout.write("\n")
+        return 0
     become(req.get("uid"))
     timeout = float(req.get("timeout", 0.6))
     probes = req["probes"]
