@@ -44,7 +44,7 @@ class Workspace:
     """Everything loaded for one compile: parsed files, their texts, defines in scope.
 
     `include_root`: the directory tree includes must stay in. None: each file named on the
-    command line bounds its own includes by its own directory (symlinks resolved)."""
+    command line bounds its own includes by its policy repository (`policy_tree`)."""
 
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
     files: dict[str, SourceFile] = field(default_factory=dict)
@@ -81,7 +81,7 @@ def load_file(ws: Workspace, path: Path, stack: tuple[str, ...] = (),
     (symlinks followed first) inside the include root, and be regular policy files."""
     if _bad_name(ws, path, at):
         return None
-    root = Path(os.path.realpath(ws.include_root or path.absolute().parent))
+    root = Path(os.path.realpath(ws.include_root)) if ws.include_root else policy_tree(path)
     if display_path(path) in ws.files:  # loaded already, with everything it includes
         return ws.files[display_path(path)]
     top = _read(ws, path, at)
@@ -127,6 +127,17 @@ def load_file(ws: Workspace, path: Path, stack: tuple[str, ...] = (),
     return top
 
 
+def policy_tree(path: Path) -> Path:
+    """The tree a policy file's includes must stay in: its repository, i.e. the nearest
+    enclosing git work tree (a directory holding `.git`, a directory or a worktree's file),
+    else the file's own directory. Symlinks are resolved first, so a link cannot move it."""
+    directory = Path(os.path.realpath(path.absolute().parent))
+    for candidate in (directory, *directory.parents):
+        if os.path.lexists(candidate / ".git"):
+            return candidate
+    return directory
+
+
 def _bad_name(ws: Workspace, path: Path, at: Location | None) -> bool:
     if any(ord(c) < 32 or ord(c) == 127 for c in str(path)):  # NUL: every OS call raises
         ws.diagnostics.error(f"invalid file name {str(path)!r}", at,
@@ -143,8 +154,9 @@ def _inside(ws: Workspace, target: Path, root: Path, at: Location) -> bool:
         return True
     except ValueError:
         ws.diagnostics.error(f"include outside the policy tree: {display_path(target)}", at,
-                             f"includes must stay inside {display_path(root)}/ (the directory of "
-                             "the file named on the command line, symlinks resolved); "
+                             f"includes must stay inside {display_path(root)}/ (the git work tree "
+                             "of the file named on the command line, else its directory; "
+                             "symlinks resolved); "
                              "`compile --include-root DIR` (and `ir`) widens it", code="include")
         return False
 

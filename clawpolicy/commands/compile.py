@@ -38,8 +38,8 @@ Nothing is written unless every policy compiles; changed files are replaced atom
 files a target no longer produces are removed from its directory (only files compile wrote
 there, as its .clawpolicy-manifest lists; never through a symlink).
 
-Includes must stay inside the directory of the file named on the command line (symlinks
-resolved first), or inside --include-root; they must be regular policy files of at most 8 MiB.
+Includes must stay inside the policy repository of the file named on the command line (its
+git work tree, else its directory; symlinks resolved first), or inside --include-root; they must be regular policy files of at most 8 MiB.
 """
 
 
@@ -133,8 +133,8 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--mode", choices=[m.value for m in ir.Mode],
                    help="override the policies' mode (e.g. a log-only dry run: --mode shadow)")
     p.add_argument("--include-root", type=Path, metavar="DIR",
-                   help="directory tree includes must stay in (default: the directory of each "
-                        "policy file named here)")
+                   help="directory tree includes must stay in (default: the git work tree of "
+                        "each policy file named here, else its directory)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if the output is stale, showing what differs")
     p.add_argument("--apparmor-abi", choices=["3.0", "4.0"], default="3.0",
@@ -177,5 +177,6 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--schema", action="store_true", help="print the IR's JSON Schema instead")
     p.add_argument("--policy", help="only the policy with this name")
     p.add_argument("--include-root", type=Path, metavar="DIR",
-                   help="directory tree includes must stay in (default: each file's directory)")
+                   help="directory tree includes must stay in (default: each file's git work "
+                        "tree, else its directory)")
     p.set_defaults(func=cmd_ir)

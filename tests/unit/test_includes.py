@@ -71,6 +71,27 @@ def test_include_root_widens_the_tree(tree: Path) -> None:
                  "--include-root", str(tree.parent)]) == 0
 
 
+def test_a_git_work_tree_is_the_policy_repository(tree: Path, subtests: pytest.Subtests,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside git, the bound is the work tree (a `.git` directory, or a worktree's `.git` file),
+    so `policies/agent.claw` may include `../common/defs.claw`; nothing above it is reachable."""
+    for name, make_git in {"repository": lambda d: (d / ".git").mkdir(),
+                           "worktree": lambda d: (d / ".git").write_text("gitdir: /elsewhere\n")}.items():
+        with subtests.test(msg=name):
+            repo = tree / name
+            (repo / "policies").mkdir(parents=True)
+            (repo / "common").mkdir()
+            make_git(repo)
+            (repo / "common" / "defs.claw").write_text("define x = 192.0.2.1\n")
+            assert resolve.policy_tree(repo / "policies" / "main.claw") == repo.resolve()
+            monkeypatch.chdir(repo / "policies")
+            result, shown = _load(repo / "policies", "../common/defs.claw")
+            assert result.ok, shown
+            result, shown = _load(repo / "policies", "../../../outside/defs.claw")
+            assert not result.ok
+            assert any("outside the policy tree" in d.message for d in result.diagnostics), shown
+
+
 def test_files_that_are_not_policies_are_never_quoted(tree: Path, subtests: pytest.Subtests) -> None:
     files: dict[str, bytes] = {
         "env-like": f"PATH=/bin\nTOKEN={SECRET}\n".encode(),
