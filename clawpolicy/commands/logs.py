@@ -21,7 +21,8 @@ from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
 from clawpolicy.errors import ExitCode, Severity
 from clawpolicy.ir import Policy
 from clawpolicy.lower import load_policies
-from clawpolicy.operate import explain, flowfile, logparse, simulate, suggest
+from clawpolicy.operate import explain, flowfile, logparse, simulate, suggest, textinput
+from clawpolicy.printable import shown
 
 EXPLAIN_HELP = """\
 examples:
@@ -92,7 +93,8 @@ def _explain_logs(names: Sequence[str], policies: Sequence[Policy]) -> explain.E
     parsed = logparse.ParseResult()
     for name in names or ["-"]:
         with _open(name) as fh:
-            logparse.parse_lines(logparse.read_lines(fh), parsed)
+            logparse.parse_lines(textinput.read_lines(fh), parsed, name)
+    _warn(parsed.unreadable)
     return explain.explain(parsed, policies)
 
 
@@ -101,8 +103,15 @@ def _read_flows(names: Sequence[str], fmt: str, local: Sequence[str]) -> flowfil
     out = flowfile.FlowFile()
     for name in names:
         with _open(name) as fh:
-            flowfile.parse_flows((raw.decode("utf-8", "replace") for raw in fh), fmt, nets, out)
+            flowfile.parse_flows(textinput.read_lines(fh), fmt, nets, out, name)
+    _warn(out.unreadable)
     return out
+
+
+def _warn(problems: textinput.Problems) -> None:
+    """Unreadable lines, positioned, on stderr: the first few, then how many more."""
+    for line in problems.report():
+        print(shown(line), file=sys.stderr)
 
 
 def _fail(command: str, exc: Exception) -> int:
@@ -169,11 +178,17 @@ def cmd_suggest(args: argparse.Namespace) -> int:
             observations, syscalls = suggest.from_explanation(result, policy.name)
     except (InputError, ValueError) as exc:
         return _fail("suggest", exc)
-    proposal = suggest.suggest(policy.name, observations, syscalls,
-                               min_hosts=args.min_hosts, min_names=args.min_names)
+    try:
+        proposal = suggest.suggest(policy.name, observations, syscalls,
+                                   min_hosts=args.min_hosts, min_names=args.min_names)
+    except suggest.SuggestError as exc:
+        print(f"clawpolicy suggest: error: {exc}", file=sys.stderr)
+        return ExitCode.POLICY_ERROR
+    for why in proposal.dropped:
+        print(shown(f"clawpolicy suggest: warning: dropped {why}"), file=sys.stderr)
     if args.format == "json":
         print(json.dumps({"policy": proposal.policy, "rules": proposal.rules, "flows": proposal.flows,
-                          "text": proposal.text}, indent=2, sort_keys=True))
+                          "dropped": proposal.dropped, "text": proposal.text}, indent=2, sort_keys=True))
     else:
         print(proposal.text, end="")
     return ExitCode.OK
