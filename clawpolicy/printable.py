@@ -16,17 +16,17 @@ import unicodedata
 
 # Categories that are never text to show: controls (C0, DEL, C1), format characters
 # (bidi controls, zero-width joiners, BOM, soft hyphen, tag characters), surrogates, and the
-# line and paragraph separators.
+# line and paragraph separators. `is_hidden` escapes these and a little more.
 HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def is_hidden(c: str) -> bool:
-    """A character that acts on the terminal or on the reading order instead of showing, or
-    a Unicode noncharacter (U+FDD0..U+FDEF, U+xFFFE, U+xFFFF: never text, invalid in XML)."""
-    code = ord(c)
-    return (unicodedata.category(c) in HIDDEN_CATEGORIES or 0xFDD0 <= code <= 0xFDEF
-            or code & 0xFFFE == 0xFFFE)
+    """A character that does not simply show as itself: one that acts on the terminal or on
+    the reading order (HIDDEN_CATEGORIES), and, as `str.isprintable` counts them, private-use
+    and unassigned code points (Unicode noncharacters such as U+FFFE among them: invalid in
+    XML) and spaces other than U+0020 (a no-break space passes for a space)."""
+    return not c.isprintable() and c != " "
 
 
 def escape_char(c: str) -> str:
@@ -41,7 +41,7 @@ def escape_char(c: str) -> str:
 def shown(value: object) -> str:
     """`value` as one line of visible text: hidden characters become escapes."""
     text = "" if value is None else str(value)
-    if text.isprintable():  # fast path: nothing to escape (isprintable is False for all above)
+    if text.isprintable():  # fast path: nothing to escape
         return text
     return "".join(escape_char(c) if is_hidden(c) else c for c in text)
 

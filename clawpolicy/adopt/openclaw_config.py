@@ -231,10 +231,10 @@ class _Includes:
         except UnicodeDecodeError as exc:
             raise ConfigError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", name) from exc
         self.files.append(path)
-        deepest, line, col = nesting(text)
+        deepest, deep_line, deep_col = nesting(text)
         if deepest > MAX_NESTING:
             raise ConfigError(f"objects and arrays nested deeper than {MAX_NESTING} levels",
-                              name, line, col)
+                              name, deep_line, deep_col)
         try:  # most configurations are plain JSON: C-speed, same result
             return json.loads(text)
         except (ValueError, RecursionError):
