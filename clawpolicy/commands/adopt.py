@@ -164,7 +164,7 @@ def cmd_observe(args: argparse.Namespace) -> int:
                 selection = procnet.by_cgroup(Path(args.cgroup))
             sockets = procnet.sockets_of(selection)
         except procnet.ProcError as exc:
-            print(f"clawpolicy observe: {exc}", file=sys.stderr)
+            print(shown(f"clawpolicy observe: {exc}"), file=sys.stderr)
             return ExitCode.POLICY_ERROR
         findings = observe.judge(policy, sockets, locked)
         if args.format == "json":

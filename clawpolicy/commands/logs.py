@@ -35,6 +35,9 @@ Reads nftables log lines (clawpolicy:<policy>:deny|would-deny:<rule>), seccomp a
 /dev/kmsg, syslog, journalctl (-o short, short-iso, json) and audit.log. Without --policy the
 policy and rule come from the log prefix alone; with it, each rule's source line and reason.
 Repeats are grouped (count, first, last); lines that are not denial records are counted.
+Log lines are anyone's text (`logger` writes them): fields are escaped in every format, and
+a line in one of these shapes with impossible values (a timestamp past 9999, a port or a
+syscall number out of range) is counted as unreadable and named on stderr (file:line: why).
 """
 
 SIMULATE_HELP = """\
@@ -47,7 +50,9 @@ Flow files: JSON lines or CSV with columns time,direction,src,dst,port,proto,uid
 the destination's domain name, matched against FQDN rules), `conntrack -L` or `ss -tunap`
 output (detected per file; --flow-format to force). Each flow is decided by the evaluator as
 if the policy were enforced. Reports flows per rule, what would have been blocked (grouped by
-peer and port) and the rules that matched no flow (candidates for removal).
+peer and port) and the rules that matched no flow (candidates for removal). Every field is
+validated as the policy language would; lines that are not flows are counted and the first
+ones named on stderr (file:line: why).
 """
 
 SUGGEST_HELP = """\
@@ -60,7 +65,9 @@ Proposes `allow` rules (reason "TODO") for what the default denied, like audit2a
 names over addresses where the records have them, a /24 (IPv6 /64) for --min-hosts or more
 addresses in it, *.parent for --min-names or more names under one parent, one rule per port
 set. What a rule denied explicitly is listed as a comment (no allow can override a deny).
-Review, edit the reasons, paste inside the policy; nothing is applied automatically.
+Review, edit the reasons, paste inside the policy; nothing is applied automatically. A value
+no policy can hold (a name with a comma, `any`, a port out of range) is dropped and named on
+stderr; the text is checked to parse back to exactly the rules proposed.
 """
 
 
