@@ -70,11 +70,16 @@ def _resolvers(path: Path = Path("/etc/resolv.conf")) -> list[str]:
 
 
 def _config_owner(path: Path) -> str | None:
-    """The agent's user, guessed from who owns its configuration (root: fence the host)."""
+    """The agent's user, guessed from who owns its configuration (root: fence the host); its
+    uid when the account name is not one `applies-to user` accepts (`John.Doe`)."""
     from clawpolicy.adopt.procnet import user_name
+    from clawpolicy.adopt.starter import valid_user
 
     uid = path.stat().st_uid
-    return None if uid == 0 else user_name(uid)
+    if uid == 0:
+        return None
+    name = user_name(uid)
+    return name if valid_user(name) else str(uid)
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,21 @@ def test_init_error_messages_are_escaped(tmp_path: Path, capsys: pytest.CaptureF
     assert main(["init", "--from-openclaw", str(bad), "-o", "-"]) == 1
     err = capsys.readouterr().err
     assert "\x1b" not in err and "\\x1b" in err
+
+
+def test_init_owner_with_an_odd_account_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The configuration's owner becomes `applies-to user`; a name the language does not
+    accept (a dot, upper case, a newline) is written as the uid instead."""
+    from clawpolicy.adopt import procnet
+
+    config = tmp_path / "openclaw.json"
+    config.write_text("{}")
+    if os.geteuid() == 0:  # as root, give the file an owner other than root
+        os.chown(config, 4321, 4321)
+    for odd in ["John.Doe", "a\nb", "x" * 40]:
+        monkeypatch.setattr(procnet, "user_name", lambda uid, odd=odd: odd)
+        assert main(["init", "--from-openclaw", str(config), "--name", "p", "-o", "-"]) == 0
+        out = capsys.readouterr().out
+        uid = config.stat().st_uid
+        assert (f"applies-to user {uid}" in out) if uid else ("applies-to host" in out)
