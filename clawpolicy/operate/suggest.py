@@ -247,12 +247,13 @@ def suggest(policy: str, observations: Sequence[Observation], syscalls: Sequence
             valid.append(validate(o))
         except ValueError as exc:
             dropped.append(f"{o.direction} {o.peer} {o.protocol} {o.port}: {exc}")
-    calls: list[tuple[str, int]] = []
+    counted: dict[str, int] = {}  # one rule per name (two would share an ID)
     for name, n in syscalls:
         if _syscall(name):
-            calls.append((name, n))
+            counted[name] = counted.get(name, 0) + n
         else:
             dropped.append(f"syscall {name}: not a syscall name")
+    calls = sorted(counted.items())
     allowable = [o for o in valid if o.denied_by is None]
     # peer -> its ports, per direction
     ports: dict[tuple[str, str], list[PortRange]] = {}

@@ -271,3 +271,10 @@ def test_suggest_refuses_text_that_does_not_parse_back(monkeypatch: Any) -> None
     monkeypatch.setattr(suggest, "_ports_text", lambda ports: "1-65535/tcp")
     with pytest.raises(suggest.SuggestError):
         suggest.suggest("sim", [suggest.Observation("egress", "192.0.2.1", "tcp", 443, 1)])
+
+
+def test_suggest_merges_repeated_syscalls() -> None:
+    """Found by the fuzzer: the same syscall twice must be one rule (two would share an ID)."""
+    out = suggest.suggest("sim", [], [("bpf", 1), ("ptrace", 2), ("bpf", 3)])
+    assert out.syscalls == ["bpf", "ptrace"] and out.text.count("syscalls allow bpf") == 1
+    assert "# 4 calls outside the seccomp baseline\nsyscalls allow bpf" in out.text
