@@ -65,11 +65,13 @@ _ILLUSTRATIVE_APPARMOR = re.compile(r"^(?:(?P<host>\S+) )?apparmor: (?P<status>D
 _HEX = re.compile(r"^(?:[0-9A-F]{2})+$")
 
 AUDIT_SECCOMP = "1326"  # AUDIT_SECCOMP
+AUDIT_AVC = "1400"  # AUDIT_AVC, what AppArmor uses
+# Bounds on what a real line can hold; past them a line is forged or corrupt (Unreadable).
 MAX_EPOCH_SECONDS = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can show
+MAX_FRACTION_DIGITS = 9  # audit and journald write milli- to microseconds
 MAX_UPTIME_DIGITS = 12  # seconds since boot: 30,000 years
 MAX_SYSCALL = 0xFFFFFFFF  # syscall numbers are 32-bit (x32 calls carry bit 30)
 MAX_JSON_DEPTH = 32  # journal JSON is one flat object; the C decoder recurses per level
-AUDIT_AVC = "1400"  # AUDIT_AVC, what AppArmor uses
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,8 @@ class _Envelope:
 def _utc(seconds: int | str, fraction: str = "") -> str:
     """An epoch time as ISO 8601; `Unreadable` past year 9999 (a forged `audit(99999999999999.1:1)`)."""
     value = _bounded(seconds, MAX_EPOCH_SECONDS, "timestamp")
+    if len(fraction) > MAX_FRACTION_DIGITS:
+        raise Unreadable("timestamp out of range")
     when = dt.datetime.fromtimestamp(value, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{when}.{fraction}Z" if fraction else f"{when}Z"
 

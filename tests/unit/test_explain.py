@@ -185,6 +185,7 @@ def test_text_report_escapes_every_hidden_character(policy: Policy, subtests: An
 
 FORGED = [  # (label, line): ours in shape, impossible in value
     ("audit stamp past 9999", "type=SECCOMP msg=audit(99999999999999.1:1): arch=c000003e syscall=41 code=0x7ffc0000"),
+    ("audit stamp fraction", "type=SECCOMP msg=audit(1700000000." + "1" * 40 + ":1): arch=c000003e syscall=41"),
     ("kernel audit stamp", "[ 1.0] audit: type=1326 audit(253402300800.0:1): arch=c000003e syscall=41 code=0x50000"),
     ("audit stamp of 5000 digits", "type=AVC msg=audit(" + "7" * 5000 + ".1:1): apparmor=\"DENIED\" profile=\"x\""),
     ("journal stamp", '{"__REALTIME_TIMESTAMP": "' + "9" * 25 + '", "MESSAGE": "clawpolicy:p:deny:r IN= OUT=e '
