@@ -85,7 +85,7 @@ def _proto(text: object) -> str | None:
 def _port(value: object) -> int | None:
     if value is None or value == "":
         return None
-    text = str(value) if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
     if not (text.isascii() and text.isdigit() and len(text) <= 5 and 1 <= int(text) <= 65535):
         raise BadFlow("port is not a number from 1 to 65535")
     return int(text)
