@@ -23,10 +23,12 @@ BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u206
 
 def _one_line(value: object) -> str:
     """User text on one line: line breaks and control characters become spaces (a newline
-    would end a table row or a Mermaid statement), bidi controls become visible U+XXXX."""
+    would end a table row or a Mermaid statement), bidi controls and the other invisible
+    format characters (zero-width, BOM, tags) and lone surrogates (which no encoder accepts)
+    become visible U+XXXX."""
     out = []
     for c in "" if value is None else str(value):
-        if c in BIDI_CONTROLS:
+        if c in BIDI_CONTROLS or unicodedata.category(c) in ("Cf", "Cs"):
             out.append(f"(U+{ord(c):04X})")
         elif unicodedata.category(c) in ("Cc", "Zl", "Zp"):
             out.append(" ")

@@ -22,6 +22,7 @@ from typing import Any
 from clawpolicy.adopt.procnet import Socket, iter_listeners, user_name
 from clawpolicy.evaluate import Flow, Verdict, evaluate
 from clawpolicy.ir import Action, Direction, Mode, Policy, Protocol
+from clawpolicy.printable import shown
 
 MDNS_PORT = 5353
 MDNS_GROUP = {4: "224.0.0.251", 6: "ff02::fb"}
@@ -179,7 +180,7 @@ def render_text(policy: Policy, selection: str, findings: Sequence[Finding],
     if unreadable:
         lines.append(f"warning: could not read the sockets of pid(s) {', '.join(map(str, unreadable))}"
                      " (run as root or as their user)")
-    return "\n".join(lines)
+    return "\n".join(shown(line) for line in lines)  # user and unit names are anyone's text
 
 
 def _endpoint(address: str, port: int) -> str:

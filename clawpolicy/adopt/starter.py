@@ -5,8 +5,12 @@ from, owners and tickets are TODO comments, and the policy starts in shadow mode
 meant to be safe: every value from the configuration is user-controlled, so names become
 peers only after they validate as DNS names or addresses (else a TODO comment), strings are
 JSON-escaped (the grammar's STRING accepts JSON escapes) and comments are escaped to one
-line of printable ASCII, so a hostile base URL or channel name cannot add a rule.
-Output is deterministic: integrations sorted by id, no timestamps.
+line of printable ASCII, so a hostile base URL or channel name cannot add a rule. Peers are
+checked by the language's own validator (`resolve.parse_literal`: an interface zone, a
+malformed name or an address the language refuses becomes a TODO comment), and `check`
+compiles the finished text: `init` writes a starter only if it loads, compiles for every
+target and passes its own tests. Output is deterministic: integrations sorted by id, no
+timestamps.
 """
 
 from __future__ import annotations
@@ -21,8 +25,11 @@ from urllib.parse import urlsplit
 
 from clawpolicy.adopt.deployment import Deployment, Endpoint, Integration
 from clawpolicy.catalog import CatalogGroup, load_catalog
+from clawpolicy.errors import Diagnostics, Location
 from clawpolicy.fmt import format_text
 from clawpolicy.names import normalise_name, wire_address
+from clawpolicy.resolve import parse_literal
+from clawpolicy.syntax import Word
 
 # OpenClaw provider ids (docs.openclaw.ai "Model providers") -> catalog groups.
 PROVIDER_GROUPS = {
@@ -87,8 +94,10 @@ class _Out:
 
 
 def q(text: str) -> str:
-    """A policy STRING: JSON escapes, which the grammar accepts and decodes."""
-    return json.dumps(text)
+    """A policy STRING holding one line of printable ASCII: the language wants reasons and
+    descriptions on one line, so configuration text is `c`-escaped first (a newline in a
+    provider id reads `\\n`), then JSON-quoted, which the grammar decodes."""
+    return json.dumps(c(text))
 
 
 def c(text: str) -> str:
@@ -115,6 +124,8 @@ def classify(url: str) -> Target:
     scheme = parts.scheme.lower()
     if not host or scheme not in ("http", "https", "ws", "wss"):
         return Target("invalid", "not an http(s) or ws(s) URL with a host")
+    if port == 0:
+        return Target("invalid", "port 0 is not a port")
     port = port or (80 if scheme in ("http", "ws") else 443)
     try:
         address = wire_address(host)
@@ -122,12 +133,25 @@ def classify(url: str) -> Target:
         name = normalise_name(host)
         if name is not None and (name == "localhost" or name.endswith(".localhost")):
             return Target("loopback", name, port)
-        if name is None or "." not in name:
+        if name is None or "." not in name or not _peer_ok(name):
             return Target("invalid", "the host is not a DNS name")
         return Target("name", name, port)
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id is not None:
+            return Target("invalid", "an interface zone (%...) cannot be part of a firewall rule")
+        address = address.ipv4_mapped or address  # ::ffff:a.b.c.d leaves as IPv4 on the wire
     if address.is_loopback:
         return Target("loopback", str(address), port)
+    if not _peer_ok(str(address)):
+        return Target("invalid", "an address the policy language does not accept")
     return Target("address", str(address), port)
+
+
+def _peer_ok(text: str) -> bool:
+    """`text` is a peer the language reads back as itself (one address or domain name)."""
+    atom = parse_literal(Word(text, Location("<starter>")), Diagnostics())
+    return atom is not None and atom.kind in ("net4", "net6", "name") and atom.value in (
+        text, text.lower())
 
 
 def render(dep: Deployment, *, name: str, user: str | None, config_files: Sequence[Path],
@@ -171,6 +195,7 @@ def render(dep: Deployment, *, name: str, user: str | None, config_files: Sequen
     _section(out, "DNS")
     out.lines += ["  # FQDN rules hold the addresses the local resolver puts into their sets; add",
                   "  # 'dns local' once the dnsmasq target runs (docs/adoption.md)"]
+    resolvers = [r for r in resolvers if _peer_ok(r)]
     if resolvers:
         out.lines.append("  # the resolvers of /etc/resolv.conf on the machine that ran init")
         out.rule(f"allow egress to {', '.join(resolvers)} port 53/udp, 53/tcp",
@@ -324,3 +349,25 @@ def _updates(out: _Out, dep: Deployment) -> None:
     out.rule("allow egress to npm-registry",
              f"OpenClaw update check ({dep.update_sources[0].split(' ')[0]})", "update-check")
     out.test("update check", "expect allow egress registry.npmjs.org port 443/tcp")
+
+
+def check(text: str, name: str) -> list[str]:
+    """Why the starter `text` is not a policy clawpolicy can use (empty: it is): it must
+    load, compile for every default target and pass its own tests. `init` refuses to write
+    a starter that fails, since every value in it came from a file it does not trust."""
+    import tempfile
+
+    from clawpolicy.backends.registry import DEFAULT_TARGETS
+    from clawpolicy.compiler import compile_paths
+    from clawpolicy.errors import Severity
+    from clawpolicy.evaluate import run_tests
+
+    with tempfile.TemporaryDirectory(prefix="clawpolicy-init-") as tmp:
+        path = Path(tmp) / f"{name}.claw"
+        path.write_text(text, encoding="utf-8")
+        result = compile_paths([path], DEFAULT_TARGETS)
+    problems = [f"{d.location.line if d.location else 0}: {d.message}" for d in result.diagnostics
+                if d.severity is Severity.ERROR]
+    for policy in result.policies:
+        problems += [f"test {t.name!r} fails" for t in run_tests(policy) if not t.ok]
+    return problems

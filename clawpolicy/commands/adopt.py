@@ -13,6 +13,7 @@ from pathlib import Path
 
 from clawpolicy.commands import HELP_FORMAT, Subparsers, positive_int, print_diagnostics
 from clawpolicy.errors import ExitCode
+from clawpolicy.printable import shown
 
 INIT_HELP = """\
 examples:
@@ -69,11 +70,16 @@ def _resolvers(path: Path = Path("/etc/resolv.conf")) -> list[str]:
 
 
 def _config_owner(path: Path) -> str | None:
-    """The agent's user, guessed from who owns its configuration (root: fence the host)."""
+    """The agent's user, guessed from who owns its configuration (root: fence the host); its
+    uid when the account name is not one `applies-to user` accepts (`John.Doe`)."""
     from clawpolicy.adopt.procnet import user_name
+    from clawpolicy.adopt.starter import valid_user
 
     uid = path.stat().st_uid
-    return None if uid == 0 else user_name(uid)
+    if uid == 0:
+        return None
+    name = user_name(uid)
+    return name if valid_user(name) else str(uid)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -95,11 +101,17 @@ def cmd_init(args: argparse.Namespace) -> int:
         path = openclaw_config.locate(explicit)
         config = openclaw_config.load(path)
     except openclaw_config.ConfigError as exc:
-        print(exc, file=sys.stderr)
+        print(shown(str(exc)), file=sys.stderr)  # it may quote the file's text or name
         return ExitCode.POLICY_ERROR
     user = None if args.host else (args.user or _config_owner(path))
     text = starter.render(deployment.read_deployment(config.data), name=name, user=user,
                           config_files=config.files, resolvers=_resolvers())
+    problems = starter.check(text, name)
+    if problems:  # a bug: every value is validated; never write a policy that does not compile
+        print(shown(f"clawpolicy init: error: the starter policy built from {path} does not "
+                    f"compile ({'; '.join(problems[:3])}); nothing written. Please report "
+                    "this with the configuration."), file=sys.stderr)
+        return ExitCode.POLICY_ERROR
     out = args.output or Path(f"{name}.claw")
     if str(out) == "-":
         sys.stdout.write(text)
@@ -112,8 +124,8 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     atomic_write(out, text.encode("utf-8"))
     scope = f"user {user}" if user else "the whole host"
-    print(f"wrote {out} from {', '.join(map(str, config.files))} (applies to {scope}, shadow mode)")
-    print(f"next: clawpolicy test {out} && clawpolicy lint {out}")
+    print(shown(f"wrote {out} from {', '.join(map(str, config.files))} (applies to {scope}, shadow mode)"))
+    print(shown(f"next: clawpolicy test {out} && clawpolicy lint {out}"))
     return ExitCode.OK
 
 
@@ -157,7 +169,7 @@ def cmd_observe(args: argparse.Namespace) -> int:
                 selection = procnet.by_cgroup(Path(args.cgroup))
             sockets = procnet.sockets_of(selection)
         except procnet.ProcError as exc:
-            print(f"clawpolicy observe: {exc}", file=sys.stderr)
+            print(shown(f"clawpolicy observe: {exc}"), file=sys.stderr)
             return ExitCode.POLICY_ERROR
         findings = observe.judge(policy, sockets, locked)
         if args.format == "json":

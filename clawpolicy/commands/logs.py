@@ -21,7 +21,8 @@ from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
 from clawpolicy.errors import ExitCode, Severity
 from clawpolicy.ir import Policy
 from clawpolicy.lower import load_policies
-from clawpolicy.operate import explain, flowfile, logparse, simulate, suggest
+from clawpolicy.operate import explain, flowfile, logparse, simulate, suggest, textinput
+from clawpolicy.printable import shown
 
 EXPLAIN_HELP = """\
 examples:
@@ -34,6 +35,9 @@ Reads nftables log lines (clawpolicy:<policy>:deny|would-deny:<rule>), seccomp a
 /dev/kmsg, syslog, journalctl (-o short, short-iso, json) and audit.log. Without --policy the
 policy and rule come from the log prefix alone; with it, each rule's source line and reason.
 Repeats are grouped (count, first, last); lines that are not denial records are counted.
+Log lines are anyone's text (`logger` writes them): fields are escaped in every format, and
+a line in one of these shapes with impossible values (a timestamp past 9999, a port or a
+syscall number out of range) is counted as unreadable and named on stderr (file:line: why).
 """
 
 SIMULATE_HELP = """\
@@ -46,7 +50,9 @@ Flow files: JSON lines or CSV with columns time,direction,src,dst,port,proto,uid
 the destination's domain name, matched against FQDN rules), `conntrack -L` or `ss -tunap`
 output (detected per file; --flow-format to force). Each flow is decided by the evaluator as
 if the policy were enforced. Reports flows per rule, what would have been blocked (grouped by
-peer and port) and the rules that matched no flow (candidates for removal).
+peer and port) and the rules that matched no flow (candidates for removal). Every field is
+validated as the policy language would; lines that are not flows are counted and the first
+ones named on stderr (file:line: why).
 """
 
 SUGGEST_HELP = """\
@@ -59,7 +65,9 @@ Proposes `allow` rules (reason "TODO") for what the default denied, like audit2a
 names over addresses where the records have them, a /24 (IPv6 /64) for --min-hosts or more
 addresses in it, *.parent for --min-names or more names under one parent, one rule per port
 set. What a rule denied explicitly is listed as a comment (no allow can override a deny).
-Review, edit the reasons, paste inside the policy; nothing is applied automatically.
+Review, edit the reasons, paste inside the policy; nothing is applied automatically. A value
+no policy can hold (a name with a comma, `any`, a port out of range) is dropped and named on
+stderr; the text is checked to parse back to exactly the rules proposed.
 """
 
 
@@ -92,7 +100,8 @@ def _explain_logs(names: Sequence[str], policies: Sequence[Policy]) -> explain.E
     parsed = logparse.ParseResult()
     for name in names or ["-"]:
         with _open(name) as fh:
-            logparse.parse_lines(logparse.read_lines(fh), parsed)
+            logparse.parse_lines(textinput.read_lines(fh), parsed, name)
+    _warn(parsed.unreadable)
     return explain.explain(parsed, policies)
 
 
@@ -101,8 +110,15 @@ def _read_flows(names: Sequence[str], fmt: str, local: Sequence[str]) -> flowfil
     out = flowfile.FlowFile()
     for name in names:
         with _open(name) as fh:
-            flowfile.parse_flows((raw.decode("utf-8", "replace") for raw in fh), fmt, nets, out)
+            flowfile.parse_flows(textinput.read_lines(fh), fmt, nets, out, name)
+    _warn(out.unreadable)
     return out
+
+
+def _warn(problems: textinput.Problems) -> None:
+    """Unreadable lines, positioned, on stderr: the first few, then how many more."""
+    for line in problems.report():
+        print(shown(line), file=sys.stderr)
 
 
 def _fail(command: str, exc: Exception) -> int:
@@ -169,11 +185,17 @@ def cmd_suggest(args: argparse.Namespace) -> int:
             observations, syscalls = suggest.from_explanation(result, policy.name)
     except (InputError, ValueError) as exc:
         return _fail("suggest", exc)
-    proposal = suggest.suggest(policy.name, observations, syscalls,
-                               min_hosts=args.min_hosts, min_names=args.min_names)
+    try:
+        proposal = suggest.suggest(policy.name, observations, syscalls,
+                                   min_hosts=args.min_hosts, min_names=args.min_names)
+    except suggest.SuggestError as exc:
+        print(f"clawpolicy suggest: error: {exc}", file=sys.stderr)
+        return ExitCode.POLICY_ERROR
+    for why in proposal.dropped:
+        print(shown(f"clawpolicy suggest: warning: dropped {why}"), file=sys.stderr)
     if args.format == "json":
         print(json.dumps({"policy": proposal.policy, "rules": proposal.rules, "flows": proposal.flows,
-                          "text": proposal.text}, indent=2, sort_keys=True))
+                          "dropped": proposal.dropped, "text": proposal.text}, indent=2, sort_keys=True))
     else:
         print(proposal.text, end="")
     return ExitCode.OK

@@ -10,6 +10,7 @@ from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
 from clawpolicy.errors import ExitCode
 from clawpolicy.lower import load_policies
 from clawpolicy.operate import junit, kerneltest
+from clawpolicy.printable import shown
 from clawpolicy.write import atomic_write
 
 TEST_HELP = """\
@@ -45,7 +46,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         layer = f"[{r.layer}] " if args.kernel else ""
         detail = f"  ({r.message})" if r.message and r.status == "skipped" else (
             f"  -> {r.message}  [{r.where}]" if r.message else "")
-        print(f"{status} {layer}{r.policy}: {r.name}{detail}")
+        print(shown(f"{status} {layer}{r.policy}: {r.name}{detail}"))  # a name holds any text
     failed = sum(r.status in ("failed", "error") for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     print(f"{len(results) - failed - skipped} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))

@@ -9,6 +9,10 @@ the record's `exe`; the seccomp target's plan then says which entry refused the 
 `syscalls deny` rule, the `sockets` statement, a dropped capability, or outside the baseline).
 AppArmor records name their profile, `clawpolicy-<policy>` for ours. First/last are in reading
 order (logs are chronological), as the log wrote them.
+
+Every field of a finding may come from a forged log line: the text renderer escapes every
+line for the terminal (`printable.shown`), the Markdown one escapes every cell (`markdown`),
+JSON is escaped by `json.dumps`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from clawpolicy.backends.seccomp_baseline import Verdict as SeccompVerdict
 from clawpolicy.evaluate import Flow, evaluate
 from clawpolicy.ir import Direction, Policy, Protocol
 from clawpolicy.markdown import md_cell
+from clawpolicy.printable import shown
 from clawpolicy.operate.logparse import (
     AppArmorRecord,
     PacketRecord,
@@ -70,10 +75,11 @@ class Explanation:
     findings: list[Finding]
     lines: int
     unrecognised: int
+    unreadable: int = 0  # lines in our shapes with impossible values (forged or corrupt)
 
     def to_json(self) -> dict[str, Any]:
         return {"lines": self.lines, "unrecognised": self.unrecognised,
-                "findings": [f.to_json() for f in self.findings]}
+                "unreadable": self.unreadable, "findings": [f.to_json() for f in self.findings]}
 
 
 def _port_text(record: PacketRecord) -> str:
@@ -215,7 +221,7 @@ def explain(parsed: ParseResult, policies: Sequence[Policy]) -> Explanation:
         group.count += 1
         group.last = str(record.stamp)
     findings = sorted(groups.values(), key=lambda f: (-f.count, *f.key()))
-    return Explanation(findings, parsed.lines, parsed.unrecognised)
+    return Explanation(findings, parsed.lines, parsed.unrecognised, parsed.unreadable.count)
 
 
 def _without_time(record: Record) -> Record:
@@ -243,13 +249,14 @@ def render_text(result: Explanation) -> str:
             out.append(f"         note: {f.note}")
         out.append(f"         first {f.first}, last {f.last}")
     out.append(_summary(result))
-    return "\n".join(out)
+    return "\n".join(shown(line) for line in out)  # one line per line, whatever the log held
 
 
 def _summary(result: Explanation) -> str:
     total = sum(f.count for f in result.findings)
     return (f"{total} denial records in {len(result.findings)} groups; "
-            f"{result.unrecognised} of {result.lines} lines were not denial records")
+            f"{result.unrecognised} of {result.lines} lines were not denial records"
+            + (f"; {result.unreadable} unreadable" if result.unreadable else ""))
 
 
 def render_markdown(result: Explanation) -> str:

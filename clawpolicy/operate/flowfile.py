@@ -9,8 +9,15 @@ Formats (one parser each, detected per file from its first meaningful line):
 - `ss`: `ss -tunap` (optionally `-e`); rows in LISTEN/UNCONN state give the listening ports,
   connections to a listening port are ingress, the others egress.
 `name` is the destination's domain name where the record has one (e.g. the agent's own log):
-`simulate` then matches it against FQDN rules, as the dnsmasq-filled sets would. Lines a
-parser cannot read are counted, never fatal.
+`simulate` then matches it against FQDN rules, as the dnsmasq-filled sets would.
+
+A flow file is untrusted input that flows into reports and into `suggest`'s policy text. So
+every field is validated here, the way the policy language validates it (addresses canonical,
+IPv4-mapped IPv6 as the IPv4 address the kernel sees, names by `resolve.normalise_name`, ports
+1-65535 or none, users as `applies-to user` accepts them), and a line that fails is counted
+with its position and why (`textinput.Problems`), never fatal: JSON nested deeper than
+`MAX_JSON_DEPTH` is refused before the decoder recurses, CSV is read one line at a time (a
+bare CR or an overlong field is that line's problem), lines are bounded by `textinput`.
 """
 
 from __future__ import annotations
@@ -25,9 +32,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clawpolicy.names import normalise_name, wire_address
+from clawpolicy.operate.textinput import Line, Overlong, Problems, json_depth
 
 FORMATS = ("auto", "jsonl", "csv", "conntrack", "ss")
 PROTOCOLS = {"tcp", "udp", "icmp", "icmpv6", "ipv6-icmp"}
+MAX_JSON_DEPTH = 16  # a flow is one flat object
+MAX_TIME_CHARS = 64  # ISO 8601 with nanoseconds and a zone is 35
+USER = re.compile(r"^(?:[a-z_][a-z0-9_-]{0,31}\$?|[0-9]{1,10})$")  # as `applies-to user` takes it
+
+
+class BadFlow(ValueError):
+    """Why a line is not a flow (the message is ours: it never quotes the input)."""
 
 
 @dataclass(frozen=True)
@@ -50,7 +65,11 @@ class FlowRecord:
 class FlowFile:
     flows: list[FlowRecord] = field(default_factory=list)
     lines: int = 0
-    unrecognised: int = 0
+    unreadable: Problems = field(default_factory=Problems)  # lines that are not flows, and why
+
+    @property
+    def unrecognised(self) -> int:
+        return self.unreadable.count
 
 
 Networks = Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
@@ -66,92 +85,142 @@ def _proto(text: object) -> str | None:
 def _port(value: object) -> int | None:
     if value is None or value == "":
         return None
-    number = int(str(value))
-    if not 0 <= number <= 65535:
-        raise ValueError(f"port {number} out of range")
-    return number
+    text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
+    if not (text.isascii() and text.isdigit() and len(text) <= 5 and 1 <= int(text) <= 65535):
+        raise BadFlow("port is not a number from 1 to 65535")
+    return int(text)
 
 
 def _addr(text: object) -> str:
-    value = str(text or "").strip()
+    """Canonical address text; an interface zone dropped, IPv4-mapped IPv6 as its IPv4
+    address (what the kernel sends on the wire)."""
+    value = text.strip() if isinstance(text, str) else ""
     if not value:
         return ""
-    return str(wire_address(value.split("%")[0]))  # ValueError for junk; ::ffff:a.b.c.d is IPv4
+    try:
+        return str(wire_address(value.split("%")[0]))  # ::ffff:a.b.c.d is the IPv4 packet sent
+    except ValueError:
+        raise BadFlow("an address is not an IPv4 or IPv6 address") from None
 
 
-def _from_mapping(row: dict[str, Any]) -> FlowRecord | None:
+def _name(value: object) -> str | None:
+    if value is None or value == "":
+        return None
+    name = normalise_name(value.strip()) if isinstance(value, str) else None
+    if name is None or "." not in name:
+        raise BadFlow("name is not a domain name")
+    return name
+
+
+def _text(value: object, what: str, most: int) -> str:
+    text = "" if value is None else str(value) if isinstance(value, (str, int, float)) else None
+    if text is None or len(text) > most:
+        raise BadFlow(f"{what} is not a short text")
+    return text
+
+
+def _from_mapping(row: dict[str, Any]) -> FlowRecord:
     direction = str(row.get("direction") or "egress").lower()
     proto = _proto(row.get("proto") or row.get("protocol"))
-    if direction not in ("egress", "ingress") or proto is None:
-        return None
+    if direction not in ("egress", "ingress"):
+        raise BadFlow("direction is neither egress nor ingress")
+    if proto is None:
+        raise BadFlow("proto is not tcp, udp or icmp")
     src, dst = _addr(row.get("src")), _addr(row.get("dst"))
-    raw = str(row.get("name") or "").strip()
-    name = (normalise_name(raw) or raw.lower().rstrip(".")) or None  # IDNA 2008, as policies
-    if (direction == "egress" and not (dst or name)) or (direction == "ingress" and not src):
-        return None
+    name = _name(row.get("name"))
+    if direction == "egress" and not (dst or name):
+        raise BadFlow("an egress flow needs dst or name")
+    if direction == "ingress" and not src:
+        raise BadFlow("an ingress flow needs src")
     uid = row.get("uid", row.get("user"))
-    return FlowRecord(direction, src, dst, _port(row.get("port", row.get("dport"))), proto,
-                      str(row.get("time") or ""), None if uid in (None, "") else str(uid), name)
+    user = None if uid in (None, "") else _text(uid, "uid", 32)
+    if user is not None and not USER.match(user):
+        raise BadFlow("uid is not a user name or number")
+    port = row.get("port", row.get("dport"))
+    return FlowRecord(direction, src, dst, _port(port), proto,
+                      _text(row.get("time"), "time", MAX_TIME_CHARS), user, name)
 
 
-def _jsonl(lines: Sequence[str], out: FlowFile) -> None:
-    for line in lines:
+_Numbered = Sequence[tuple[int, str]]
+
+
+def _jsonl(lines: _Numbered, out: FlowFile, file: str) -> None:
+    for number, line in lines:
         try:
-            doc = json.loads(line)
-            flow = _from_mapping(doc) if isinstance(doc, dict) else None
-        except ValueError:
-            flow = None
-        _add(out, flow)
+            if line.count("{") + line.count("[") > MAX_JSON_DEPTH and json_depth(line) > MAX_JSON_DEPTH:
+                raise BadFlow(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            try:
+                doc = json.loads(line)
+            except (ValueError, RecursionError):
+                raise BadFlow("not a JSON object") from None
+            if not isinstance(doc, dict):
+                raise BadFlow("not a JSON object")
+            out.flows.append(_from_mapping(doc))
+        except BadFlow as exc:
+            out.unreadable.add(file, number, str(exc))
 
 
-def _csv(lines: Sequence[str], out: FlowFile) -> None:
-    reader = csv.DictReader(io.StringIO("\n".join(lines)))
+def _csv_row(line: str) -> list[str]:
+    """One line as CSV fields: quoted fields may not span lines (a flow never needs it), so a
+    bare CR, an open quote or a field over csv's 128 KiB limit is this line's problem."""
+    try:
+        return next(csv.reader([line], strict=True), [])
+    except csv.Error as exc:
+        raise BadFlow(f"not a CSV row ({str(exc).split(' - ')[0]})") from None
+
+
+def _csv(lines: _Numbered, out: FlowFile, file: str) -> None:
+    (number, first), rows = lines[0], lines[1:]
     out.lines -= 1  # the header
-    for row in reader:
+    try:
+        header = [k.strip().lower() for k in _csv_row(first)]
+    except BadFlow as exc:
+        out.unreadable.add(file, number, f"header: {exc}")
+        return
+    for number, line in rows:
         try:
-            flow = _from_mapping({k.strip().lower(): v for k, v in row.items() if k})
-        except ValueError:
-            flow = None
-        _add(out, flow)
+            out.flows.append(_from_mapping({k: v for k, v in zip(header, _csv_row(line), strict=False) if k}))
+        except BadFlow as exc:
+            out.unreadable.add(file, number, str(exc))
 
 
 _CT_PROTO = re.compile(r"\b(tcp|udp|icmp|icmpv6)\s+\d+\s")
 
 
-def _conntrack(lines: Sequence[str], out: FlowFile, local: Networks) -> None:
-    for line in lines:
+def _conntrack(lines: _Numbered, out: FlowFile, file: str, local: Networks) -> None:
+    for number, line in lines:
         m = _CT_PROTO.search(line)
         f: dict[str, str] = {}
         for key, value in re.findall(r"\b(src|dst|sport|dport)=(\S+)", line):
             f.setdefault(key, value)  # the first of each: the original direction
         try:
             if m is None or "src" not in f or "dst" not in f:
-                raise ValueError(line)
+                raise BadFlow("not a conntrack entry")
             src, dst = _addr(f["src"]), _addr(f["dst"])
-            ingress = any(ipaddress.ip_address(dst) in n for n in local if n.version == ipaddress.ip_address(dst).version)
+            address = ipaddress.ip_address(dst)
+            ingress = any(address in n for n in local if n.version == address.version)
             proto = _proto(m[1]) or "tcp"
-            flow: FlowRecord | None = FlowRecord("ingress" if ingress else "egress", src, dst,
-                                                 _port(f.get("dport")), proto)
-        except ValueError:
-            flow = None
-        _add(out, flow)
+            out.flows.append(FlowRecord("ingress" if ingress else "egress", src, dst,
+                                        _port(f.get("dport")), proto))
+        except BadFlow as exc:
+            out.unreadable.add(file, number, str(exc))
 
 
-_SS_ENDPOINT = re.compile(r"^\[?([^\]%]*?)(?:%[\w.-]+)?\]?(?:%[\w.-]+)?:(\d+|\*)$")
+_SS_ENDPOINT = re.compile(r"^\[?([^\]%]*?)(?:%[\w.-]+)?\]?(?:%[\w.-]+)?:(\d{1,5}|\*)$")
 
 
 def _endpoint(text: str) -> tuple[str, int | None] | None:
     m = _SS_ENDPOINT.match(text)
-    if m is None:
+    if m is None or (m[2] != "*" and not 0 <= int(m[2]) <= 65535):
         return None
     host = m[1].removeprefix("::ffff:") if "." in m[1] else m[1]
-    return host, None if m[2] == "*" else int(m[2])
+    return host, None if m[2] == "*" or m[2] == "0" else int(m[2])
 
 
-def _ss(lines: Sequence[str], out: FlowFile) -> None:
-    rows: list[tuple[str, str, int | None, str, int | None, str | None]] = []
+def _ss(lines: _Numbered, out: FlowFile, file: str) -> None:
+    rows: list[tuple[int, str, str, int | None, str, int | None, str | None]] = []
     listening: set[tuple[str, int]] = set()
-    for line in lines:
+    for number, line in lines:
         parts = line.split()
         if parts[:1] == ["Netid"]:
             out.lines -= 1
@@ -160,7 +229,7 @@ def _ss(lines: Sequence[str], out: FlowFile) -> None:
         remote = _endpoint(parts[5]) if len(parts) >= 6 else None
         proto = _proto(parts[0]) if parts else None
         if local is None or remote is None or proto is None:
-            out.unrecognised += 1
+            out.unreadable.add(file, number, "not an ss socket line")
             continue
         (lhost, lport), (phost, pport) = local, remote
         if parts[1] in ("LISTEN", "UNCONN") or phost in ("*", "0.0.0.0", "::", ""):
@@ -168,24 +237,17 @@ def _ss(lines: Sequence[str], out: FlowFile) -> None:
                 listening.add((proto, lport))
             out.lines -= 1  # a listening socket is not a flow
             continue
-        owner = re.search(r"\buid:(\d+)", line)
-        rows.append((proto, lhost, lport, phost, pport, owner[1] if owner else None))
-    for proto, lhost, lport, phost, pport, uid in rows:
+        owner = re.search(r"\buid:(\d{1,10})\b", line)
+        rows.append((number, proto, lhost, lport, phost, pport, owner[1] if owner else None))
+    for number, proto, lhost, lport, phost, pport, uid in rows:
         try:
             if lport is not None and (proto, lport) in listening:
                 flow = FlowRecord("ingress", _addr(phost), _addr(lhost), lport, proto, uid=uid)
             else:
                 flow = FlowRecord("egress", _addr(lhost), _addr(phost), pport, proto, uid=uid)
-        except ValueError:
-            out.unrecognised += 1
+        except BadFlow as exc:
+            out.unreadable.add(file, number, str(exc))
             continue
-        out.flows.append(flow)
-
-
-def _add(out: FlowFile, flow: FlowRecord | None) -> None:
-    if flow is None:
-        out.unrecognised += 1
-    else:
         out.flows.append(flow)
 
 
@@ -200,21 +262,28 @@ def detect(first: str) -> str:
     return "csv"
 
 
-def parse_flows(text: Iterable[str], fmt: str = "auto", local: Networks = (),
-                into: FlowFile | None = None) -> FlowFile:
-    """Flows from one file's lines in `fmt` (auto: detected from the first non-blank line)."""
+def parse_flows(text: Iterable[Line], fmt: str = "auto", local: Networks = (),
+                into: FlowFile | None = None, file: str = "-") -> FlowFile:
+    """Flows from one file's lines in `fmt` (auto: detected from the first non-blank line);
+    `file` names it in the positions of unreadable lines."""
     out = into if into is not None else FlowFile()
-    lines = [line.rstrip("\r\n") for line in text if line.strip() and not line.lstrip().startswith("#")]
+    lines: list[tuple[int, str]] = []
+    for number, line in enumerate(text, 1):
+        if isinstance(line, Overlong):
+            out.lines += 1
+            out.unreadable.add(file, number, f"line of {line.size} bytes: longer than any flow")
+        elif line.strip() and not line.lstrip().startswith("#"):
+            lines.append((number, line.rstrip("\r\n")))
     if not lines:
         return out
-    kind = detect(lines[0]) if fmt == "auto" else fmt
+    kind = detect(lines[0][1]) if fmt == "auto" else fmt
     out.lines += len(lines)
     if kind == "jsonl":
-        _jsonl(lines, out)
+        _jsonl(lines, out, file)
     elif kind == "csv":
-        _csv(lines, out)
+        _csv(lines, out, file)
     elif kind == "conntrack":
-        _conntrack(lines, out, local)
+        _conntrack(lines, out, file, local)
     else:
-        _ss(lines, out)
+        _ss(lines, out, file)
     return out

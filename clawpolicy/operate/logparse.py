@@ -14,6 +14,12 @@ for profile=...`). Anything else is counted, never fatal: a kernel log is mostly
 
 Times are kept as text in one of three kinds (`uptime` seconds since boot, `utc` ISO 8601,
 `local` as the syslog line wrote it, without a year): they are reported, never reinterpreted.
+
+Every line is untrusted (any local user can plant one with `logger`): a line in one of our
+shapes whose values cannot be real (a timestamp past year 9999, a syscall number or port out
+of range, a journal object nested too deep, a byte above 255) raises `Unreadable`, which
+`parse_lines` counts with its position and goes on. Field values are kept as the log wrote
+them; escaping them for a terminal or Markdown is the renderer's job.
 """
 
 from __future__ import annotations
@@ -23,10 +29,11 @@ import functools
 import ipaddress
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from clawpolicy import seccomp_loader
+from clawpolicy.operate.textinput import Line, Overlong, Problems, json_depth
 
 # AUDIT_ARCH_* (include/uapi/linux/audit.h) as audit records print them, lower-case hex.
 AUDIT_ARCHES = {"c000003e": "x86_64", "c00000b7": "aarch64", "40000003": "i386", "40000028": "arm"}
@@ -41,7 +48,16 @@ _SYSLOG = re.compile(r"^([A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT[\
                      r" (\S+) ([^\s:\[]+)(?:\[\d+\])?: (.*)$")
 _AUDITD = re.compile(r"^(?:node=(\S+) )?type=(\S+) msg=audit\((\d+)\.(\d+):\d+\): ?(.*)$")
 _KERNEL_AUDIT = re.compile(r"^audit: type=(\d+) audit\((\d+)\.(\d+):\d+\): ?(.*)$")
-_NFT = re.compile(r"clawpolicy:(?P<policy>[a-z0-9-]+):(?P<verdict>deny|would-deny):(?P<rule>[a-z0-9_-]+) ?(?P<rest>.*)$")
+# The nftables log prefix `clawpolicy:<policy>:<deny|would-deny>:<label> ` (backends/nftables.py
+# `log_prefix`, always followed by a space). Policy names are `[a-z][a-z0-9-]*` (lower.POLICY_NAME);
+# a label is a rule ID (`id` words are `[a-z][a-z0-9-]*` (confine.RULE_ID), automatic IDs
+# `<2 letters>-<hex>`, and a rule split by port sets gets `.<n>` per part: `de-1a2b3c4d.2`),
+# `local-dns-only`, `default-egress|ingress`, or a shared FQDN chain (`egress_allow_fqdn_tcp443`).
+# So a label is a run of `[a-z0-9._-]` up to the blank that ends the prefix; the tests hold
+# every ID the lowering can produce to this (tests/unit/test_explain.py, the ID round trip).
+RULE_LABEL = r"[a-z0-9][a-z0-9._-]*"
+_NFT = re.compile(r"clawpolicy:(?P<policy>[a-z][a-z0-9-]*):(?P<verdict>deny|would-deny):"
+                  rf"(?P<rule>{RULE_LABEL})(?:\s(?P<rest>.*))?$")
 _KV = re.compile(r'([A-Za-z_][\w-]*)=("[^"]*"|\S*)')
 _ILLUSTRATIVE_SECCOMP = re.compile(r"^(?:(?P<host>\S+) )?seccomp: (?P<action>SCMP_ACT_\w+)(?: \([^)]*\))? "
                                    r"for syscall=(?P<nr>\d+)(?: \((?P<name>\w+)\))?(?P<rest>.*)$")
@@ -50,6 +66,12 @@ _HEX = re.compile(r"^(?:[0-9A-F]{2})+$")
 
 AUDIT_SECCOMP = "1326"  # AUDIT_SECCOMP
 AUDIT_AVC = "1400"  # AUDIT_AVC, what AppArmor uses
+# Bounds on what a real line can hold; past them a line is forged or corrupt (Unreadable).
+MAX_EPOCH_SECONDS = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can show
+MAX_FRACTION_DIGITS = 9  # audit and journald write milli- to microseconds
+MAX_UPTIME_DIGITS = 12  # seconds since boot: 30,000 years
+MAX_SYSCALL = 0xFFFFFFFF  # syscall numbers are 32-bit (x32 calls carry bit 30)
+MAX_JSON_DEPTH = 32  # journal JSON is one flat object; the C decoder recurses per level
 
 
 @dataclass(frozen=True)
@@ -121,11 +143,16 @@ class AppArmorRecord:
 Record = PacketRecord | SyscallRecord | AppArmorRecord
 
 
+class Unreadable(ValueError):
+    """A line in one of our shapes whose values cannot be real; counted, never fatal."""
+
+
 @dataclass
 class ParseResult:
     records: list[Record] = field(default_factory=list)
     lines: int = 0
     unrecognised: int = 0  # lines that are not one of our denial records (counted, not fatal)
+    unreadable: Problems = field(default_factory=Problems)  # ours in shape, impossible in value
 
 
 @dataclass(frozen=True)
@@ -136,32 +163,72 @@ class _Envelope:
     audit_type: str | None = None  # auditd's type= name (SECCOMP, AVC, ...)
 
 
-def _utc(seconds: int, fraction: str = "") -> str:
-    when = dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+def _utc(seconds: int | str, fraction: str = "") -> str:
+    """An epoch time as ISO 8601; `Unreadable` past year 9999 (a forged `audit(99999999999999.1:1)`)."""
+    value = _bounded(seconds, MAX_EPOCH_SECONDS, "timestamp")
+    if len(fraction) > MAX_FRACTION_DIGITS:
+        raise Unreadable("timestamp out of range")
+    when = dt.datetime.fromtimestamp(value, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{when}.{fraction}Z" if fraction else f"{when}Z"
+
+
+def _bounded(value: int | str, most: int, what: str) -> int:
+    """A non-negative decimal number of at most `most`, checked on its digits before `int()`
+    (which refuses, slowly, past 4300 digits)."""
+    if isinstance(value, str):
+        text = value.lstrip("0") or "0"
+        if not text.isascii() or not text.isdigit() or len(text) > len(str(most)):
+            raise Unreadable(f"{what} out of range")
+        value = int(text)
+    if not 0 <= value <= most:
+        raise Unreadable(f"{what} out of range")
+    return value
+
+
+def _journal(line: str) -> _Envelope:
+    """`journalctl -o json`: one flat object a line; non-UTF-8 messages are byte arrays."""
+    if line.count("[") + line.count("{") > MAX_JSON_DEPTH and json_depth(line) > MAX_JSON_DEPTH:
+        raise Unreadable(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        doc = json.loads(line)
+    except (ValueError, RecursionError):
+        return _Envelope(Stamp(), None, line)
+    if not isinstance(doc, dict):
+        return _Envelope(Stamp(), None, line)
+    message = doc.get("MESSAGE", "")
+    if isinstance(message, list):
+        if not all(isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in message):
+            raise Unreadable("MESSAGE is a byte array with values that are not bytes")
+        message = bytes(message).decode("utf-8", "replace")
+    elif not isinstance(message, str):  # not a log message at all: not ours
+        message = ""
+    usec = doc.get("__REALTIME_TIMESTAMP")
+    stamp = Stamp()
+    if isinstance(usec, str) and usec.isascii() and usec.isdigit():
+        micros = _bounded(usec, MAX_EPOCH_SECONDS * 10**6 + 999999, "__REALTIME_TIMESTAMP")
+        stamp = Stamp("utc", _utc(micros // 10**6, f"{micros % 10**6:06d}"))
+    host = doc.get("_HOSTNAME")
+    return _Envelope(stamp, host if isinstance(host, str) else None, _valid_text(message))
+
+
+def _valid_text(text: str) -> str:
+    """JSON can carry lone surrogates (`\\ud800`), which no output encoding accepts."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _envelope(line: str) -> _Envelope:
     if line.startswith("{"):
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            return _Envelope(Stamp(), None, line)
-        if isinstance(doc, dict):
-            message = doc.get("MESSAGE", "")
-            if isinstance(message, list):  # journald writes non-UTF-8 messages as byte arrays
-                message = bytes(b for b in message if isinstance(b, int)).decode("utf-8", "replace")
-            usec = str(doc.get("__REALTIME_TIMESTAMP", ""))
-            stamp = Stamp("utc", _utc(int(usec) // 10**6, f"{int(usec) % 10**6:06d}")) if usec.isdigit() else Stamp()
-            host = doc.get("_HOSTNAME")
-            return _Envelope(stamp, host if isinstance(host, str) else None, str(message))
-        return _Envelope(Stamp(), None, line)
+        return _journal(line)
     if m := _AUDITD.match(line):
-        return _Envelope(Stamp("utc", _utc(int(m[3]), m[4])), m[1], m[5], m[2])
+        return _Envelope(Stamp("utc", _utc(m[3], m[4])), m[1], m[5], m[2])
     if m := _KMSG.match(line):
-        micros = int(m[3])
-        return _Envelope(Stamp("uptime", f"{micros // 10**6}.{micros % 10**6:06d}"), None, m[4])
+        micros = m[3].lstrip("0").rjust(7, "0")
+        if len(micros) > MAX_UPTIME_DIGITS + 6:
+            raise Unreadable("timestamp out of range")
+        return _Envelope(Stamp("uptime", f"{micros[:-6]}.{micros[-6:]}"), None, m[4])
     if m := _DMESG.match(line):
+        if len(m[1]) > MAX_UPTIME_DIGITS + 10:
+            raise Unreadable("timestamp out of range")
         return _Envelope(Stamp("uptime", m[1]), None, m[2])
     if m := _DMESG_T.match(line):
         return _Envelope(Stamp("local", m[1]), None, m[2])
@@ -202,7 +269,7 @@ def _address(text: str) -> str:
 
 
 def _packet(env: _Envelope, m: re.Match[str]) -> PacketRecord:
-    f = fields(m["rest"])
+    f = fields(m["rest"] or "")
     label = m["rule"]
     if label.startswith(("default-", "egress_", "ingress_")):
         direction = "ingress" if "ingress" in label.split("_")[0] else "egress"
@@ -212,7 +279,11 @@ def _packet(env: _Envelope, m: re.Match[str]) -> PacketRecord:
     proto = {"icmpv6": "icmp"}.get(proto, proto)
     return PacketRecord(env.stamp, env.host, m["policy"], m["verdict"], label, direction, proto,
                         _address(f.get("SRC", "")), _address(f.get("DST", "")),
-                        _int(f.get("SPT")), _int(f.get("DPT")))
+                        _port(f.get("SPT")), _port(f.get("DPT")))
+
+
+def _port(text: str | None) -> int | None:
+    return None if not text else _bounded(text, 65535, "port")
 
 
 @functools.cache
@@ -238,10 +309,10 @@ def _action(code: str | None) -> str:
 
 
 def _seccomp(env: _Envelope, f: dict[str, str], stamp: Stamp) -> SyscallRecord | None:
-    number = _int(f.get("syscall"))
-    raw_arch = f.get("arch", "").lower()
-    if number is None:
+    if not f.get("syscall"):
         return None
+    number = _bounded(f["syscall"], MAX_SYSCALL, "syscall number")
+    raw_arch = f.get("arch", "").lower()
     arch = AUDIT_ARCHES.get(raw_arch, raw_arch or "unknown")
     return SyscallRecord(stamp, env.host, arch, number, syscall_name(arch, number),
                          _action(f.get("code")), _int(f.get("pid")), f.get("comm"), f.get("exe"))
@@ -276,7 +347,7 @@ def parse_line(line: str) -> Record | None:
         f = fields(message)
         return _seccomp(env, f, env.stamp) if env.audit_type == "SECCOMP" else _apparmor(env, f, env.stamp)
     if m := _KERNEL_AUDIT.search(message):
-        stamp = Stamp("utc", _utc(int(m[2]), m[3]))  # absolute: better than the envelope's uptime
+        stamp = Stamp("utc", _utc(m[2], m[3]))  # absolute: better than the envelope's uptime
         f = fields(m[4])
         if m[1] == AUDIT_SECCOMP:
             return _seccomp(env, f, stamp)
@@ -286,7 +357,7 @@ def parse_line(line: str) -> Record | None:
     if m := _ILLUSTRATIVE_SECCOMP.match(message):
         f = fields(m["rest"])
         arch = AUDIT_ARCHES.get(f.get("arch", "").lower().rstrip(".,"), f.get("arch", "unknown").rstrip(".,"))
-        number = int(m["nr"])
+        number = _bounded(m["nr"], MAX_SYSCALL, "syscall number")
         action = m["action"].removeprefix("SCMP_ACT_")
         return SyscallRecord(env.stamp, env.host or m["host"], arch, number,
                              syscall_name(arch, number) or m["name"], action,
@@ -299,21 +370,25 @@ def parse_line(line: str) -> Record | None:
     return None
 
 
-def parse_lines(lines: Iterable[str], into: ParseResult | None = None) -> ParseResult:
+def parse_lines(lines: Iterable[Line], into: ParseResult | None = None, name: str = "-") -> ParseResult:
+    """Records of every line (`name` is the file, for positions); lines that are not ours
+    are counted as unrecognised, lines that are ours but impossible as unreadable."""
     result = into if into is not None else ParseResult()
-    for line in lines:
+    for number, line in enumerate(lines, 1):
+        if isinstance(line, Overlong):
+            result.lines += 1
+            result.unreadable.add(name, number, f"line of {line.size} bytes: longer than any log line")
+            continue
         if not line.strip():
             continue
         result.lines += 1
-        record = parse_line(line)
+        try:
+            record = parse_line(line)
+        except Unreadable as exc:
+            result.unreadable.add(name, number, str(exc))
+            continue
         if record is None:
             result.unrecognised += 1
         else:
             result.records.append(record)
     return result
-
-
-def read_lines(stream: Iterable[bytes]) -> Iterator[str]:
-    """Log files are not always UTF-8 (a comm= with odd bytes): decode leniently."""
-    for raw in stream:
-        yield raw.decode("utf-8", "replace")

@@ -6,6 +6,10 @@ with both an address and a domain name is decided as the kernel would see it wit
 dnsmasq-filled sets: a deny rule matching either the name or the address denies (deny
 overrides allow), otherwise an allow matching either allows. Distinct flows are decided once
 (a week of traffic repeats itself), which is what makes 100k+ flows take seconds.
+
+Times and names come from the flow file as written (validated by `flowfile`, but a time is
+free text): the text report escapes every line for the terminal, the Markdown report puts
+every value through `clawpolicy.markdown`, the one escaper for Markdown.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from typing import Any
 
 from clawpolicy.evaluate import Flow, Verdict, evaluate, rule_matches
 from clawpolicy.ir import Action, Direction, Mode, Policy, Protocol
+from clawpolicy.markdown import md_cell, md_code, md_text
 from clawpolicy.operate.flowfile import FlowRecord
+from clawpolicy.printable import shown
 
 _Key = tuple[str, str, str, str, int | None, str | None]  # direction, address, name, proto, port, uid
 
@@ -172,21 +178,22 @@ def render_text(sim: Simulation, limit: int = 50) -> str:
         out.append(f"  ... and {len(sim.blocked) - limit} more groups (--format json lists all)")
     out.append("rules that matched no flow (candidates for removal): "
                + (", ".join(f"{r} [{sim.unused_where[r]}]" for r in sim.unused) or "none"))
-    return "\n".join(out)
+    return "\n".join(shown(line) for line in out)
 
 
 def render_markdown(sim: Simulation) -> str:
-    out = [f"## Simulation of policy `{sim.policy}` ({sim.flows} flows, as if enforced)", "",
+    out = [f"## Simulation of policy {md_code(sim.policy)} ({sim.flows} flows, as if enforced)", "",
            "| rule | allowed | denied |", "|---|---:|---:|"]
     for rule in sorted(set(sim.allowed) | set(sim.denied)):
-        out.append(f"| `{rule}` | {sim.allowed.get(rule, 0)} | {sim.denied.get(rule, 0)} |")
+        out.append(f"| {md_code(rule)} | {sim.allowed.get(rule, 0)} | {sim.denied.get(rule, 0)} |")
     out += ["", f"### Would have been blocked ({sim.blocked_flows} flows)", "",
             "| flows | direction | peer | names | port | decided by | first | last |",
             "|---:|---|---|---|---|---|---|---|"]
     for b in sim.blocked:
         port = b.protocol if b.port is None else f"{b.port}/{b.protocol}"
-        out.append(f"| {b.count} | {b.direction} | {b.peer} | {', '.join(sorted(b.names))} | {port} "
-                   f"| `{b.decided_by}` | {b.first} | {b.last} |")
+        cells = [md_cell(v) for v in (b.direction, b.peer, ", ".join(sorted(b.names)), port)]
+        out.append(f"| {b.count} | " + " | ".join(cells) + f" | {md_code(b.decided_by)} "
+                   f"| {md_cell(b.first)} | {md_cell(b.last)} |")
     out += ["", "### Rules that matched no flow", ""]
-    out += [f"- `{r}` ({sim.unused_where[r]})" for r in sim.unused] or ["none"]
+    out += [f"- {md_code(r)} ({md_text(sim.unused_where[r])})" for r in sim.unused] or ["none"]
     return "\n".join(out)

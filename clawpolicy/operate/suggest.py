@@ -8,16 +8,40 @@ same ports share one rule; at least `min_hosts` addresses of one /24 (IPv6: /64)
 network (then adjacent networks merge); at least `min_names` names under one parent domain
 become `*.parent`; consecutive ports become a range. Every rule gets `reason "TODO"` for the
 human who decides whether the agent should really reach it; nothing is ever applied.
+
+Observations come from flow files and log lines, so from anyone: no value reaches the policy
+text unchecked. Each is validated by the language's own validators (`resolve.parse_literal`
+for peers: an address or a domain name, never `any`, a catalog group, `@x` or something with
+a comma, quote or newline; ports 1-65535 of tcp/udp, or icmp; `confine.SYSCALL_NAME`; rule
+labels as `logparse.RULE_LABEL`), and what fails is dropped and counted (`Suggestion.dropped`,
+with why). The text is then parsed back inside a throwaway policy (`parse_back`) and must give
+exactly the proposed rules (`Suggestion.proposed`), or `suggest` raises: a proposal a reviewer
+pastes is the proposal the report describes. (Names go through `resolve.normalise_name`;
+IDNA 2008 lands there, for every caller at once.)
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import re
+import tempfile
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from clawpolicy import seccomp_loader
+from clawpolicy.confine import SYSCALL_NAME
+from clawpolicy.errors import Diagnostics, Location
+from clawpolicy.ir import PortRange, Protocol
+from clawpolicy.lower import POLICY_NAME, load_policies
+from clawpolicy.netspace import merge_ports
 from clawpolicy.operate.explain import Explanation
+from clawpolicy.operate.logparse import RULE_LABEL
 from clawpolicy.operate.simulate import Simulation
+from clawpolicy.parse import parser
+from clawpolicy.resolve import parse_literal
+from clawpolicy.syntax import Word
 
 REASON = "TODO"
 IPv4Net = ipaddress.IPv4Network
@@ -36,12 +60,33 @@ class Observation:
     denied_by: str | None = None  # a rule that denied it explicitly (no allow can help)
 
 
+@dataclass(frozen=True)
+class ProposedRule:
+    """One proposed rule as the IR will hold it: peers as `Peers.describe()` writes them."""
+
+    direction: str
+    peers: frozenset[str]
+    ports: tuple[PortRange, ...]
+
+
 @dataclass
 class Suggestion:
     policy: str
     text: str
     rules: int
     flows: int
+    proposed: list[ProposedRule] = field(default_factory=list)
+    syscalls: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # why each invalid observation was dropped
+
+
+class SuggestError(Exception):
+    """The proposal text does not parse back to the proposed rules: a bug, never shown as rules."""
+
+
+_RULE_LABEL = re.compile(rf"^{RULE_LABEL}$")
+_PROTOCOLS = {"tcp": Protocol.TCP, "udp": Protocol.UDP, "icmp": Protocol.ICMP}
+_HERE = Location("<suggest>")
 
 
 def from_simulation(sim: Simulation) -> list[Observation]:
@@ -71,34 +116,83 @@ def from_explanation(result: Explanation, policy: str) -> tuple[list[Observation
     return flows, sorted(syscalls.items())
 
 
+def _peer(observation: Observation) -> str:
+    """The peer as the policy writes it: a canonical address or a normalised domain name,
+    checked by the language's own `parse_literal`; `ValueError` saying why not."""
+    text = observation.peer
+    if not isinstance(text, str) or not text or len(text) > 253:
+        raise ValueError("peer is not an address or a domain name")
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        address = None
+    if address is not None:
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        canonical = str(mapped or address)
+        atom = parse_literal(Word(canonical, _HERE), Diagnostics())
+        if atom is None or atom.kind not in ("net4", "net6"):
+            raise ValueError("peer is an address the policy language refuses")
+        return canonical
+    atom = parse_literal(Word(text, _HERE), Diagnostics())
+    if atom is None or atom.kind != "name":  # never any, a group, @x, *.x, or punctuation
+        raise ValueError("peer is not an address or a domain name")
+    if observation.direction == "ingress":
+        raise ValueError("ingress peers must be addresses (a firewall sees no names)")
+    return atom.value
+
+
+def _port(observation: Observation) -> PortRange:
+    proto = _PROTOCOLS.get(observation.protocol) if isinstance(observation.protocol, str) else None
+    if proto is None:
+        raise ValueError("protocol is not tcp, udp or icmp")
+    port = observation.port
+    if proto is Protocol.ICMP or port is None:
+        return PortRange(protocol=proto)
+    if not isinstance(port, int) or isinstance(port, bool) or not 1 <= port <= 65535:
+        raise ValueError("port is not 1-65535")
+    return PortRange(protocol=proto, first=port, last=port)
+
+
+def validate(observation: Observation) -> Observation:
+    """`observation` with its values as the policy writes them; `ValueError` (why) if any
+    value cannot be written as policy text."""
+    if observation.direction not in ("egress", "ingress"):
+        raise ValueError("direction is neither egress nor ingress")
+    if observation.denied_by is not None and not (
+            isinstance(observation.denied_by, str) and _RULE_LABEL.match(observation.denied_by)):
+        raise ValueError("the denying rule's label is not a rule ID")
+    if not isinstance(observation.count, int) or observation.count < 0:
+        raise ValueError("count is not a number of flows")
+    port = _port(observation)
+    return Observation(observation.direction, _peer(observation), port.protocol.value, port.first,
+                       observation.count, observation.denied_by)
+
+
+def _syscall(name: object) -> bool:
+    """A syscall name libseccomp knows (when it is here), never a keyword of the language."""
+    if not isinstance(name, str) or not SYSCALL_NAME.match(name) or name in _keywords():
+        return False
+    try:
+        return name in seccomp_loader.known_syscalls(("SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"))
+    except seccomp_loader.LoaderError:  # no libseccomp: the shape is what lowering checks
+        return True
+
+
+@functools.cache
+def _keywords() -> frozenset[str]:
+    return frozenset(str(t.pattern.value) for t in parser().terminals if t.pattern.type == "str")
+
+
+def _ports_text(ports: Sequence[PortRange]) -> str:
+    return ", ".join(str(p) for p in ports)
+
+
 def _is_address(peer: str) -> bool:
     try:
         ipaddress.ip_address(peer)
     except ValueError:
         return False
     return True
-
-
-def _ports_text(ports: Iterable[tuple[str, int | None]]) -> str:
-    by_proto: dict[str, list[int | None]] = {}
-    for proto, port in sorted(ports, key=lambda p: (p[0], p[1] or 0)):
-        by_proto.setdefault(proto, []).append(port)
-    parts: list[str] = []
-    for proto, numbers in sorted(by_proto.items()):
-        if proto == "icmp" or None in numbers:
-            parts.append("icmp" if proto == "icmp" else proto)
-            continue
-        values = sorted({n for n in numbers if n is not None})
-        start = prev = values[0]
-        for n in [*values[1:], None]:
-            if n is not None and n == prev + 1:
-                prev = n
-                continue
-            parts.append(f"{start}/{proto}" if start == prev else
-                         (f"{start}-{prev}/{proto}" if prev - start >= 2 else f"{start}/{proto}, {prev}/{proto}"))
-            if n is not None:
-                start = prev = n
-    return ", ".join(parts)
 
 
 def _aggregate_addresses(addresses: Iterable[str], min_hosts: int) -> list[str]:
@@ -136,46 +230,97 @@ def _aggregate_names(names: Iterable[str], min_names: int) -> list[str]:
     return sorted(out, key=lambda n: (n.lstrip("*."), n))
 
 
+def _described(peer: str) -> str:
+    """A written peer as `Peers.describe()` gives it back (an address is a /32 or /128)."""
+    return str(ipaddress.ip_network(peer)) if _is_address(peer) or "/" in peer else peer
+
+
 def suggest(policy: str, observations: Sequence[Observation], syscalls: Sequence[tuple[str, int]] = (),
             *, min_hosts: int = 8, min_names: int = 3) -> Suggestion:
     """Rules (policy text, to paste inside `policy <name> { ... }`) that allow what was observed."""
-    allowable = [o for o in observations if o.denied_by is None]
+    if not POLICY_NAME.match(policy):
+        raise ValueError(f"invalid policy name {policy!r}")
+    dropped: list[str] = []
+    valid: list[Observation] = []
+    for o in observations:
+        try:
+            valid.append(validate(o))
+        except ValueError as exc:
+            dropped.append(f"{o.direction} {o.peer} {o.protocol} {o.port}: {exc}")
+    counted: dict[str, int] = {}  # one rule per name (two would share an ID)
+    for name, n in syscalls:
+        if _syscall(name):
+            counted[name] = counted.get(name, 0) + n
+        else:
+            dropped.append(f"syscall {name}: not a syscall name")
+    calls = sorted(counted.items())
+    allowable = [o for o in valid if o.denied_by is None]
     # peer -> its ports, per direction
-    ports: dict[tuple[str, str], set[tuple[str, int | None]]] = {}
+    ports: dict[tuple[str, str], list[PortRange]] = {}
     counts: dict[tuple[str, str], int] = {}
     for o in allowable:
         key = (o.direction, o.peer)
-        ports.setdefault(key, set()).add((o.protocol, None if o.protocol == "icmp" else o.port))
+        ports.setdefault(key, []).append(_port(o))
         counts[key] = counts.get(key, 0) + o.count
     # peers with the same ports share a rule
-    rules: dict[tuple[str, str], tuple[list[str], int]] = {}
-    for (direction, peer), port_set in ports.items():
-        key = (direction, _ports_text(port_set))
-        peers, n = rules.get(key, ([], 0))
-        rules[key] = ([*peers, peer], n + counts[(direction, peer)])
+    rules: dict[tuple[str, tuple[PortRange, ...]], tuple[list[str], int]] = {}
+    for (direction, peer), port_list in ports.items():
+        rule_key = (direction, merge_ports(port_list))
+        peers, n = rules.get(rule_key, ([], 0))
+        rules[rule_key] = ([*peers, peer], n + counts[(direction, peer)])
     lines = [f"# Suggested by `clawpolicy suggest` for policy {policy}: review every rule, write its",
              f"# reason, and paste what you keep inside `policy {policy} {{ ... }}`. Never applied",
              "# automatically."]
+    if dropped:
+        lines.append(f"# {_count(len(dropped), 'observation')} dropped: values a policy cannot hold "
+                     "(listed on stderr)")
     total = 0
-    for (direction, port_text), (peers, n) in sorted(rules.items()):
+    proposed: list[ProposedRule] = []
+    for (direction, port_ranges), (peers, n) in sorted(rules.items(), key=lambda kv: (kv[0][0], _ports_text(kv[0][1]))):
         names = _aggregate_names([p for p in peers if not _is_address(p)], min_names)
         nets = _aggregate_addresses([p for p in peers if _is_address(p)], min_hosts)
         keyword = "to" if direction == "egress" else "from"
         lines += ["", f"# {_count(n, 'flow')} {keyword} {_count(len(peers), 'peer')}",
-                  f"allow {direction} {keyword} " + ",\n    ".join([*names, *nets]) + f" port {port_text}",
+                  f"allow {direction} {keyword} " + ",\n    ".join([*names, *nets])
+                  + f" port {_ports_text(port_ranges)}",
                   f'  reason "{REASON}"']
+        proposed.append(ProposedRule(direction, frozenset(_described(p) for p in [*names, *nets]), port_ranges))
         total += n
-    for name, n in syscalls:
+    for name, n in calls:
         lines += ["", f"# {_count(n, 'call')} outside the seccomp baseline",
                   f"syscalls allow {name}", f'  reason "{REASON}"']
     explicit: dict[str, int] = {}
-    for o in observations:
+    for o in valid:
         if o.denied_by is not None:
             explicit[o.denied_by] = explicit.get(o.denied_by, 0) + o.count
     for rule, n in sorted(explicit.items()):
         lines += ["", f"# {_count(n, 'flow')} denied by rule {rule}: deny overrides allow, so no rule here "
                   "admits them;", f"# narrow or remove {rule} if the agent should reach them."]
-    return Suggestion(policy, "\n".join(lines) + "\n", len(rules) + len(syscalls), total)
+    out = Suggestion(policy, "\n".join(lines) + "\n", len(rules) + len(calls), total, proposed,
+                     [name for name, _ in calls], dropped)
+    if parse_back(out) != (sorted(proposed, key=_order), sorted(out.syscalls)):
+        raise SuggestError("the proposed text does not parse back to the proposed rules")
+    return out
+
+
+def _order(rule: ProposedRule) -> tuple[str, list[str], list[str]]:
+    return (rule.direction, sorted(rule.peers), [str(p) for p in rule.ports])
+
+
+def parse_back(suggestion: Suggestion) -> tuple[list[ProposedRule], list[str]] | None:
+    """The rules and syscalls the text gives when pasted into a policy (None: it does not
+    load), read by the real front end from a throwaway file."""
+    text = f"policy {suggestion.policy} {{\n  applies-to host\n{suggestion.text}}}\n"
+    with tempfile.TemporaryDirectory(prefix="clawpolicy-suggest-") as tmp:
+        path = Path(tmp) / "suggested.claw"
+        path.write_text(text, encoding="utf-8")
+        loaded = load_policies([path])
+    if not loaded.ok or len(loaded.policies) != 1:
+        return None
+    ir = loaded.policies[0]
+    rules = [ProposedRule(r.direction.value, frozenset(r.peers.describe()), r.ports) for r in ir.rules]
+    calls = sorted(n for rule in ir.syscalls for n in rule.names)
+    return sorted(rules, key=_order), calls
 
 
 def _count(n: int, noun: str) -> str:

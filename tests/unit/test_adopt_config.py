@@ -93,3 +93,87 @@ def test_sample_with_include() -> None:
     loaded = load(DATA / "tailnet-server/openclaw.json")
     assert set(loaded.data["channels"]) == {"defaults", "slack", "discord", "whatsapp"}
     assert loaded.data["gateway"]["bind"] == "tailnet"
+
+
+# ------------------------------------------------------------------ hostile configurations (issue 16)
+
+
+def test_only_regular_files_are_read(tmp_path: Path, subtests: pytest.FixtureRequest) -> None:
+    """A FIFO (which would hang a plain open), devices (/dev/zero: endless), directories and
+    sockets are refused, as the configuration and as an `$include`, without blocking."""
+    import os
+    import socket
+
+    root = tmp_path / "cfg"
+    root.mkdir()
+    os.mkfifo(root / "fifo")
+    (root / "dir").mkdir()
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(root / "sock"))
+        os.symlink("/dev/zero", root / "zero")
+        os.symlink("/dev/null", root / "null")
+        for name in ("fifo", "dir", "sock", "zero", "null"):
+            with subtests.test(msg=name):  # type: ignore[attr-defined]
+                top = _write(root / f"inc-{name}.json", f"{{$include: './{name}'}}")
+                with pytest.raises(ConfigError, match="not a regular file|cannot read|leaves the"):
+                    load(top)
+                with pytest.raises(ConfigError):
+                    load(locate(root / name))
+
+
+def test_size_is_checked_before_reading(tmp_path: Path) -> None:
+    """A sparse 300 MB file is refused on its size, not read; a file that grows past the cap
+    while read (or lies about its size, as /proc files do) is refused at the cap."""
+    import resource
+
+    from clawpolicy.adopt import openclaw_config
+
+    big = tmp_path / "big.json"
+    with big.open("wb") as fh:
+        fh.truncate(300 * 1024 * 1024)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ConfigError, match="larger than"):
+        load(big)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 64 * 1024  # KiB
+    with pytest.raises(ValueError, match="larger than 8 bytes"):
+        openclaw_config.read_capped(Path("/proc/self/status"), 8)
+
+
+def test_include_fan_out_is_bounded(tmp_path: Path) -> None:
+    """Sibling includes of one big file would multiply it: the total read is capped."""
+    from clawpolicy.adopt import openclaw_config
+
+    _write(tmp_path / "big.json", '{"a": [' + "1," * (openclaw_config.MAX_FILE_BYTES // 2 - 10) + "1]}")
+    top = _write(tmp_path / "openclaw.json", "{$include: [" + "'./big.json'," * 20 + "]}")
+    with pytest.raises(ConfigError, match="larger than .* together"):
+        load(top)
+
+
+def test_nesting_is_bounded_before_parsing(tmp_path: Path, subtests: pytest.FixtureRequest) -> None:
+    cases = {
+        "3000 arrays": ("[" * 3000 + "]" * 3000, 1),
+        "3000 objects": ("{a:" * 3000 + "1" + "}" * 3000, 1),
+        "unclosed": ("{\n" + "[\n" * 100_000, 65),
+        "mixed": ("{a: [{b: " * 40, 1),
+    }
+    for name, (text, line) in cases.items():
+        with subtests.test(msg=name):  # type: ignore[attr-defined]
+            path = _write(tmp_path / f"{name}.json5", text)
+            with pytest.raises(ConfigError, match="nested deeper than 64") as info:
+                load(path)
+            assert info.value.line == line and info.value.col > 0
+    fine = _write(tmp_path / "strings.json5",
+                  "{a: '" + "[" * 500 + "', // " + "{" * 500 + "\n /* " + "[" * 500 + " */ b: \"\\\"[[[\"}")
+    assert load(fine).data == {"a": "[" * 500, "b": '"[[['}
+
+
+def test_json5_parsing_time_is_bounded(tmp_path: Path) -> None:
+    """Plain JSON of any allowed size parses at C speed; JSON5-only text is refused above
+    what the pure-Python parser reads in seconds."""
+    from clawpolicy.adopt import openclaw_config
+
+    plain = _write(tmp_path / "plain.json", '{"a": "' + "x" * (openclaw_config.MAX_FILE_BYTES - 100) + '"}')
+    assert len(load(plain).data["a"]) == openclaw_config.MAX_FILE_BYTES - 100
+    slow = _write(tmp_path / "slow.json5", "{a: '" + "x" * (openclaw_config.MAX_JSON5_BYTES + 1) + "'}")
+    with pytest.raises(ConfigError, match="convert it to plain JSON"):
+        load(slow)

@@ -37,6 +37,12 @@ def test_classify(subtests: pytest.FixtureRequest) -> None:
         "https://a\nallow egress to any": ("invalid", "", 0),
         "https://intranet/v1": ("invalid", "", 0),
         "https://x.example.com:99999": ("invalid", "", 0),
+        "https://x.example.com:0": ("invalid", "", 0),
+        "http://[fe80::1%25eth0]:8080": ("invalid", "", 0),  # interface zones: no firewall rule holds one
+        "http://[fd00::1%eth0]/": ("invalid", "", 0),
+        "http://[::ffff:10.1.2.3]:80": ("address", "10.1.2.3", 80),  # leaves as IPv4 on the wire
+        "http://[::ffff:127.0.0.1]:80": ("loopback", "127.0.0.1", 80),
+        "https://a\u2028b.example": ("invalid", "", 0),
     }
     for url, (kind, value, port) in cases.items():
         with subtests.test(msg=url):  # type: ignore[attr-defined]

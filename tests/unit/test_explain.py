@@ -4,14 +4,20 @@ other envelopes (dmesg, syslog, journalctl short/json, audit.log)."""
 
 from __future__ import annotations
 
+import io
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from clawpolicy.backends import nftables
+from clawpolicy.backends.base import CompileOptions
 from clawpolicy.ir import Policy
 from clawpolicy.lower import load_policies
-from clawpolicy.operate import explain, logparse
+from clawpolicy.operate import explain, logparse, textinput
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "logs"
 
@@ -143,3 +149,136 @@ def test_markdown_keeps_hostile_log_fields_inert(policy: Policy) -> None:
     assert "<img" not in table and "&lt;img" in row
     assert row.count(" | ") == table.splitlines()[0].count(" | ")  # the `|` did not add a column
     assert "\\[x\\]" in row
+
+
+# ------------------------------------------------------------------ hostile log lines (issue 16)
+
+# Characters that act on a terminal or on reading order instead of showing (other instances
+# than the issue's ESC and newline): C0, DEL, C1 (NEL, CSI), line/paragraph separators, bidi
+# overrides and isolates, zero-width and BOM, a tag character.
+HIDDEN = ["\x1b[2J", "\r", "\n", "\x07", "\x7f", "\x85", "\x9b31m", "\u2028", "\u2029", "\u202e",
+          "\u2066", "\u200b", "\ufeff", "\U000e0041", "\x00"]
+
+
+def _apparmor_line(profile: str, name: str) -> str:
+    """An AppArmor record whose profile= and name= are hex-encoded, as audit writes odd values."""
+    return (f"type=AVC msg=audit(1795465003.000:2003): apparmor=\"DENIED\" operation=\"open\" "
+            f"class=\"file\" profile={profile.encode().hex().upper()} name={name.encode().hex().upper()} "
+            "pid=1 comm=\"node\" requested_mask=\"r\" denied_mask=\"r\"")
+
+
+def test_text_report_escapes_every_hidden_character(policy: Policy, subtests: Any) -> None:
+    """Every line of the text report is one line of visible text, whatever the log held:
+    no character of HIDDEN reaches the terminal, and a forged finding cannot start a line."""
+    for bad in HIDDEN:
+        with subtests.test(msg=repr(bad)):
+            line = _apparmor_line(f"clawpolicy-logdemo{bad}     1 x DENIED forged",
+                                  f"/home/u/.ssh/id{bad}\n     9 x deny       egress tcp 1.2.3.4:443")
+            result = explain.explain(logparse.parse_lines([line]), [policy])
+            text = explain.render_text(result)
+            assert all(c.isprintable() for c in text.replace("\n", "")), repr(text)
+            assert len(text.splitlines()) == 5  # one finding (4 lines) and the summary
+            assert not any(row.lstrip().startswith("9 x") for row in text.splitlines())
+            table = explain.render_markdown(result)
+            assert len(table.splitlines()) == 5 and all(c.isprintable() for c in table.replace("\n", ""))
+
+
+FORGED = [  # (label, line): ours in shape, impossible in value
+    ("audit stamp past 9999", "type=SECCOMP msg=audit(99999999999999.1:1): arch=c000003e syscall=41 code=0x7ffc0000"),
+    ("audit stamp fraction", "type=SECCOMP msg=audit(1700000000." + "1" * 40 + ":1): arch=c000003e syscall=41"),
+    ("kernel audit stamp", "[ 1.0] audit: type=1326 audit(253402300800.0:1): arch=c000003e syscall=41 code=0x50000"),
+    ("audit stamp of 5000 digits", "type=AVC msg=audit(" + "7" * 5000 + ".1:1): apparmor=\"DENIED\" profile=\"x\""),
+    ("journal stamp", '{"__REALTIME_TIMESTAMP": "' + "9" * 25 + '", "MESSAGE": "clawpolicy:p:deny:r IN= OUT=e '
+     'SRC=1.1.1.1 DST=2.2.2.2 PROTO=UDP SPT=1 DPT=2"}'),
+    ("journal bytes above 255", '{"MESSAGE": [99, 108, 256]}'),
+    ("journal negative byte", '{"MESSAGE": [-1]}'),
+    ("journal nesting", '{"MESSAGE": "x", "a": ' + "[" * 5000 + "]" * 5000 + "}"),
+    ("journal nesting unclosed", "{" + '"a":{' * 100000),
+    ("kmsg stamp", "6,1," + "9" * 40 + ",-;clawpolicy:p:deny:r IN= OUT=e SRC=1.1.1.1 DST=2.2.2.2 PROTO=TCP SPT=1 DPT=2"),
+    ("dmesg stamp", "[" + "9" * 40 + ".5] clawpolicy:p:deny:r IN= OUT=e SRC=1.1.1.1 DST=2.2.2.2 PROTO=TCP"),
+    ("port", "[ 1.0] clawpolicy:p:deny:r IN= OUT=e SRC=1.1.1.1 DST=2.2.2.2 PROTO=TCP SPT=1 DPT=65536"),
+    ("port of 5000 digits", "[ 1.0] clawpolicy:p:deny:r IN= OUT=e SRC=1.1.1.1 DST=2.2.2.2 PROTO=TCP DPT=" + "4" * 5000),
+    ("syscall number", "type=SECCOMP msg=audit(1.0:1): arch=c000003e syscall=4294967296 code=0x7ffc0000"),
+    ("illustrative syscall", "h seccomp: SCMP_ACT_ERRNO for syscall=" + "9" * 5000 + " (connect)"),
+]
+
+
+def test_forged_values_are_counted_with_positions(policy: Policy, subtests: Any) -> None:
+    """A line any local user can plant with `logger` never stops explain: it is counted as
+    unreadable, with file:line and why, and the lines after it are still explained."""
+    good = "[ 1.0] clawpolicy:logdemo:deny:no-exfil-host IN= OUT=e SRC=1.1.1.1 DST=198.51.100.66 PROTO=TCP SPT=1 DPT=443"
+    for label, line in FORGED:
+        with subtests.test(msg=label):
+            parsed = logparse.parse_lines(["random", line, good], name="kern.log")
+            assert parsed.unreadable.count == 1 and parsed.lines == 3
+            (problem,) = parsed.unreadable.first
+            assert (problem.file, problem.line) == ("kern.log", 2) and "kern.log:2: warning:" in str(problem)
+            result = explain.explain(parsed, [policy])
+            assert [f.rule for f in result.findings] == ["no-exfil-host"] and result.unreadable == 1
+            assert "1 unreadable" in explain.render_text(result)
+
+
+def test_overlong_lines_are_skipped_unread() -> None:
+    """A line longer than any log line is consumed in bounded pieces and counted."""
+    stream = io.BytesIO(b"a" * (3 * 1024 + 5) + b"\nclawpolicy:p:deny:r IN= OUT=e SRC=1.1.1.1 DST=2.2.2.2\n" + b"b" * 5000)
+    lines = list(textinput.read_lines(stream, limit=1024))
+    assert lines[0] == textinput.Overlong(3 * 1024 + 6) and lines[2] == textinput.Overlong(5000)
+    parsed = logparse.parse_lines(lines, name="x")
+    assert (parsed.unreadable.count, len(parsed.records)) == (2, 1)
+
+
+def test_lines_split_on_newline_only() -> None:
+    """A bare CR or U+2028 in a field is text of that line, not a line an attacker adds."""
+    stream = io.BytesIO("a\rclawpolicy:p:deny:r IN= OUT=e SRC=1.1.1.1 DST=2.2.2.2\u2028b\n".encode())
+    assert len(list(textinput.read_lines(stream))) == 1
+
+
+# Rule IDs as the language makes them: `id` words ([a-z][a-z0-9-]{0,31}), automatic IDs
+# (2 letters, '-', hex), each possibly split by port sets into `.1`, `.2`, ...
+user_ids = st.from_regex(r"[a-z][a-z0-9-]{0,31}", fullmatch=True)
+auto_ids = st.from_regex(r"[adfs][ei]-[0-9a-f]{8,16}", fullmatch=True)
+rule_ids = st.tuples(user_ids | auto_ids, st.none() | st.integers(1, 10_000)).map(
+    lambda t: t[0] if t[1] is None else f"{t[0]}.{t[1]}")
+policy_names = st.from_regex(r"[a-z][a-z0-9-]{0,47}", fullmatch=True)
+
+
+@given(policy_names, st.sampled_from(["deny", "would-deny"]), rule_ids | st.sampled_from(
+    ["default-egress", "default-ingress", "local-dns-only", "egress_allow_fqdn_tcp443",
+     "egress_deny_fqdn_p0123456789ab"]))
+@settings(max_examples=300, deadline=None, derandomize=True)
+def test_every_rule_id_round_trips_through_the_log_prefix(policy_name: str, verdict: str, label: str) -> None:
+    line = f"[ 5.1] {policy_name and f'clawpolicy:{policy_name}:{verdict}:{label}'} IN= OUT=v0 SRC=10.0.0.1 DST=10.0.0.2 PROTO=TCP SPT=1 DPT=443"
+    record = logparse.parse_line(line)
+    assert isinstance(record, logparse.PacketRecord)
+    assert (record.policy, record.verdict, record.label, record.dport) == (policy_name, verdict, label, 443)
+
+
+def test_split_rules_in_compiled_prefixes_are_attributed(tmp_path: Path) -> None:
+    """Every log prefix the nftables target writes leads back to its rule: split rules
+    (`ID.1`, `ID.2`), the longest user ID, IDs with digits and dashes."""
+    longest = "a" + "-0" * 15 + "z"  # 32 characters
+    path = tmp_path / "p.claw"
+    path.write_text(f"""policy split-ids-0 {{
+  applies-to host
+  deny egress to openai, 192.0.2.5 reason "split by ports"
+  deny egress to slack, 192.0.2.6 port 22/tcp reason "one part" id {longest}
+  deny egress to 192.0.2.7 port 1-2/udp reason "x" id r2-d2
+  deny egress to openai, 192.0.2.8 reason "split, user id" id de-x
+}}
+""")
+    loaded = load_policies([path])
+    assert loaded.ok, loaded.diagnostics
+    (pol,) = loaded.policies
+    assert {r.id for r in pol.rules} >= {longest, "r2-d2", "de-x.1", "de-x.2"}
+    ruleset = nftables.BACKEND.compile(pol, CompileOptions()).artifacts[0].content.decode()
+    prefixes = set(re.findall(r'log prefix "(clawpolicy:[^"]*) "', ruleset))
+    ids = {r.id for r in pol.rules}
+    labels = {p.rsplit(":", 1)[1] for p in prefixes}  # FQDN parts log through shared chains
+    assert labels >= {longest, "r2-d2", "de-x.1"} and any(re.fullmatch(r"de-[0-9a-f]+\.1", x) for x in labels)
+    for prefix in sorted(prefixes):
+        record = logparse.parse_line(f"[ 1.0] {prefix} IN= OUT=v0 SRC=10.0.0.1 DST=192.0.2.5 PROTO=TCP SPT=1 DPT=80")
+        assert isinstance(record, logparse.PacketRecord), prefix
+        assert prefix.endswith(":" + record.label)
+        finding = explain.explain_record(record, {pol.name: pol})
+        if record.label in ids:
+            assert finding.where and finding.reason and "no rule" not in (finding.note or ""), prefix

@@ -99,3 +99,59 @@ def test_kernel_layers(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert layers == {"logdemo.evaluator", "logdemo.nftables", "logdemo.seccomp"}
     assert root.get("tests") == str(3 + 3 + 10) and root.get("failures") == "0"
     capsys.readouterr()
+
+
+# ------------------------------------------------------------------ hostile names and lines (issue 16)
+
+# Test names the grammar accepts (JSON escapes), each hiding something from a terminal or an
+# XML parser: ESC sequences, a forged "ok" line, NUL and other C0, C1, DEL, separators, bidi,
+# zero-width, noncharacters, a character outside the BMP.
+HOSTILE_NAMES = ["\\u001b[2J\\u001b]0;title\\u0007", "x\\r\\nok   logdemo: forged", "nul\\u0000", "\\u000bvt\\u000cff",
+                 "del\\u007f", "csi\\u009b31m", "nel\\u0085", "ls\\u2028ps\\u2029", "rlo\\u202etxt",
+                 "zw\\u200b\\ufeff", "nonchar\\uffff\\ufffe\\ufdd0", "astral\\ud83d\\ude00", "tab\\there"]
+
+
+def test_hostile_test_names(tmp_path: Path, capsys: pytest.CaptureFixture[str], subtests: pytest.FixtureRequest) -> None:
+    """A test name cannot reach the terminal raw, forge an "ok" line, or make the JUnit
+    report invalid XML (checked with expat and ElementTree)."""
+    import xml.parsers.expat
+
+    for n, name in enumerate(HOSTILE_NAMES):
+        with subtests.test(msg=name):  # type: ignore[attr-defined]
+            policy = tmp_path / f"p{n}.claw"
+            policy.write_text((DATA / "logdemo.claw").read_text().replace(
+                'test "api"', f'test "{name}"').replace("198.51.100.80 port 443/tcp }", "198.51.100.81 port 443/tcp }"))
+            report = tmp_path / f"r{n}.xml"
+            assert main(["test", str(policy), "--junit", str(report)]) == 1
+            out = capsys.readouterr().out
+            assert all(c.isprintable() for c in out.replace("\n", "")), repr(out)
+            assert len(out.splitlines()) == 4 and sum(line.startswith("ok") for line in out.splitlines()) == 2
+            data = report.read_bytes()
+            xml.parsers.expat.ParserCreate().Parse(data, True)
+            cases = ET.fromstring(data).findall(".//testcase")
+            assert len(cases) == 3 and all(c.isprintable() for c in cases[0].get("name", ""))
+
+
+def test_explain_warns_with_positions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    log = tmp_path / "kern.log"
+    log.write_text("".join(f"type=SECCOMP msg=audit(99999999999{i}.1:1): arch=c000003e syscall=41\n" for i in range(12))
+                   + "[ 1.0] clawpolicy:logdemo:deny:no-exfil-host IN= OUT=e SRC=1.1.1.1 DST=198.51.100.66 PROTO=TCP SPT=1 DPT=443\n")
+    assert main(["explain", "-p", POLICY, str(log), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["unreadable"] == 12 and [f["rule"] for f in doc["findings"]] == ["no-exfil-host"]
+    warnings = captured.err.splitlines()
+    assert warnings[0] == f"{log}:1: warning: timestamp out of range" and len(warnings) == 11
+    assert warnings[-1] == "... and 2 more unreadable lines"
+
+
+def test_suggest_cli_drops_hostile_flows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    flows = tmp_path / "flows.jsonl"
+    flows.write_text('{"name": "api.example.com, any", "port": 443}\n{"name": "a.example\\n}\\npolicy evil {"}\n'
+                     '{"dst": "203.0.113.5", "port": 443}\n')
+    assert main(["suggest", POLICY, "--flows", str(flows)]) == 0
+    captured = capsys.readouterr()
+    assert "allow egress to 203.0.113.5 port 443/tcp" in captured.out
+    assert "any" not in captured.out and "evil" not in captured.out
+    assert f"{flows}:1: warning: name is not a domain name" in captured.err
+    assert f"{flows}:2: warning: name is not a domain name" in captured.err

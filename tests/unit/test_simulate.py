@@ -3,14 +3,17 @@ round trip: suggest's rules, added to the policy, leave nothing blocked for the 
 
 from __future__ import annotations
 
+import io
 import json
 import random
 from pathlib import Path
 from typing import Any
 
-from clawpolicy.ir import Policy
+import pytest
+
+from clawpolicy.ir import Policy, PortRange, Protocol
 from clawpolicy.lower import load_policies
-from clawpolicy.operate import flowfile, simulate, suggest
+from clawpolicy.operate import flowfile, simulate, suggest, textinput
 
 POLICY = """policy sim {
   mode shadow
@@ -136,3 +139,142 @@ def test_round_trip_suggest_then_nothing_blocked(tmp_path: Path) -> None:
     after = simulate.simulate(_policy(tmp_path, text), flows)
     assert after.blocked == [] and after.blocked_flows == 0, simulate.render_text(after)
     assert "203.0.113.0/24" in proposal.text and "*.cdn.example.net" in proposal.text
+
+
+# ------------------------------------------------------------------ hostile flow files (issue 16)
+
+BAD_LINES: list[tuple[str, str, str]] = [  # (format, label, line): each one line, never fatal
+    ("jsonl", "200k-deep nesting", "[" * 200_000),
+    ("jsonl", "deep object value", '{"dst": "192.0.2.1", "x": ' + '{"a":' * 5000 + "1" + "}" * 5000 + "}"),
+    ("jsonl", "5000-digit port", '{"dst": "192.0.2.1", "port": ' + "4" * 5000 + "}"),
+    ("jsonl", "port 1e400", '{"dst": "192.0.2.1", "port": 1e400}'),
+    ("jsonl", "port true", '{"dst": "192.0.2.1", "port": true}'),
+    ("jsonl", "port 65536", '{"dst": "192.0.2.1", "port": 65536}'),
+    ("jsonl", "name with a comma", '{"name": "api.example.com, any", "port": 443}'),
+    ("jsonl", "name with a newline", '{"name": "a.example\\n}\\npolicy evil {", "port": 443}'),
+    ("jsonl", "name any", '{"name": "any", "port": 443}'),
+    ("jsonl", "catalog group name", '{"name": "openai", "port": 443}'),
+    ("jsonl", "wildcard name", '{"name": "*.example.com", "port": 443}'),
+    ("jsonl", "name as a list", '{"name": ["a.example"], "port": 443}'),
+    ("jsonl", "uid with a newline", '{"dst": "192.0.2.1", "uid": "x\\ny"}'),
+    ("jsonl", "uid as an object", '{"dst": "192.0.2.1", "uid": {"a": 1}}'),
+    ("jsonl", "time of 1 KiB", '{"dst": "192.0.2.1", "time": "' + "t" * 1024 + '"}'),
+    ("jsonl", "address with junk", '{"dst": "192.0.2.1/24"}'),
+    ("jsonl", "lone surrogate", '{"dst": "\\ud800"}'),
+    ("csv", "field over 128 KiB", "t,egress,,192.0.2.1,443,tcp,," + "x" * (200 * 1024)),
+    ("csv", "bare CR", "t,egress,,192.0.2.1,443,tcp,,\ra.example"),
+    ("csv", "open quote", 't,egress,,"192.0.2.1,443,tcp,,'),
+    ("csv", "NUL", "t,egress,,192.0.2.1,44\x003,tcp,,"),
+    ("conntrack", "5000-digit dport", "tcp 6 1 src=10.0.0.5 dst=192.0.2.1 sport=1 dport=" + "4" * 5000),
+    ("ss", "5000-digit port", "tcp ESTAB 0 0 10.0.0.5:1 192.0.2.1:" + "4" * 5000),
+]
+HEADERS = {"csv": "time,direction,src,dst,port,proto,uid,name", "ss": "Netid State Recv-Q Send-Q Local Peer",
+           "jsonl": '{"dst": "192.0.2.9", "port": 1}', "conntrack": "tcp 6 1 src=10.0.0.5 dst=192.0.2.9 dport=1"}
+GOOD = {"csv": "t,egress,,192.0.2.2,443,tcp,,", "jsonl": '{"dst": "192.0.2.2", "port": 443}',
+        "conntrack": "tcp 6 1 src=10.0.0.5 dst=192.0.2.2 sport=1 dport=443",
+        "ss": "tcp ESTAB 0 0 10.0.0.5:1 192.0.2.2:443"}
+
+
+def test_hostile_flow_lines_are_positioned_problems(subtests: Any) -> None:
+    """Each bad line is counted with file:line and why, and the next line is still read."""
+    for fmt, label, line in BAD_LINES:
+        with subtests.test(msg=f"{fmt}: {label}"):
+            got = flowfile.parse_flows([HEADERS[fmt], line, GOOD[fmt]], fmt, (), None, "flows.x")
+            assert [p.line for p in got.unreadable.first] == [2], got.unreadable.first
+            assert str(got.unreadable.first[0]).startswith("flows.x:2: warning: ")
+            assert got.flows[-1].dst == "192.0.2.2" and got.unrecognised == 1
+
+
+def test_flow_fields_are_normalised_as_the_language_does() -> None:
+    got = flowfile.parse_flows(['{"dst": "::ffff:192.0.2.7", "name": "API.Example.COM."}',
+                                '{"direction": "ingress", "src": "fe80::1%eth0", "port": 22}'])
+    assert [(f.dst, f.src, f.name) for f in got.flows] == [("192.0.2.7", "", "api.example.com"),
+                                                          ("", "fe80::1", None)]
+
+
+def test_overlong_flow_lines(tmp_path: Path) -> None:
+    stream = io.BytesIO(b'{"dst": "192.0.2.1"}\n{"x": "' + b"y" * 4096 + b'"}\n{"dst": "192.0.2.2"}\n')
+    got = flowfile.parse_flows(textinput.read_lines(stream, limit=1024), file="f")
+    assert [f.dst for f in got.flows] == ["192.0.2.1", "192.0.2.2"]
+    assert [(p.line, "longer" in p.message) for p in got.unreadable.first] == [(2, True)]
+
+
+HOSTILE_TEXT = ["<img src=x onerror=alert(1)>", "a|b", "`code`", "[x](http://e)", "**b**", "x\ny",
+                "\u202etxt", "$math$", "# h", "&amp;", "\x1b[31m", "\u2028"]
+
+
+def test_markdown_report_keeps_flow_text_inert(tmp_path: Path, subtests: Any) -> None:
+    """Times and names from a flow file stay text in their cells: no tag, link, code span,
+    new row or new column, whatever they hold."""
+    policy = _policy(tmp_path)
+    for bad in HOSTILE_TEXT:
+        with subtests.test(msg=repr(bad)):
+            flows = [flowfile.FlowRecord("egress", "", "203.0.113.9", 443, "tcp", f"t{bad}"),
+                     flowfile.FlowRecord("egress", "", "203.0.113.9", 443, "tcp", f"u{bad}", name="x.example")]
+            sim = simulate.simulate(policy, flows)
+            md = simulate.render_markdown(sim)
+            (row,) = [r for r in md.splitlines() if "203.0.113.9" in r]
+            header = next(r for r in md.splitlines() if r.startswith("| flows |"))
+            assert row.count(" | ") == header.count(" | ") and "\\|" not in header
+            assert "<img" not in md and "[x](" not in md and "\x1b" not in md
+            assert all(c.isprintable() for c in md.replace("\n", ""))
+            text = simulate.render_text(sim)
+            assert all(c.isprintable() for c in text.replace("\n", ""))
+            assert len(text.splitlines()) == len(simulate.render_text(simulate.simulate(policy, [
+                flowfile.FlowRecord("egress", "", "203.0.113.9", 443, "tcp", "t")])).splitlines())
+
+
+# Values that must never reach policy text: injection, keywords, groups, out-of-range.
+HOSTILE_PEERS = ["api.example.com, any", "a.example\n}\npolicy evil {", "any", "openai", "@llm",
+                 "*.example.com", "a.example reason \"x\"", "a.example#c", "10.0.0.0/8", "fe80::1%eth0",
+                 "a..example", "-a.example", "a.example\u2028", "1.2.3.4.5", "", "x" * 300 + ".example",
+                 "a.example port 22/tcp", "a.example\x00"]
+
+
+def test_suggest_validates_every_value(tmp_path: Path, subtests: Any) -> None:
+    """Hostile peers, protocols, ports, rule labels and syscall names are dropped and counted;
+    what is left parses back to exactly the proposed rules (suggest checks it itself)."""
+    good = suggest.Observation("egress", "api.example.com", "tcp", 443, 3)
+    cases = [suggest.Observation("egress", p, "tcp", 443, 1) for p in HOSTILE_PEERS]
+    cases += [suggest.Observation("ingress", "api.example.com", "tcp", 443, 1),
+              suggest.Observation("egress", "192.0.2.1", "tcp,any", 443, 1),
+              suggest.Observation("egress", "192.0.2.1", "tcp", 0, 1),
+              suggest.Observation("egress", "192.0.2.1", "tcp", 65536, 1),
+              suggest.Observation("egress", "192.0.2.1", "tcp", True, 1),
+              suggest.Observation("sideways", "192.0.2.1", "tcp", 443, 1),
+              suggest.Observation("egress", "192.0.2.1", "tcp", 443, 1, denied_by="r\n# x"),
+              suggest.Observation("egress", "192.0.2.1", "tcp", 443, -1)]
+    for bad in cases:
+        with subtests.test(msg=repr(bad)):
+            out = suggest.suggest("sim", [good, bad])
+            assert len(out.dropped) == 1 and "1 observation dropped" in out.text
+            assert out.proposed == [suggest.ProposedRule("egress", frozenset({"api.example.com"}),
+                                                         (PortRange(protocol=Protocol.TCP, first=443, last=443),))]
+            assert "any" not in out.text.replace("any/", "") and "evil" not in out.text
+    for call in ["reason", "any", "Bind", "no_such_call", "bpf\nx", "connect;"]:
+        with subtests.test(msg=f"syscall {call!r}"):
+            out = suggest.suggest("sim", [], [(call, 1), ("bpf", 1)])
+            assert out.syscalls == ["bpf"] and len(out.dropped) == 1
+
+
+def test_suggest_normalises_peers(tmp_path: Path) -> None:
+    obs = [suggest.Observation("egress", "API.Example.COM.", "tcp", 443, 1),
+           suggest.Observation("egress", "::ffff:192.0.2.9", "udp", 53, 1),
+           suggest.Observation("egress", "2001:0db8:0:0::1", "icmp", 8, 1)]
+    out = suggest.suggest("sim", obs)
+    assert {p for r in out.proposed for p in r.peers} == {"api.example.com", "192.0.2.9/32", "2001:db8::1/128"}
+    assert "allow egress to 2001:db8::1 port icmp" in out.text and not out.dropped
+
+
+def test_suggest_refuses_text_that_does_not_parse_back(monkeypatch: Any) -> None:
+    """The self-check is real: a proposal whose text says something else is an error."""
+    monkeypatch.setattr(suggest, "_ports_text", lambda ports: "1-65535/tcp")
+    with pytest.raises(suggest.SuggestError):
+        suggest.suggest("sim", [suggest.Observation("egress", "192.0.2.1", "tcp", 443, 1)])
+
+
+def test_suggest_merges_repeated_syscalls() -> None:
+    """Found by the fuzzer: the same syscall twice must be one rule (two would share an ID)."""
+    out = suggest.suggest("sim", [], [("bpf", 1), ("ptrace", 2), ("bpf", 3)])
+    assert out.syscalls == ["bpf", "ptrace"] and out.text.count("syscalls allow bpf") == 1
+    assert "# 4 calls outside the seccomp baseline\nsyscalls allow bpf" in out.text
