@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clawpolicy.backends.base import CompileOptions
+from clawpolicy.backends.naming import NameClaim, collisions
 from clawpolicy.backends.registry import BACKENDS, check_support, targets_for
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Mode, Policy
@@ -74,6 +75,7 @@ def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, s
     if not loaded.ok:
         return result
     base = dataclasses.replace(given, strict=strict)
+    claims: dict[NameClaim, str] = {}  # every derived name -> the policy file that claimed it
     for policy in loaded.policies:
         if mode is not None:
             policy = policy.with_mode(mode)
@@ -91,8 +93,11 @@ def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, s
             produced = BACKENDS[target].compile(policy, options)
             result.diagnostics.extend(_strictly(produced.diagnostics, strict))
             result.owned_dirs.add(f"{policy.name}/{target}")
-            for artifact in produced.artifacts:
+            claims.update(dict.fromkeys(produced.names, policy.source))
+            for n, artifact in enumerate(produced.artifacts):
                 rel = f"{policy.name}/{target}/{artifact.path}"
+                claims.setdefault(NameClaim("output file", rel, f"{target} artifact #{n}"),
+                                  policy.source)
                 result.outputs[rel] = artifact.content
                 if validate and target == "nftables":
                     for check in validate_nft(artifact.content.decode("utf-8")):
@@ -102,7 +107,21 @@ def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, s
                                 Severity.ERROR, f"generated ruleset rejected by {check.tool}",
                                 Location(policy.source), check.message.splitlines()[0]
                                 if check.message else None, code="validation"))
+    result.diagnostics.extend(_name_check(claims))
     return result
+
+
+def _name_check(claims: dict[NameClaim, str]) -> list[Diagnostic]:
+    """The proof that no backend merged two identities into one name (naming.py): a
+    collision is the compiler's fault (or a target option's, such as an AppArmor profile name
+    without {policy}), never the policy's, so it is an error that stops the compile."""
+    out = []
+    for found in collisions(claims):
+        source = next(src for c, src in claims.items() if (c.space, c.name) == (found.space, found.name))
+        out.append(Diagnostic(Severity.ERROR, found.message(), Location(source),
+                              "nothing was written; please report this (renaming one of them "
+                              "works around it)", code="internal"))
+    return out
 
 
 def _locked_addresses(policy: Policy, diagnostics: list[Diagnostic]) -> dict[str, tuple[str, ...]] | None:

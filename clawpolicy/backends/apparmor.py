@@ -49,6 +49,7 @@ from clawpolicy.backends.base import (
     Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
 )
 from clawpolicy.backends.docs import display_path
+from clawpolicy.backends.naming import NameClaim, apparmor_profile_name
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Action, FileRule, Mode, Policy, Span
 
@@ -334,7 +335,7 @@ class _Builder:
 
     def build(self, options: CompileOptions) -> Profile | None:
         policy = self.policy
-        name = options.apparmor_profile_name.replace("{policy}", policy.name)
+        name = apparmor_profile_name(options.apparmor_profile_name, policy.name)
         if not PROFILE_NAME.match(name):
             self.error(f"invalid profile name '{name}'", "lower-case letters, digits, '.' and '-' "
                        "(it is also the Kubernetes resource name)")
@@ -438,12 +439,14 @@ class AppArmorBackend:
         profile, diagnostics = build(policy, options)
         if profile is None:
             return BackendResult([], diagnostics)
+        owner = f"policy {policy.name}"  # profiles are host-wide, SPO resources cluster-wide
         return BackendResult([
             Artifact(profile.name, render(policy, options, profile).encode("utf-8"),
                      "text/x-apparmor"),
             Artifact("apparmorprofile.yaml", render_resource(policy, profile).encode("utf-8"),
                      "application/yaml"),
-        ], diagnostics)
+        ], diagnostics, [NameClaim("AppArmor profile", profile.name, owner),
+                         NameClaim("cluster-scoped AppArmorProfile", profile.name, owner)])
 
 
 BACKEND = AppArmorBackend()

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 import jinja2
 
+from clawpolicy.backends.naming import NameClaim
 from clawpolicy.errors import Diagnostic
 from clawpolicy.ir import Policy
 
@@ -80,6 +81,9 @@ class CompileOptions:
 class BackendResult:
     artifacts: list[Artifact] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # every name derived from user text, with the IR identity it stands for: the compiler
+    # fails the compile when two identities share one (`naming.collisions`)
+    names: list[NameClaim] = field(default_factory=list)
 
 
 def load_template(name: str, filters: Mapping[str, Callable[[Any], str]]) -> jinja2.Template:

@@ -39,7 +39,8 @@ import jinja2
 from clawpolicy.backends.base import (
     Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
 )
-from clawpolicy.backends.nftables import FqdnGroup, fqdn_groups, line_comment, table_name
+from clawpolicy.backends.naming import NameClaim
+from clawpolicy.backends.nftables import FqdnGroup, fqdn_groups, group_owner, line_comment, table_name
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Policy, Rule
 
@@ -181,8 +182,13 @@ class DnsmasqBackend:
         if not fqdn_groups(policy):  # no egress rule names a domain: nothing to resolve
             return BackendResult()
         text, diagnostics = render(policy, options)
+        # one conf-dir holds every policy's fragment; the sets are the nftables target's names
+        names = [NameClaim("dnsmasq fragment", artifact_name(policy), f"policy {policy.name}")]
+        names += [NameClaim(f"nftables set in table {table_name(policy)}", g.set_name(family),
+                            f"{group_owner(g)}, IPv{family}")
+                  for g in fqdn_groups(policy) for family in (4, 6)]
         return BackendResult([Artifact(artifact_name(policy), text.encode("utf-8"), "text/plain")],
-                             diagnostics)
+                             diagnostics, names)
 
 
 BACKEND = DnsmasqBackend()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from clawpolicy.backends.base import CompileOptions
+from clawpolicy.backends.naming import NameClaim
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Policy, Rule
 from clawpolicy.kubernetes import DEFAULT_NAMESPACE
@@ -43,6 +44,7 @@ class Context:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     unenforced: dict[str, list[str]] = field(default_factory=dict)  # rule id -> why
     notes: list[str] = field(default_factory=list)  # README lines: what else to know
+    names: list[NameClaim] = field(default_factory=list)  # derived names (naming.collisions)
 
     @property
     def name(self) -> str:

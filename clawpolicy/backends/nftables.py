@@ -34,7 +34,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -43,6 +42,7 @@ import jinja2
 from clawpolicy.backends.base import (
     Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
 )
+from clawpolicy.backends.naming import NameClaim, rule_owner
 from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, PortRange, Rule
 from clawpolicy.netspace import Box, interval_to_text, network_interval, partition, protocol_number
 
@@ -70,7 +70,12 @@ def table_name(policy: Policy) -> str:
 
 
 def chain_name(rule_id: str) -> str:
-    return "rule_" + re.sub(r"[^a-z0-9]", "_", rule_id)
+    """The chain of one rule: its ID verbatim. Rule IDs are `[a-z][a-z0-9-]*` plus a split
+    rule's `.N`, and nft's scanner reads `-` and `.` inside an identifier (`{string}` in
+    scanner.l), so nothing is replaced: replacing `.` and `-` by `_` once gave a split rule's
+    `ax.1` and a user's `ax-1` one chain, and a deny accepted (issue 16). Never shared: every
+    name is reported to `naming.collisions`."""
+    return "rule_" + rule_id
 
 
 _CONTROL_TO_SPACE = {c: " " for c in (*range(32), 127)}
@@ -166,6 +171,12 @@ def fqdn_groups(policy: Policy) -> list[FqdnGroup]:
     return out
 
 
+def group_owner(group: FqdnGroup) -> str:
+    """The identity of a DNS-filled set and of the chain its rules share: the group's rules."""
+    return (f"FQDN group of {group.direction.value} {group.action.value} rules "
+            f"{', '.join(r.id for r in group.rules)}")
+
+
 def group_of(policy: Policy, rule: Rule) -> FqdnGroup | None:
     return next((g for g in fqdn_groups(policy) if rule in g.rules), None)
 
@@ -240,18 +251,29 @@ class _Builder:
         self.options = options
         self.shadow = policy.mode is Mode.SHADOW
         self.chains: dict[str, RuleChain] = {}
+        self.table = table_name(policy)
+        self.names: list[NameClaim] = [NameClaim("nftables table", self.table, f"policy {policy.name}")]
 
-    def log(self, verdict_label: str) -> str:
-        prefix = log_prefix(self.policy, verdict_label) + " "
+    def claim(self, kind: str, name: str, owner: str) -> None:
+        """Report a name this table defines (`kind`: chain, or set, which nft shares between
+        sets and maps) as standing for `owner`."""
+        self.names.append(NameClaim(f"nftables {kind} in table {self.table}", name, owner))
+
+    def log(self, verdict_label: str, owner: str) -> str:
+        prefix = nft_string(log_prefix(self.policy, verdict_label) + " ")
+        # host-wide: every table's log lines share the kernel log, and explain reads them back
+        self.names.append(NameClaim("nftables log prefix", prefix, f"policy {self.policy.name} {owner}"))
         return (f"limit rate {self.options.nft_log_rate} burst {self.options.nft_log_burst} packets "
-                f"log prefix {nft_string(prefix)} level warn")
+                f"log prefix {prefix} level warn")
 
     def rule_chain(self, rule: Rule) -> str:
         name = chain_name(rule.id)
+        self.claim("chain", name, rule_owner(rule.id))
         if name not in self.chains:
             comment = nft_string(f"{rule.id} ({rule.span.file}:{rule.span.line}): {rule.reason}")
             label = ("would-deny" if self.shadow else "deny") + f":{rule.id}"
-            self.chains[name] = RuleChain(name, comment, self.verdict_statements(rule.action, label))
+            self.chains[name] = RuleChain(name, comment, self.verdict_statements(
+                rule.action, label, rule_owner(rule.id)))
         return name
 
     def direction(self, direction: Direction) -> DirectionModel:
@@ -283,7 +305,10 @@ class _Builder:
                 if group.action is action:
                     self._fqdn_sets(model, group)
         label = "would-deny" if self.shadow else "deny"
-        model.default_statements = self.verdict_statements(Action.DENY, f"{label}:default-{direction.value}")
+        model.default_statements = self.verdict_statements(
+            Action.DENY, f"{label}:default-{direction.value}", f"default {direction.value}")
+        for chain in (f"{direction.value}_default", direction.value, model.hook_chain):
+            self.claim("chain", chain, f"built-in chain {chain}")
         return model
 
     def _verdict_map(self, model: DirectionModel, rules: list[Rule], action: Action,
@@ -299,6 +324,7 @@ class _Builder:
                             f"jump {self.rule_chain(rules[box.owner])}")
         ids = sorted({rules[b.owner].id for b in boxes})
         name = f"{model.direction}_{action.value}_v{family}"
+        self.claim("set", name, f"verdict map {name}")
         comment = nft_string(f"{model.direction} {action.value} IPv{family}: " + ", ".join(ids))
         model.maps.append(VerdictMap(name, family, comment, elements))
         model.lookups.append(f"{FAMILY_KEYWORD[family]} {addr} . meta l4proto . th dport vmap @{name}")
@@ -310,11 +336,14 @@ class _Builder:
         else:  # several rules share the set: one chain names them all
             target = f"{direction.value}_{action.value}_fqdn_{port_signature(ports)}"
             label = ("would-deny" if self.shadow else "deny") + f":{target}"
+            owner = group_owner(group)
+            self.claim("chain", target, owner)
             self.chains[target] = RuleChain(target, nft_string(", ".join(r.id for r in group.rules)),
-                                            self.verdict_statements(action, label))
+                                            self.verdict_statements(action, label, owner))
         locked = self._locked(group)
         for family in (4, 6):
             name = group.set_name(family)
+            self.claim("set", name, f"{group_owner(group)}, IPv{family}")
             keys = ""
             if ports:
                 keys = " meta l4proto . th dport {{ {} }}".format(", ".join(
@@ -334,6 +363,7 @@ class _Builder:
                         if ipaddress.ip_address(address).version == family]
             if elements:
                 lock_name = group.set_name(family, locked=True)
+                self.claim("set", lock_name, f"locked addresses of {group_owner(group)}, IPv{family}")
                 model.lock_sets.append(FqdnSet(lock_name, family, nft_string(
                     f"{direction.value} {action.value} {port_signature(ports)}: locked addresses "
                     f"of {' '.join(group.names)}"), elements))
@@ -343,9 +373,10 @@ class _Builder:
         """DNS to anything but loopback (accepted before this chain) is denied; in a host-wide
         policy the resolver's own queries (its socket owner) are exempt."""
         name = chain_name(dns.id)
+        self.claim("chain", name, rule_owner(dns.id))
         label = ("would-deny" if self.shadow else "deny") + f":{dns.id}"
         self.chains[name] = RuleChain(name, nft_string(f"{dns.id}: {dns.reason}"),
-                                      self.verdict_statements(Action.DENY, label))
+                                      self.verdict_statements(Action.DENY, label, rule_owner(dns.id)))
         keys = ", ".join(f"{p.protocol.value} . {_range(p.bounds)}" for p in dns.ports)
         owner = f" meta skuid != {nft_string(dns.resolver_user)}" if self.policy.scope.kind == "host" else ""
         return f"meta l4proto . th dport {{ {keys} }}{owner} jump {name}"
@@ -362,12 +393,12 @@ class _Builder:
                                                     int(ipaddress.ip_address(a))))
         return {a: by_address[a] for a in ordered}
 
-    def verdict_statements(self, action: Action, label: str) -> list[str]:
+    def verdict_statements(self, action: Action, label: str, owner: str) -> list[str]:
         """What a matched rule does: allow accepts; deny logs (rate-limited) and drops, or in
         shadow mode logs 'would-deny' and accepts."""
         if action is Action.ALLOW:
             return ["counter accept"]
-        return [self.log(label), "counter " + ("accept" if self.shadow else "drop")]
+        return [self.log(label, owner), "counter " + ("accept" if self.shadow else "drop")]
 
 
 @functools.cache
@@ -376,16 +407,21 @@ def _template() -> jinja2.Template:
 
 
 def render(policy: Policy, options: CompileOptions) -> str:
+    return _render(policy, options)[0]
+
+
+def _render(policy: Policy, options: CompileOptions) -> tuple[str, list[NameClaim]]:
     builder = _Builder(policy, options)
     directions = [builder.direction(d) for d in (Direction.EGRESS, Direction.INGRESS)]
     agent_ports = [f"{p.protocol.value} . {_range(p.bounds)}" for p in policy.scope.agent_ports]
     chains = [builder.chains[k] for k in sorted(builder.chains)]
     chain_names = [c.name for c in chains] + [
         name for d in directions for name in (f"{d.direction}_default", d.direction, d.hook_chain)]
+    builder.claim("set", "agent_ports", "the agent ports")
     return _template().render(
         policy=policy, table=table_name(policy), directions=directions, agent_ports=agent_ports,
         chains=chains, chain_names=chain_names, map_names=ALL_MAP_NAMES, addr_type=ADDR_TYPE,
-        fqdn_timeout=f"{options.fqdn_timeout}s")
+        fqdn_timeout=f"{options.fqdn_timeout}s"), builder.names
 
 
 class NftablesBackend:
@@ -410,8 +446,9 @@ class NftablesBackend:
     }
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
-        text = render(policy, options)
-        return BackendResult([Artifact("ruleset.nft", text.encode("utf-8"), "text/x-nftables")])
+        text, names = _render(policy, options)
+        return BackendResult([Artifact("ruleset.nft", text.encode("utf-8"), "text/x-nftables")],
+                             names=names)
 
 
 BACKEND = NftablesBackend()

@@ -56,6 +56,7 @@ import yaml
 
 from clawpolicy import seccomp_loader as loader
 from clawpolicy.backends.base import Artifact, BackendResult, CompileOptions, Feature, Level, Support
+from clawpolicy.backends.naming import NameClaim, seccomp_resource_name
 from clawpolicy.backends.seccomp_baseline import (
     BASELINE, CAPABILITY_SYSCALLS, NEWER_SYSCALLS, PERSONALITY_VALUES, Arg, Entry, Verdict,
     capability_source, clone_entries, keeps, location, socket_entries,
@@ -246,7 +247,7 @@ def spo_document(policy: Policy, profile: Mapping[str, Any]) -> dict[str, Any]:
     for i, s in enumerate(profile["syscalls"]):
         annotations[f"{ANNOTATION}entry-{i:03d}"] = s["comment"]
     return {"apiVersion": SPO_API, "kind": "SeccompProfile",
-            "metadata": {"name": policy.name.rstrip("-"), "annotations": annotations}, "spec": spec}
+            "metadata": {"name": seccomp_resource_name(policy.name), "annotations": annotations}, "spec": spec}
 
 
 def _pfc_header(policy: Policy, arch: str, built: loader.Built, entries: Sequence[Entry],
@@ -307,6 +308,8 @@ class SeccompBackend:
         spo = yaml.safe_dump(spo_document(policy, profile), sort_keys=True, allow_unicode=False,
                              default_flow_style=False, width=1 << 16)
         result.artifacts.append(Artifact("seccompprofile.yaml", spo.encode(), "application/yaml"))
+        result.names.append(NameClaim("cluster-scoped SeccompProfile", seccomp_resource_name(policy.name),
+                                      f"policy {policy.name}"))
         for scmp_arch, arch in ARCHITECTURES.items():
             try:
                 built = loader.build_filter(profile, scmp_arch,
