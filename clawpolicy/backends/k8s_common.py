@@ -22,6 +22,7 @@ from clawpolicy.backends.naming import NameClaim
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Policy, Rule
 from clawpolicy.kubernetes import DEFAULT_NAMESPACE
+from clawpolicy.ruleids import CLUSTER_DNS_ID
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 ANNOTATION = "clawpolicy.dev/"
@@ -29,7 +30,7 @@ EVERYWHERE: tuple[Net, ...] = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv
 # The cluster DNS: CoreDNS keeps kube-dns's label in kube-system on kubeadm, GKE, EKS, AKS, k3s.
 DNS_NAMESPACE = "kube-system"
 DNS_LABELS = {"k8s-app": "kube-dns"}
-DNS_RULE_ID = "cluster-dns"
+DNS_RULE_ID = CLUSTER_DNS_ID  # reserved: no rule of the policy has it
 DNS_REASON = ("FQDN rules need name resolution: egress to the cluster DNS (kube-dns/CoreDNS "
               "pods in kube-system) on 53/udp and 53/tcp")
 
