@@ -32,6 +32,7 @@ setpcap linux_immutable net_bind_service net_broadcast net_admin net_raw ipc_loc
 sys_module sys_rawio sys_chroot sys_ptrace sys_pacct sys_admin sys_boot sys_nice sys_resource
 sys_time sys_tty_config mknod lease audit_write audit_control setfcap mac_override mac_admin
 syslog wake_alarm block_suspend audit_read perfmon bpf checkpoint_restore""".split())
+PATH_MAX_BYTES = 4095  # PATH_MAX (4096) less the NUL: the kernel resolves no longer path
 SOCKET_FAMILIES = ("unix", "inet", "inet6", "netlink", "packet")
 SOCKET_TYPES = ("stream", "dgram", "raw", "seqpacket")
 
@@ -204,6 +205,9 @@ class RuleLowering:
             elif any(ord(c) < 32 or c == "\x7f" for c in w.text) or "\\" in w.text:
                 self.diag.error(f"path '{w.text}' contains a control character or backslash",
                                 w.loc, "AppArmor paths are plain '/'-separated text", code="path")
+            elif len(w.text.encode("utf-8")) > PATH_MAX_BYTES:
+                self.diag.error(f"path '{w.text[:40]}...' is longer than {PATH_MAX_BYTES} bytes", w.loc,
+                                "no file has a longer path (PATH_MAX)", code="path")
             elif (clean := _clean_path(w.text)) != (w.text.rstrip("/") or "/"):
                 # AppArmor matches resolved paths: a rule naming /a/../b or //b would never match.
                 self.diag.error(f"path '{w.text}' is not in canonical form", w.loc,

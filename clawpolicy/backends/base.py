@@ -86,6 +86,22 @@ class BackendResult:
     names: list[NameClaim] = field(default_factory=list)
 
 
+# A comment line in a generated file, in UTF-8 bytes. Readers choke on long lines: AppArmor's
+# scanner stops at ~16 KiB ("input buffer overflow"), and dnsmasq reads 1,024 bytes at a time and
+# parses the rest of a longer comment line as an option (a reason could add `address=` lines).
+# Full texts live in the docs target.
+COMMENT_LINE_MAX_BYTES = 512
+
+
+def clip(text: str, limit: int = COMMENT_LINE_MAX_BYTES) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes (on a character boundary), ending in '...'
+    when cut, so a reader sees that something is missing."""
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode("utf-8", errors="ignore") + "..."
+
+
 def load_template(name: str, filters: Mapping[str, Callable[[Any], str]]) -> jinja2.Template:
     """A template from clawpolicy/templates/ in the one environment every text target uses:
     undefined names are errors, and nothing is escaped implicitly (autoescape off), so each

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import jinja2
 
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support, clip, load_template,
 )
 from clawpolicy.backends.naming import NameClaim, rule_owner
 from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, PortRange, Rule
@@ -91,16 +91,13 @@ def log_prefix(policy: Policy, label: str) -> str:
 def nft_string(text: str, limit: int = COMMENT_MAX_BYTES) -> str:
     """A double-quoted nft string. nft's scanner has no escapes inside quotes, so a quote
     or a line break in user text would end the string: replace them, cap the length."""
-    clean = text.translate(_NFT_STRING_MAP)
-    raw = clean.encode("utf-8")
-    if len(raw) > limit:
-        clean = raw[: limit - 3].decode("utf-8", errors="ignore") + "..."
-    return f'"{clean}"'
+    return f'"{clip(text.translate(_NFT_STRING_MAP), limit)}"'
 
 
 def line_comment(text: str) -> str:
-    """Text for a `#` comment line: one line, whatever the user wrote."""
-    return text.translate(_CONTROL_TO_SPACE)
+    """Text for a `#` comment line (nftables, dnsmasq): one line of bounded length, whatever
+    the user wrote (base.COMMENT_LINE_MAX_BYTES says why)."""
+    return clip(text.translate(_CONTROL_TO_SPACE))
 
 
 def port_signature(ports: Sequence[PortRange]) -> str:
