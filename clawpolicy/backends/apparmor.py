@@ -46,7 +46,8 @@ import jinja2
 import yaml
 
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Level, Support, clip, load_template,
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support, annotations_problem, clip,
+    load_template,
 )
 from clawpolicy.backends.docs import display_path
 from clawpolicy.backends.naming import NameClaim, apparmor_profile_name
@@ -446,11 +447,13 @@ class AppArmorBackend:
             return BackendResult([], diagnostics)
         text = render(policy, options, profile)
         longest = max(len(line.encode("utf-8")) for line in text.splitlines())
+        problem = annotations_problem("AppArmorProfile", profile.spo["metadata"]["annotations"])
         if longest > PARSER_LINE_MAX_BYTES:
+            problem = (f"the AppArmor profile would not parse: a line of {longest} bytes "
+                       "(apparmor_parser's scanner stops near 16 KiB); shorten the longest path")
+        if problem is not None:
             return BackendResult([], [*diagnostics, Diagnostic(
-                Severity.ERROR, f"{policy.name}: the AppArmor profile would not parse: a line of "
-                f"{longest} bytes (apparmor_parser's scanner stops near 16 KiB)",
-                Location(policy.source), "shorten the longest file path", code="apparmor")])
+                Severity.ERROR, f"{policy.name}: {problem}", Location(policy.source), code="apparmor")])
         owner = f"policy {policy.name}"  # profiles are host-wide, SPO resources cluster-wide
         return BackendResult([
             Artifact(profile.name, text.encode("utf-8"), "text/x-apparmor"),

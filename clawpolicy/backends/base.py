@@ -102,6 +102,20 @@ def clip(text: str, limit: int = COMMENT_LINE_MAX_BYTES) -> str:
     return raw[: limit - 3].decode("utf-8", errors="ignore") + "..."
 
 
+# Kubernetes refuses an object whose annotations (keys and values) exceed 256 KiB in total
+# (apimachinery ValidateAnnotationsSize); compile says so instead of writing it.
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+
+
+def annotations_problem(kind: str, annotations: Mapping[str, str]) -> str | None:
+    """Why the API server would refuse these annotations, or None."""
+    size = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in annotations.items())
+    if size <= ANNOTATIONS_MAX_BYTES:
+        return None
+    return (f"the {kind}'s annotations take {size} bytes; Kubernetes accepts at most "
+            f"{ANNOTATIONS_MAX_BYTES}")
+
+
 def load_template(name: str, filters: Mapping[str, Callable[[Any], str]]) -> jinja2.Template:
     """A template from clawpolicy/templates/ in the one environment every text target uses:
     undefined names are errors, and nothing is escaped implicitly (autoescape off), so each

@@ -29,6 +29,7 @@ from clawpolicy.backends.base import (
     Feature,
     Level,
     Support,
+    annotations_problem,
 )
 from clawpolicy.backends.k8s_common import DNS_REASON, Context, context, needs_dns
 from clawpolicy.backends.naming import NameClaim, apparmor_profile_name, seccomp_resource_name
@@ -214,6 +215,11 @@ class K8sBackend:
         for obj in objects:  # namespaced: two policies in one namespace must not share a name
             ctx.names.append(NameClaim(f"Kubernetes {obj['kind']} in namespace {ctx.namespace}",
                                        obj["metadata"]["name"], f"policy {policy.name}"))
+            problem = annotations_problem(obj["kind"], obj["metadata"]["annotations"])
+            if problem is not None:
+                return BackendResult([], [*ctx.diagnostics, Diagnostic(
+                    Severity.ERROR, f"{policy.name}: {problem}", Location(policy.source),
+                    "split the policy, or shorten its reasons", code="k8s")])
         manifest = FILES[ctx.flavour]
         applied = policy.mode is Mode.ENFORCE or ctx.flavour == "calico"
         if not applied:

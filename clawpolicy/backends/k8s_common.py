@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clawpolicy.backends.base import CompileOptions
+from clawpolicy.backends.base import CompileOptions, clip
 from clawpolicy.backends.naming import NameClaim
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Policy, Rule
@@ -68,7 +68,7 @@ class Context:
         """Name, namespace and the annotations every object carries. Annotation values are
         always strings (reasons as one JSON object), dumped by PyYAML, never templated."""
         chosen = sorted({r.id: r for r in rules}.values(), key=lambda r: r.id)
-        reasons = {r.id: r.reason for r in chosen}
+        reasons = {r.id: clip(r.reason) for r in chosen}  # full texts: the docs target
         annotations = {ANNOTATION + "policy": self.policy.name,
                        ANNOTATION + "source": self.policy.source,
                        ANNOTATION + "mode": self.policy.mode.value,
