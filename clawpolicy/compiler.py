@@ -3,7 +3,7 @@
 Loads and lowers every file, checks what the selected targets can enforce, runs each backend,
 proves that no two IR identities share a derived name (backends/naming.py) and, on request,
 validates what real parsers read (nft rulesets with libnftables and `nft -c`, AppArmor profiles
-with apparmor_parser). Nothing touches the disk here: the caller hands `outputs` to `write`, so
+with apparmor_parser, dnsmasq fragments with `dnsmasq --test`). Nothing touches the disk here: the caller hands `outputs` to `write`, so
 a failure anywhere leaves generated/ as it was.
 """
 
@@ -24,7 +24,7 @@ from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Mode, Policy
 from clawpolicy.lockfile import LockError, load, lock_path, names_of
 from clawpolicy.lower import load_policies
-from clawpolicy.validate import Validation, validate_apparmor, validate_nft
+from clawpolicy.validate import Validation, validate_apparmor, validate_dnsmasq, validate_nft
 
 
 @dataclass
@@ -114,11 +114,14 @@ def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, s
 
 
 def _validations(target: str, artifact: Artifact) -> list[Validation]:
-    """`--validate`: the real parsers on what they read (nft rulesets, AppArmor profiles)."""
+    """`--validate`: the real parsers on what they read (nft rulesets, AppArmor profiles,
+    dnsmasq fragments); each says "none" when its tool is not installed."""
     if target == "nftables":
         return validate_nft(artifact.content.decode("utf-8"))
     if target == "apparmor" and artifact.media_type == "text/x-apparmor":
         return validate_apparmor(artifact.content.decode("utf-8"), artifact.path)
+    if target == "dnsmasq":
+        return validate_dnsmasq(artifact.content.decode("utf-8"))
     return []
 
 
