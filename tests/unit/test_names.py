@@ -83,7 +83,7 @@ def test_every_backend_keeps_ids_that_sanitised_alike_apart(workdir: Path, subte
             variants = [("host", HOST, CompileOptions())]
         else:
             variants = [("host", HOST, CompileOptions())] + [
-                (f"pods {flavor}", PODS, CompileOptions(k8s_flavor=flavor))  # type: ignore[arg-type]
+                (f"pods {flavor}", PODS, CompileOptions(k8s_flavor=flavor))
                 for flavor in ("vanilla", "cilium", "calico")]
         for label, header, options in variants:
             with subtests.test(case=case, scope=label):
