@@ -158,8 +158,7 @@ class PolicyLowering(RuleLowering):
                                 f"keep one '{s.key}'", code="duplicate")
                 continue
             seen[s.key] = s.loc
-            if s.key in ("description", "owner"):  # comments in every artifact: one line
-                self._one_line(s.key, s.values[0])
+            if s.key in ("description", "owner"):
                 out[s.key] = s.values[0].text
             elif s.key == "executable":
                 out[s.key] = self._executable(s.values[0])

@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -96,8 +97,10 @@ def nft_string(text: str, limit: int = COMMENT_MAX_BYTES) -> str:
 
 def line_comment(text: str) -> str:
     """Text for a `#` comment line (nftables, dnsmasq): one line of bounded length, whatever
-    the user wrote (base.COMMENT_LINE_MAX_BYTES says why)."""
-    return clip(text.translate(_CONTROL_TO_SPACE))
+    the user wrote (base.COMMENT_LINE_MAX_BYTES says why). The parsers end a line only at
+    '\n', but editors and `str.splitlines` also break at U+0085, U+2028 and U+2029: those
+    become spaces too, so no reader sees a line the file does not have."""
+    return clip("".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text))
 
 
 def port_signature(ports: Sequence[PortRange]) -> str:

@@ -106,13 +106,12 @@ def test_every_artifact_stays_within_its_reader(workdir: Path, subtests: pytest.
 
 
 LINE_BREAKS = ("\\n", "\\r", "\\u2028", "\\u0085")
+INJECTED = "address=/evil.example/127.0.0.9"
 
 
-def test_line_breaks_in_free_text_are_refused(workdir: Path, subtests: pytest.Subtests) -> None:
+def test_line_breaks_in_rule_text_are_refused(workdir: Path, subtests: pytest.Subtests) -> None:
     for brk in LINE_BREAKS:
         for field, text in (
-                ("description", f'description "a{brk}b"\n allow egress to 192.0.2.1 reason "r"'),
-                ("owner", f'owner "a{brk}b"\n allow egress to 192.0.2.1 reason "r"'),
                 ("reason", f'allow egress to 192.0.2.1 reason "a{brk}b"'),
                 ("rule owner", f'allow egress to 192.0.2.1 reason "r" owner "a{brk}b"'),
                 ("ticket", f'files deny ~/.ssh reason "r" ticket "a{brk}b"')):
@@ -122,6 +121,24 @@ def test_line_breaks_in_free_text_are_refused(workdir: Path, subtests: pytest.Su
                 result = load_policies([src])
                 assert not result.ok
                 assert any("one non-empty line" in d.message for d in result.diagnostics)
+
+
+def test_line_breaks_in_policy_text_stay_in_one_comment_line(workdir: Path, subtests: pytest.Subtests) -> None:
+    """A policy's description and owner may hold line breaks (tests/golden/cases/hostile-text):
+    every target writes them on one line, so the text after a break never starts a line."""
+    for brk in LINE_BREAKS:
+        for field in ("description", "owner"):
+            for scope, (header, targets) in SCOPES.items():
+                with subtests.test(field=field, line_break=brk, scope=scope):
+                    src = workdir / "breaks.claw"
+                    src.write_text(f'policy breaks {{\n {header}\n {field} "x{brk}{INJECTED}{brk}"\n'
+                                   ' allow egress to example.com port 443/tcp reason "r"\n'
+                                   ' files deny ~/.ssh reason "r"\n}\n', encoding="utf-8")
+                    result = compile_paths([src], targets, explicit=True)
+                    assert result.ok, [d.message for d in result.diagnostics]
+                    for rel, data in result.outputs.items():
+                        lines = data.decode("utf-8", "replace").splitlines()
+                        assert not [line for line in lines if line.lstrip().startswith(INJECTED)], rel
 
 
 def test_annotations_over_the_api_limit_are_refused() -> None:
