@@ -211,3 +211,15 @@ def test_policy_names_are_dns_labels(workdir: Path, subtests: pytest.Subtests) -
             src = workdir / "n.claw"
             src.write_text(f'policy {name} {{\n allow egress to 192.0.2.1 reason "r"\n}}\n')
             assert load_policies([src]).ok is ok
+
+
+def test_the_longest_names_fit_the_log_prefix_uncut(workdir: Path) -> None:
+    """nft keeps 127 bytes of a log prefix: the longest policy name, the longest explicit ID and
+    a split suffix, in shadow mode's longer label, still fit, so no two prefixes are cut alike."""
+    long_id = "a" * 31 + "b"
+    policy = _policy(workdir, f'deny egress to openai, 192.0.2.5 reason "r" id {long_id}',
+                     "mode shadow\n applies-to host", name="p" * 48)
+    text = nftables.render(policy, CompileOptions())
+    prefixes = re.findall(r'log prefix "([^"]*)"', text)
+    assert {f"clawpolicy:{'p' * 48}:would-deny:{long_id}.{n} " for n in (1, 2)} <= set(prefixes)
+    assert all(len(p.encode()) <= 127 and not p.endswith("...") for p in prefixes)
