@@ -205,6 +205,7 @@ class RuleChain:
     name: str
     comment: str
     statements: list[str]
+    rule_id: str | None = None  # the rule it was made for (None: shared or built in)
 
 
 @dataclass
@@ -267,13 +268,18 @@ class _Builder:
                 f"log prefix {prefix} level warn")
 
     def rule_chain(self, rule: Rule) -> str:
+        """The rule's chain, made on first use (once per partition element: claimed only when
+        made, or when another rule asks for the same name)."""
         name = chain_name(rule.id)
-        self.claim("chain", name, rule_owner(rule.id))
-        if name not in self.chains:
+        known = self.chains.get(name)
+        if known is None:
             comment = nft_string(f"{rule.id} ({rule.span.file}:{rule.span.line}): {rule.reason}")
             label = ("would-deny" if self.shadow else "deny") + f":{rule.id}"
             self.chains[name] = RuleChain(name, comment, self.verdict_statements(
-                rule.action, label, rule_owner(rule.id)))
+                rule.action, label, rule_owner(rule.id)), rule.id)
+            self.claim("chain", name, rule_owner(rule.id))
+        elif known.rule_id != rule.id:
+            self.claim("chain", name, rule_owner(rule.id))
         return name
 
     def direction(self, direction: Direction) -> DirectionModel:
