@@ -155,6 +155,29 @@ def test_names_are_distinct_or_the_compile_fails(drawn: tuple[list[str], bool], 
     else:  # the user's mistake (an ID used twice, ...), said with a position
         errors = [d for d in result.diagnostics if d.severity is Severity.ERROR]
         assert errors and all(d.location is not None and d.code != "internal" for d in errors), errors
+        for d in errors:  # an automatic ID is used twice only by the same rule written twice
+            twice = re.match(r"rule id '([^']+)' is used twice", d.message)
+            if twice and not any(f" id {twice.group(1)}\n" in text for text in texts):
+                assert any(_repeated_content(text) for text in texts), (d.message, texts)
+
+
+def _repeated_content(text: str) -> bool:
+    """Whether two rules of a policy without `id` say the same (what an automatic ID hashes:
+    action, direction, peers as a set, ports), reason aside."""
+    seen = set()
+    for line in text.splitlines():
+        m = re.match(r'\s*(allow|deny) (egress|ingress) (?:to|from) (.*?)(?: port (.*?))? reason "[^"]*"$', line)
+        f = re.match(r'\s*files (deny) (\S+) reason "[^"]*"$', line)
+        if m:
+            key: tuple[object, ...] = (m[1], m[2], frozenset(m[3].split(", ")), frozenset((m[4] or "").split(", ")))
+        elif f:
+            key = ("files", f[1], f[2])
+        else:
+            continue
+        if key in seen:
+            return True
+        seen.add(key)
+    return False
 
 
 def _lossy(rule_id: str) -> str:
