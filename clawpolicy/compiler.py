@@ -1,8 +1,10 @@
 """Policy files to artifacts in memory: floor 3, the library behind `clawpolicy compile`.
 
-Loads and lowers every file, checks what the selected targets can enforce, runs each backend
-and, on request, validates the rulesets with libnftables. Nothing touches the disk here: the
-caller hands `outputs` to `write`, so a failure anywhere leaves generated/ as it was.
+Loads and lowers every file, checks what the selected targets can enforce, runs each backend,
+proves that no two IR identities share a derived name (backends/naming.py) and, on request,
+validates what real parsers read (nft rulesets with libnftables and `nft -c`, AppArmor profiles
+with apparmor_parser, dnsmasq fragments with `dnsmasq --test`). Nothing touches the disk here: the caller hands `outputs` to `write`, so
+a failure anywhere leaves generated/ as it was.
 """
 
 from __future__ import annotations
@@ -15,13 +17,14 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clawpolicy.backends.base import CompileOptions
+from clawpolicy.backends.base import Artifact, CompileOptions
+from clawpolicy.backends.naming import NameClaim, collisions
 from clawpolicy.backends.registry import BACKENDS, check_support, targets_for
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Mode, Policy
 from clawpolicy.lockfile import LockError, load, lock_path, names_of
 from clawpolicy.lower import load_policies
-from clawpolicy.validate import validate_nft
+from clawpolicy.validate import Validation, validate_apparmor, validate_dnsmasq, validate_nft
 
 
 @dataclass
@@ -76,6 +79,7 @@ def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, s
     if not loaded.ok:
         return result
     base = dataclasses.replace(given, strict=strict)
+    claims: dict[NameClaim, str] = {}  # every derived name -> the policy file that claimed it
     for policy in loaded.policies:
         if mode is not None:
             policy = policy.with_mode(mode)
@@ -93,18 +97,47 @@ def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, s
             produced = BACKENDS[target].compile(policy, options)
             result.diagnostics.extend(_strictly(produced.diagnostics, strict))
             result.owned_dirs.add(f"{policy.name}/{target}")
-            for artifact in produced.artifacts:
+            claims.update(dict.fromkeys(produced.names, policy.source))
+            for n, artifact in enumerate(produced.artifacts):
                 rel = f"{policy.name}/{target}/{artifact.path}"
+                claims.setdefault(NameClaim("output file", rel, f"{target} artifact #{n}"),
+                                  policy.source)
                 result.outputs[rel] = artifact.content
-                if validate and target == "nftables":
-                    for check in validate_nft(artifact.content.decode("utf-8")):
+                if validate:
+                    for check in _validations(target, artifact):
                         result.validations.append(f"{rel}: {check.tool}: {check.message}")
                         if not check.ok:
                             result.diagnostics.append(Diagnostic(
-                                Severity.ERROR, f"generated ruleset rejected by {check.tool}",
+                                Severity.ERROR, f"generated {target} artifact rejected by {check.tool}",
                                 Location(policy.source), check.message.splitlines()[0]
                                 if check.message else None, code="validation"))
+    result.diagnostics.extend(_name_check(claims))
     return result
+
+
+def _validations(target: str, artifact: Artifact) -> list[Validation]:
+    """`--validate`: the real parsers on what they read (nft rulesets, AppArmor profiles,
+    dnsmasq fragments); each says "none" when its tool is not installed."""
+    if target == "nftables":
+        return validate_nft(artifact.content.decode("utf-8"))
+    if target == "apparmor" and artifact.media_type == "text/x-apparmor":
+        return validate_apparmor(artifact.content.decode("utf-8"), artifact.path)
+    if target == "dnsmasq":
+        return validate_dnsmasq(artifact.content.decode("utf-8"))
+    return []
+
+
+def _name_check(claims: dict[NameClaim, str]) -> list[Diagnostic]:
+    """The proof that no backend merged two identities into one name (naming.py): a
+    collision is the compiler's fault (or a target option's, such as an AppArmor profile name
+    without {policy}), never the policy's, so it is an error that stops the compile."""
+    out = []
+    for found in collisions(claims):
+        source = next(src for c, src in claims.items() if (c.space, c.name) == (found.space, found.name))
+        out.append(Diagnostic(Severity.ERROR, found.message(), Location(source),
+                              "nothing was written; please report this (renaming one of them "
+                              "works around it)", code="internal"))
+    return out
 
 
 def _locked_addresses(policy: Policy, diagnostics: list[Diagnostic]) -> dict[str, tuple[str, ...]] | None:

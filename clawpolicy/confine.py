@@ -9,7 +9,6 @@ reported), and lowers the statements that are not network rules: `capabilities`,
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import ipaddress
 import posixpath
 import re
@@ -20,6 +19,7 @@ from typing import Any, TypeVar
 from clawpolicy import ir
 from clawpolicy.errors import Diagnostics, Location, closest
 from clawpolicy.resolve import parse_literal, parse_port
+from clawpolicy.ruleids import SHORT_WIDTH, IdRequest, assign, content_digest, reserved
 from clawpolicy.syntax import (
     Attr, CapabilitiesDecl, ExpectDecl, FilesDecl, SocketsDecl, SyscallsDecl, TestDecl, Word,
 )
@@ -32,6 +32,7 @@ setpcap linux_immutable net_bind_service net_broadcast net_admin net_raw ipc_loc
 sys_module sys_rawio sys_chroot sys_ptrace sys_pacct sys_admin sys_boot sys_nice sys_resource
 sys_time sys_tty_config mknod lease audit_write audit_control setfcap mac_override mac_admin
 syslog wake_alarm block_suspend audit_read perfmon bpf checkpoint_restore""".split())
+PATH_MAX_BYTES = 4095  # PATH_MAX (4096) less the NUL: the kernel resolves no longer path
 SOCKET_FAMILIES = ("unix", "inet", "inet6", "netlink", "packet")
 SOCKET_TYPES = ("stream", "dgram", "raw", "seqpacket")
 
@@ -41,16 +42,42 @@ def span(loc: Location) -> ir.Span:
                    end_col=loc.end_col)
 
 
-def stable_id(prefix: str, *parts: object) -> str:
-    """A content-derived ID: inserting or moving other rules never changes it."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
-    return f"{prefix}-{digest[:8]}"
-
-
 class RuleLowering:
     def __init__(self, diagnostics: Diagnostics, today: dt.date) -> None:
         self.diag = diagnostics
         self.today = today
+        # each rule declaration's ID request and the IR items it became (with the short ID);
+        # `_final_ids` settles the IDs once every declaration of the policy is known
+        self.id_requests: list[tuple[IdRequest, Location, list[Any]]] = []
+
+    def _request_id(self, explicit: str | None, prefix: str, loc: Location, *parts: object) -> str:
+        """The declaration's provisional ID (explicit, or the short automatic one); record it."""
+        request = IdRequest(explicit) if explicit else IdRequest(None, prefix, content_digest(*parts))
+        self.id_requests.append((request, loc, []))
+        return request.at(SHORT_WIDTH)
+
+    def _final_ids(self) -> dict[int, Any]:
+        """Widen automatic IDs that would collide (ruleids.assign); report IDs used twice or
+        reserved. Returns the items whose ID changed, keyed by id() of the provisional item."""
+        requests = [r for r, _, _ in self.id_requests]
+        final = assign(requests)
+        first: dict[str, Location] = {}
+        renamed: dict[int, Any] = {}
+        for (request, loc, items), rule_id in zip(self.id_requests, final):
+            why = reserved(rule_id) if request.explicit else None
+            if why is not None:
+                self.diag.error(f"rule id '{rule_id}' is reserved: {why}", loc, "choose another id",
+                                code="duplicate")
+            if rule_id in first:
+                self.diag.error(f"rule id '{rule_id}' is used twice (first at line {first[rule_id].line})",
+                                loc, "two rules with the same content are one rule too many; "
+                                "otherwise give each an explicit id", code="duplicate")
+            first.setdefault(rule_id, loc)
+            short = request.at(SHORT_WIDTH)
+            if rule_id != short:
+                for item in items:
+                    renamed[id(item)] = item.model_copy(update={"id": rule_id + item.id[len(short):]})
+        return renamed
 
     def _once(self, current: Any, loc: Location, what: str, new: Any) -> Any:
         if current is not None:
@@ -178,6 +205,9 @@ class RuleLowering:
             elif any(ord(c) < 32 or c == "\x7f" for c in w.text) or "\\" in w.text:
                 self.diag.error(f"path '{w.text}' contains a control character or backslash",
                                 w.loc, "AppArmor paths are plain '/'-separated text", code="path")
+            elif len(w.text.encode("utf-8")) > PATH_MAX_BYTES:
+                self.diag.error(f"path '{w.text[:40]}...' is longer than {PATH_MAX_BYTES} bytes", w.loc,
+                                "no file has a longer path (PATH_MAX)", code="path")
             elif (clean := _clean_path(w.text)) != (w.text.rstrip("/") or "/"):
                 # AppArmor matches resolved paths: a rule naming /a/../b or //b would never match.
                 self.diag.error(f"path '{w.text}' is not in canonical form", w.loc,
@@ -209,10 +239,13 @@ class RuleLowering:
         if docs is None or not items:
             return []
         action = ir.Action(action_word.text)
-        rule_id = docs.get("id") or stable_id(prefix + action.value[0], action.value, sorted(items))
-        return [model(id=rule_id, action=action, reason=docs["reason"], owner=docs.get("owner"),
-                      ticket=docs.get("ticket"), expires=docs.get("expires"), span=span(loc),
-                      **{field: tuple(sorted(set(items)))})]
+        rule_id = self._request_id(docs.get("id"), prefix + action.value[0], loc, action.value,
+                                   sorted(items))
+        out = [model(id=rule_id, action=action, reason=docs["reason"], owner=docs.get("owner"),
+                     ticket=docs.get("ticket"), expires=docs.get("expires"), span=span(loc),
+                     **{field: tuple(sorted(set(items)))})]
+        self.id_requests[-1][2].extend(out)
+        return out
 
     # ------------------------------------------------------------------ tests
     def _test(self, decl: TestDecl) -> list[ir.Expectation]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from clawpolicy import ir
-from clawpolicy.confine import RuleLowering, span, stable_id
+from clawpolicy.confine import RuleLowering, span
 from clawpolicy.errors import Diagnostic, Diagnostics, Location, Severity, closest
 from clawpolicy.kubernetes import DEFAULT_NAMESPACE, label_problem, namespace_problem
 from clawpolicy.netspace import merge_networks, merge_ports
@@ -42,7 +42,7 @@ from clawpolicy.syntax import (
     Word,
 )
 
-POLICY_NAME = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
+POLICY_NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,46}[a-z0-9])?$")  # a DNS-1123 label
 # OpenClaw's gateway and its loopback helper ports (DESIGN.md, field facts).
 OPENCLAW_AGENT_PORTS = (ir.PortRange(protocol=ir.Protocol.TCP, first=18789, last=18793),
                         ir.PortRange(protocol=ir.Protocol.TCP, first=18800, last=18899))
@@ -104,7 +104,8 @@ class PolicyLowering(RuleLowering):
         name = decl.name.text
         if not POLICY_NAME.match(name):
             self.diag.error(f"invalid policy name '{name}'", decl.name.loc,
-                            "use 1-48 lower-case letters, digits and '-', starting with a letter",
+                            "use 1-48 lower-case letters, digits and '-', starting with a letter "
+                            "and not ending with '-' (it names Kubernetes objects)",
                             code="name")
         local = [s for s in decl.body if isinstance(s, Define)]
         self.resolver = Resolver([*self.file_defines, *local], self.diag)
@@ -130,7 +131,10 @@ class PolicyLowering(RuleLowering):
                 caps = self._once(caps, stmt.loc, "capabilities", self._capabilities(stmt))
             elif isinstance(stmt, SocketsDecl):
                 socks = self._once(socks, stmt.loc, "sockets", self._sockets(stmt))
-        self._unique_ids([*rules, *syscalls, *files])
+        renamed = self._final_ids()
+        rules = [renamed.get(id(r), r) for r in rules]
+        files = [renamed.get(id(f), f) for f in files]
+        syscalls = [renamed.get(id(s), s) for s in syscalls]
         self._unreachable_ingress(rules, settings.get("scope", ir.Scope()))
         if len([d for d in self.diag.items if d.severity.value == "error"]) > errors_before:
             return None
@@ -286,9 +290,10 @@ class PolicyLowering(RuleLowering):
         docs = self._docs(decl.attrs, decl.loc, f"{action.value} {direction.value} rule")
         if docs is None or not atoms:
             return []
-        base_id = docs.get("id") or stable_id(
-            action.value[0] + direction.value[0], direction.value, action.value,
-            sorted(w.text.lower() for w in decl.peers), sorted(w.text.lower() for w in decl.ports))
+        base_id = self._request_id(
+            docs.get("id"), action.value[0] + direction.value[0], decl.loc, direction.value,
+            action.value, sorted(w.text.lower() for w in decl.peers),
+            sorted(w.text.lower() for w in decl.ports))
         # Without a port clause, catalog groups bring their own ports and literals mean every
         # port; atoms with different port sets become separate IR rules sharing the docs.
         groups: dict[tuple[ir.PortRange, ...], list[Atom]] = {}
@@ -311,6 +316,7 @@ class PolicyLowering(RuleLowering):
                 reason=docs["reason"], owner=docs.get("owner"), ticket=docs.get("ticket"),
                 expires=docs.get("expires"), origin=tuple(dict.fromkeys(a.origin for a in group)),
                 span=span(decl.loc)))
+        self.id_requests[-1][2].extend(out)
         return out
 
     def _unreachable_ingress(self, rules: Sequence[ir.Rule], scope: ir.Scope) -> None:
@@ -363,25 +369,6 @@ class PolicyLowering(RuleLowering):
                     f"resolver's own queries (user {dns.resolver_user}): with FQDN rules every other "
                     f"process's DNS goes to the local resolver ({dns.id})", where, code="dns"))
         return dns
-
-    def _unique_ids(self, items: Sequence[ir.Rule | ir.SyscallRule | ir.FileRule]) -> None:
-        seen: dict[str, ir.Span] = {}
-        for item in items:
-            if item.id == ir.LOCAL_DNS_ID:
-                self.diag.error(f"rule id '{item.id}' is reserved: a policy with FQDN rules "
-                                "gets a rule of that name (DNS only through the local resolver)",
-                                Location(item.span.file, item.span.line, item.span.col,
-                                         item.span.end_col, item.span.end_line),
-                                "choose another id", code="duplicate")
-            if item.id in seen:
-                first = seen[item.id]
-                self.diag.error(f"rule id '{item.id}' is used twice (first at line {first.line})",
-                                Location(item.span.file, item.span.line, item.span.col,
-                                         item.span.end_col, item.span.end_line),
-                                "two rules with the same content are one rule too many; "
-                                "otherwise give each an explicit id", code="duplicate")
-            seen[item.id] = item.span
-
 
 
 def _peers(atoms: list[Atom]) -> ir.Peers:

@@ -56,7 +56,7 @@ LAN_PROBE, TAILNET_PROBE, PUBLIC_PROBE = "192.168.1.20", "100.100.1.2", "203.0.1
 DEFAULT_AGENT_PORTS = ((18789, 18793), (18800, 18899))
 RULE_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 USER_RE = re.compile(r"^(?:[a-z_][a-z0-9_-]{0,31}\$?|[0-9]{1,10})$")
-POLICY_NAME = re.compile(r"^[a-z][a-z0-9-]{0,47}$")
+POLICY_NAME = re.compile(r"^[a-z](?:[a-z0-9-]{0,46}[a-z0-9])?$")  # as lower.POLICY_NAME
 
 
 @dataclass(frozen=True)
@@ -158,7 +158,7 @@ def render(dep: Deployment, *, name: str, user: str | None, config_files: Sequen
            resolvers: Sequence[str] = ()) -> str:
     """The starter policy for `dep`; `user` None fences the whole host."""
     if not valid_policy_name(name):
-        raise ValueError(f"invalid policy name {name!r}: 1-48 of a-z, 0-9, '-', starting with a letter")
+        raise ValueError(f"invalid policy name {name!r}: 1-48 of a-z, 0-9, '-', starting with a letter, not ending with '-'")
     if user is not None and not valid_user(user):
         raise ValueError(f"invalid user {user!r}: a user name or a uid")
     out = _Out([], [], set())

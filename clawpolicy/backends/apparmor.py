@@ -46,9 +46,11 @@ import jinja2
 import yaml
 
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support, annotations_problem, clip,
+    load_template,
 )
 from clawpolicy.backends.docs import display_path
+from clawpolicy.backends.naming import NameClaim, apparmor_profile_name
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Action, FileRule, Mode, Policy, Span
 
@@ -59,6 +61,10 @@ ANNOTATION = "clawpolicy.dev/"
 IP_FAMILIES = ("inet", "inet6")
 SPO_SAFE_PATH = re.compile(r"^[A-Za-z0-9._/@+:=%~ -]+$")  # SPO quotes spaces; nothing else needed
 FILE_DENY = "mrwlkx"  # map, read, write (append), link, lock, execute: everything
+# apparmor_parser's flex scanner cannot grow its 16 KiB buffer (it uses REJECT): a longer token
+# fails with "input buffer overflow". Comments are clipped (aa_comment); a rule line this long
+# (a path near PATH_MAX made of escaped characters) is refused instead of written.
+PARSER_LINE_MAX_BYTES = 8192
 FILE_AUDIT = "mrwlkix"  # the same as an allow rule, which must name an exec mode
 FILE_WRITE = "rwlk"
 # Writable whatever the policy allows: owned scratch space, and terminals (an inherited
@@ -144,13 +150,14 @@ def path_pattern(path: str) -> str:
 def aa_comment(value: object) -> str:
     """Text for a `#` comment: one line whatever the user wrote (only a line break ends an
     AppArmor comment; every comment line starts with '# ', so it can never be `#include`).
-    Invisible format characters (bidi controls) are shown, not obeyed."""
+    Invisible format characters (bidi controls) are shown, not obeyed. Bounded: the parser's
+    scanner fails on a line of ~16 KiB (base.COMMENT_LINE_MAX_BYTES)."""
     out = []
     for c in str(value):
         category = unicodedata.category(c)
         out.append(" " if category in ("Cc", "Zl", "Zp") else f"<U+{ord(c):04X}>"
                    if category == "Cf" else c)
-    return "".join(out)
+    return clip("".join(out))
 
 
 def glob_error(pattern: str) -> str | None:
@@ -334,7 +341,7 @@ class _Builder:
 
     def build(self, options: CompileOptions) -> Profile | None:
         policy = self.policy
-        name = options.apparmor_profile_name.replace("{policy}", policy.name)
+        name = apparmor_profile_name(options.apparmor_profile_name, policy.name)
         if not PROFILE_NAME.match(name):
             self.error(f"invalid profile name '{name}'", "lower-case letters, digits, '.' and '-' "
                        "(it is also the Kubernetes resource name)")
@@ -438,12 +445,22 @@ class AppArmorBackend:
         profile, diagnostics = build(policy, options)
         if profile is None:
             return BackendResult([], diagnostics)
+        text = render(policy, options, profile)
+        longest = max(len(line.encode("utf-8")) for line in text.splitlines())
+        problem = annotations_problem("AppArmorProfile", profile.spo["metadata"]["annotations"])
+        if longest > PARSER_LINE_MAX_BYTES:
+            problem = (f"the AppArmor profile would not parse: a line of {longest} bytes "
+                       "(apparmor_parser's scanner stops near 16 KiB); shorten the longest path")
+        if problem is not None:
+            return BackendResult([], [*diagnostics, Diagnostic(
+                Severity.ERROR, f"{policy.name}: {problem}", Location(policy.source), code="apparmor")])
+        owner = f"policy {policy.name}"  # profiles are host-wide, SPO resources cluster-wide
         return BackendResult([
-            Artifact(profile.name, render(policy, options, profile).encode("utf-8"),
-                     "text/x-apparmor"),
+            Artifact(profile.name, text.encode("utf-8"), "text/x-apparmor"),
             Artifact("apparmorprofile.yaml", render_resource(policy, profile).encode("utf-8"),
                      "application/yaml"),
-        ], diagnostics)
+        ], diagnostics, [NameClaim("AppArmor profile", profile.name, owner),
+                         NameClaim("cluster-scoped AppArmorProfile", profile.name, owner)])
 
 
 BACKEND = AppArmorBackend()

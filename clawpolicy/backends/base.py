@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol
 
 import jinja2
 
+from clawpolicy.backends.naming import NameClaim
 from clawpolicy.errors import Diagnostic
 from clawpolicy.ir import Policy
 
@@ -80,6 +81,39 @@ class CompileOptions:
 class BackendResult:
     artifacts: list[Artifact] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    # every name derived from user text, with the IR identity it stands for: the compiler
+    # fails the compile when two identities share one (`naming.collisions`)
+    names: list[NameClaim] = field(default_factory=list)
+
+
+# A comment line in a generated file, in UTF-8 bytes. Readers choke on long lines: AppArmor's
+# scanner stops at ~16 KiB ("input buffer overflow"), and dnsmasq reads 1,024 bytes at a time and
+# parses the rest of a longer comment line as an option (a reason could add `address=` lines).
+# Full texts live in the docs target.
+COMMENT_LINE_MAX_BYTES = 512
+
+
+def clip(text: str, limit: int = COMMENT_LINE_MAX_BYTES) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes (on a character boundary), ending in '...'
+    when cut, so a reader sees that something is missing."""
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    return raw[: limit - 3].decode("utf-8", errors="ignore") + "..."
+
+
+# Kubernetes refuses an object whose annotations (keys and values) exceed 256 KiB in total
+# (apimachinery ValidateAnnotationsSize); compile says so instead of writing it.
+ANNOTATIONS_MAX_BYTES = 256 * 1024
+
+
+def annotations_problem(kind: str, annotations: Mapping[str, str]) -> str | None:
+    """Why the API server would refuse these annotations, or None."""
+    size = sum(len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in annotations.items())
+    if size <= ANNOTATIONS_MAX_BYTES:
+        return None
+    return (f"the {kind}'s annotations take {size} bytes; Kubernetes accepts at most "
+            f"{ANNOTATIONS_MAX_BYTES}")
 
 
 def load_template(name: str, filters: Mapping[str, Callable[[Any], str]]) -> jinja2.Template:

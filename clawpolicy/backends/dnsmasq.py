@@ -39,7 +39,8 @@ import jinja2
 from clawpolicy.backends.base import (
     Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
 )
-from clawpolicy.backends.nftables import FqdnGroup, fqdn_groups, line_comment, table_name
+from clawpolicy.backends.naming import NameClaim
+from clawpolicy.backends.nftables import FqdnGroup, fqdn_groups, group_owner, line_comment, table_name
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Policy, Rule
 
@@ -161,6 +162,11 @@ def render(policy: Policy, options: CompileOptions) -> tuple[str, list[Diagnosti
     return text, diagnostics
 
 
+# dnsmasq's config reader takes a line in chunks of MAXDNAME - 1 = 1,024 bytes (option.c,
+# read_file): the rest of a longer line is parsed as a new option.
+LINE_MAX_BYTES = 1024
+
+
 def artifact_name(policy: Policy) -> str:
     return f"clawpolicy-{policy.name}.conf"
 
@@ -181,8 +187,21 @@ class DnsmasqBackend:
         if not fqdn_groups(policy):  # no egress rule names a domain: nothing to resolve
             return BackendResult()
         text, diagnostics = render(policy, options)
+        longest = max(text.splitlines(), key=lambda line: len(line.encode("utf-8")))
+        if len(longest.encode("utf-8")) >= LINE_MAX_BYTES:
+            return BackendResult([], [*diagnostics, Diagnostic(
+                Severity.ERROR, f"{policy.name}: dnsmasq would misread the fragment: a line of "
+                f"{len(longest.encode('utf-8'))} bytes ({longest[:40]}...); dnsmasq reads "
+                f"{LINE_MAX_BYTES - 1} bytes of a line and parses the rest as another option",
+                Location(policy.source), "a name served by many port sets needs one nftset= line "
+                "for all of them: give its rules fewer distinct port lists", code="dnsmasq")])
+        # one conf-dir holds every policy's fragment; the sets are the nftables target's names
+        names = [NameClaim("dnsmasq fragment", artifact_name(policy), f"policy {policy.name}")]
+        names += [NameClaim(f"nftables set in table {table_name(policy)}", g.set_name(family),
+                            f"{group_owner(g)}, IPv{family}")
+                  for g in fqdn_groups(policy) for family in (4, 6)]
         return BackendResult([Artifact(artifact_name(policy), text.encode("utf-8"), "text/plain")],
-                             diagnostics)
+                             diagnostics, names)
 
 
 BACKEND = DnsmasqBackend()

@@ -29,8 +29,10 @@ from clawpolicy.backends.base import (
     Feature,
     Level,
     Support,
+    annotations_problem,
 )
 from clawpolicy.backends.k8s_common import DNS_REASON, Context, context, needs_dns
+from clawpolicy.backends.naming import NameClaim, apparmor_profile_name, seccomp_resource_name
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Mode, Policy
 from clawpolicy.markdown import md_code
@@ -122,9 +124,9 @@ def pod_patch(ctx: Context) -> dict[str, Any]:
         if caps.keep:
             capabilities["add"] = [c.upper() for c in caps.keep]
         container["capabilities"] = capabilities
-    apparmor = ctx.options.apparmor_profile_name.replace("{policy}", policy.name)
+    apparmor = apparmor_profile_name(ctx.options.apparmor_profile_name, policy.name)
     pod = {"seccompProfile": {"type": "Localhost",
-                              "localhostProfile": f"operator/{policy.name.rstrip('-')}.json"},
+                              "localhostProfile": f"operator/{seccomp_resource_name(policy.name)}.json"},
            "appArmorProfile": {"type": "Localhost", "localhostProfile": apparmor}}
     meta = {"name": ctx.options.k8s_container, "namespace": ctx.namespace, "annotations": {
         "clawpolicy.dev/policy": policy.name, "clawpolicy.dev/source": policy.source}}
@@ -210,6 +212,14 @@ class K8sBackend:
                 "write 'applies-to pods app=openclaw in namespace NAME', or pass "
                 "--k8s-selector app=openclaw --k8s-namespace NAME", code="k8s")])
         objects = BUILDERS[ctx.flavour](ctx)
+        for obj in objects:  # namespaced: two policies in one namespace must not share a name
+            ctx.names.append(NameClaim(f"Kubernetes {obj['kind']} in namespace {ctx.namespace}",
+                                       obj["metadata"]["name"], f"policy {policy.name}"))
+            problem = annotations_problem(obj["kind"], obj["metadata"]["annotations"])
+            if problem is not None:
+                return BackendResult([], [*ctx.diagnostics, Diagnostic(
+                    Severity.ERROR, f"{policy.name}: {problem}", Location(policy.source),
+                    "split the policy, or shorten its reasons", code="k8s")])
         manifest = FILES[ctx.flavour]
         applied = policy.mode is Mode.ENFORCE or ctx.flavour == "calico"
         if not applied:
@@ -228,7 +238,7 @@ class K8sBackend:
             Artifact("kustomization.yaml", (header + dump(kustomization)).encode(), "application/yaml"),
             Artifact("README.md", readme(ctx, manifest, applied).encode(), "text/markdown"),
         ]
-        return BackendResult(sorted(artifacts, key=lambda a: a.path), ctx.diagnostics)
+        return BackendResult(sorted(artifacts, key=lambda a: a.path), ctx.diagnostics, ctx.names)
 
 
 def _dump_all(objects: Sequence[Any]) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from clawpolicy.backends.naming import NameClaim, rule_owner
 from clawpolicy.backends.k8s_common import (
     DNS_LABELS, DNS_NAMESPACE, DNS_REASON, DNS_RULE_ID, Context, Net, addresses, lock_note, needs_dns,
 )
@@ -76,6 +77,10 @@ def _rules(ctx: Context, rule: Rule) -> list[dict[str, Any]]:
 def manifests(ctx: Context) -> list[dict[str, Any]]:
     selector = " && ".join(f"{k} == '{v}'" for k, v in ctx.selector)  # values: label syntax, no quotes
     spec: dict[str, Any] = {"selector": selector or "all()", "order": ORDER, "types": ["Ingress", "Egress"]}
+    for rule in ctx.policy.rules:  # rule-id annotations lead a flow log back to one rule
+        ctx.names.append(NameClaim(f"Calico rule-id annotation in {ctx.name}", rule.id, rule_owner(rule.id)))
+    if needs_dns(ctx.policy):
+        ctx.names.append(NameClaim(f"Calico rule-id annotation in {ctx.name}", DNS_RULE_ID, "the cluster DNS rule"))
     for direction in Direction:
         items = [item for action in (Action.DENY, Action.ALLOW) for r in ctx.policy.rules
                  if r.direction is direction and r.action is action for item in _rules(ctx, r)]

@@ -17,10 +17,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clawpolicy.backends.base import CompileOptions
+from clawpolicy.backends.base import CompileOptions, clip
+from clawpolicy.backends.naming import NameClaim
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Policy, Rule
 from clawpolicy.kubernetes import DEFAULT_NAMESPACE
+from clawpolicy.ruleids import CLUSTER_DNS_ID
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 ANNOTATION = "clawpolicy.dev/"
@@ -28,7 +30,7 @@ EVERYWHERE: tuple[Net, ...] = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv
 # The cluster DNS: CoreDNS keeps kube-dns's label in kube-system on kubeadm, GKE, EKS, AKS, k3s.
 DNS_NAMESPACE = "kube-system"
 DNS_LABELS = {"k8s-app": "kube-dns"}
-DNS_RULE_ID = "cluster-dns"
+DNS_RULE_ID = CLUSTER_DNS_ID  # reserved: no rule of the policy has it
 DNS_REASON = ("FQDN rules need name resolution: egress to the cluster DNS (kube-dns/CoreDNS "
               "pods in kube-system) on 53/udp and 53/tcp")
 
@@ -43,6 +45,7 @@ class Context:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     unenforced: dict[str, list[str]] = field(default_factory=dict)  # rule id -> why
     notes: list[str] = field(default_factory=list)  # README lines: what else to know
+    names: list[NameClaim] = field(default_factory=list)  # derived names (naming.collisions)
 
     @property
     def name(self) -> str:
@@ -65,7 +68,7 @@ class Context:
         """Name, namespace and the annotations every object carries. Annotation values are
         always strings (reasons as one JSON object), dumped by PyYAML, never templated."""
         chosen = sorted({r.id: r for r in rules}.values(), key=lambda r: r.id)
-        reasons = {r.id: r.reason for r in chosen}
+        reasons = {r.id: clip(r.reason) for r in chosen}  # full texts: the docs target
         annotations = {ANNOTATION + "policy": self.policy.name,
                        ANNOTATION + "source": self.policy.source,
                        ANNOTATION + "mode": self.policy.mode.value,

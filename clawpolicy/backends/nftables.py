@@ -38,15 +38,16 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-import re
-from collections.abc import Mapping, Sequence
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import jinja2
 
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support, clip, load_template,
 )
+from clawpolicy.backends.naming import NameClaim, rule_owner
 from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, PortRange, Rule
 from clawpolicy.backends.nft_layout import address_layout, port_keys, range_text
 
@@ -75,7 +76,12 @@ def table_name(policy: Policy) -> str:
 
 
 def chain_name(rule_id: str) -> str:
-    return "rule_" + re.sub(r"[^a-z0-9]", "_", rule_id)
+    """The chain of one rule: its ID verbatim. Rule IDs are `[a-z][a-z0-9-]*` plus a split
+    rule's `.N`, and nft's scanner reads `-` and `.` inside an identifier (`{string}` in
+    scanner.l), so nothing is replaced: replacing `.` and `-` by `_` once gave a split rule's
+    `ax.1` and a user's `ax-1` one chain, and a deny accepted (issue 16). Never shared: every
+    name is reported to `naming.collisions`."""
+    return "rule_" + rule_id
 
 
 _CONTROL_TO_SPACE = {c: " " for c in (*range(32), 127)}
@@ -91,16 +97,15 @@ def log_prefix(policy: Policy, label: str) -> str:
 def nft_string(text: str, limit: int = COMMENT_MAX_BYTES) -> str:
     """A double-quoted nft string. nft's scanner has no escapes inside quotes, so a quote
     or a line break in user text would end the string: replace them, cap the length."""
-    clean = text.translate(_NFT_STRING_MAP)
-    raw = clean.encode("utf-8")
-    if len(raw) > limit:
-        clean = raw[: limit - 3].decode("utf-8", errors="ignore") + "..."
-    return f'"{clean}"'
+    return f'"{clip(text.translate(_NFT_STRING_MAP), limit)}"'
 
 
 def line_comment(text: str) -> str:
-    """Text for a `#` comment line: one line, whatever the user wrote."""
-    return text.translate(_CONTROL_TO_SPACE)
+    """Text for a `#` comment line (nftables, dnsmasq): one line of bounded length, whatever
+    the user wrote (base.COMMENT_LINE_MAX_BYTES says why). The parsers end a line only at
+    '\n', but editors and `str.splitlines` also break at U+0085, U+2028 and U+2029: those
+    become spaces too, so no reader sees a line the file does not have."""
+    return clip("".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text))
 
 
 def port_signature(ports: Sequence[PortRange]) -> str:
@@ -171,6 +176,12 @@ def fqdn_groups(policy: Policy) -> list[FqdnGroup]:
     return out
 
 
+def group_owner(group: FqdnGroup) -> str:
+    """The identity of a DNS-filled set and of the chain its rules share: the group's rules."""
+    return (f"FQDN group of {group.direction.value} {group.action.value} rules "
+            f"{', '.join(r.id for r in group.rules)}")
+
+
 def group_of(policy: Policy, rule: Rule) -> FqdnGroup | None:
     return next((g for g in fqdn_groups(policy) if rule in g.rules), None)
 
@@ -199,6 +210,7 @@ class RuleChain:
     name: str
     comment: str
     statements: list[str]
+    rule_id: str | None = None  # the rule it was made for (None: shared or built in)
 
 
 @dataclass
@@ -226,18 +238,34 @@ class _Builder:
         self.options = options
         self.shadow = policy.mode is Mode.SHADOW
         self.chains: dict[str, RuleChain] = {}
+        self.table = table_name(policy)
+        self.names: list[NameClaim] = [NameClaim("nftables table", self.table, f"policy {policy.name}")]
 
-    def log(self, verdict_label: str) -> str:
-        prefix = log_prefix(self.policy, verdict_label) + " "
+    def claim(self, kind: str, name: str, owner: str) -> None:
+        """Report a name this table defines (`kind`: chain, or set, which nft shares between
+        sets and maps) as standing for `owner`."""
+        self.names.append(NameClaim(f"nftables {kind} in table {self.table}", name, owner))
+
+    def log(self, verdict_label: str, owner: str) -> str:
+        prefix = nft_string(log_prefix(self.policy, verdict_label) + " ")
+        # host-wide: every table's log lines share the kernel log, and explain reads them back
+        self.names.append(NameClaim("nftables log prefix", prefix, f"policy {self.policy.name} {owner}"))
         return (f"limit rate {self.options.nft_log_rate} burst {self.options.nft_log_burst} packets "
-                f"log prefix {nft_string(prefix)} level warn")
+                f"log prefix {prefix} level warn")
 
     def rule_chain(self, rule: Rule) -> str:
+        """The rule's chain, made on first use (once per partition element: claimed only when
+        made, or when another rule asks for the same name)."""
         name = chain_name(rule.id)
-        if name not in self.chains:
+        known = self.chains.get(name)
+        if known is None:
             comment = nft_string(f"{rule.id} ({rule.span.file}:{rule.span.line}): {rule.reason}")
             label = ("would-deny" if self.shadow else "deny") + f":{rule.id}"
-            self.chains[name] = RuleChain(name, comment, self.verdict_statements(rule.action, label))
+            self.chains[name] = RuleChain(name, comment, self.verdict_statements(
+                rule.action, label, rule_owner(rule.id)), rule.id)
+            self.claim("chain", name, rule_owner(rule.id))
+        elif known.rule_id != rule.id:
+            self.claim("chain", name, rule_owner(rule.id))
         return name
 
     def direction(self, direction: Direction) -> DirectionModel:
@@ -269,7 +297,10 @@ class _Builder:
                 if group.action is action:
                     self._fqdn_sets(model, group)
         label = "would-deny" if self.shadow else "deny"
-        model.default_statements = self.verdict_statements(Action.DENY, f"{label}:default-{direction.value}")
+        model.default_statements = self.verdict_statements(
+            Action.DENY, f"{label}:default-{direction.value}", f"default {direction.value}")
+        for chain in (f"{direction.value}_default", direction.value, model.hook_chain):
+            self.claim("chain", chain, f"built-in chain {chain}")
         return model
 
     def _verdict_map(self, model: DirectionModel, rules: list[Rule], action: Action,
@@ -279,8 +310,10 @@ class _Builder:
         if layout is None:
             return
         for chain in layout.chains:
+            self.claim("chain", chain.name, f"address layout chain {chain.name}")
             self.chains[chain.name] = RuleChain(chain.name, chain.comment, chain.statements)
         name = f"{model.direction}_{action.value}_addr_v{family}"
+        self.claim("set", name, f"verdict map {name}")
         comment = nft_string(f"{model.direction} {action.value} IPv{family}: " + ", ".join(layout.ids))
         model.maps.append(VerdictMap(name, family, comment, layout.elements))
         model.lookups.append(f"{FAMILY_KEYWORD[family]} {addr} vmap @{name}")
@@ -292,11 +325,14 @@ class _Builder:
         else:  # several rules share the set: one chain names them all
             target = f"{direction.value}_{action.value}_fqdn_{port_signature(ports)}"
             label = ("would-deny" if self.shadow else "deny") + f":{target}"
+            owner = group_owner(group)
+            self.claim("chain", target, owner)
             self.chains[target] = RuleChain(target, nft_string(", ".join(r.id for r in group.rules)),
-                                            self.verdict_statements(action, label))
+                                            self.verdict_statements(action, label, owner))
         locked = self._locked(group)
         for family in (4, 6):
             name = group.set_name(family)
+            self.claim("set", name, f"{group_owner(group)}, IPv{family}")
             # No ports: the address alone. Whole protocols (icmp, any/udp) match on l4proto
             # alone, so a packet whose port cannot be read is not missed.
             ranged, whole = port_keys(ports, family)
@@ -317,6 +353,7 @@ class _Builder:
                         if ipaddress.ip_address(address).version == family]
             if elements:
                 lock_name = group.set_name(family, locked=True)
+                self.claim("set", lock_name, f"locked addresses of {group_owner(group)}, IPv{family}")
                 model.lock_sets.append(FqdnSet(lock_name, family, nft_string(
                     f"{direction.value} {action.value} {port_signature(ports)}: locked addresses "
                     f"of {' '.join(group.names)}"), elements))
@@ -327,9 +364,10 @@ class _Builder:
         """DNS to anything but loopback (accepted before this chain) is denied; in a host-wide
         policy the resolver's own queries (its socket owner) are exempt."""
         name = chain_name(dns.id)
+        self.claim("chain", name, rule_owner(dns.id))
         label = ("would-deny" if self.shadow else "deny") + f":{dns.id}"
         self.chains[name] = RuleChain(name, nft_string(f"{dns.id}: {dns.reason}"),
-                                      self.verdict_statements(Action.DENY, label))
+                                      self.verdict_statements(Action.DENY, label, rule_owner(dns.id)))
         keys = ", ".join(f"{p.protocol.value} . {_range(p.bounds)}" for p in dns.ports)
         owner = f" meta skuid != {nft_string(dns.resolver_user)}" if self.policy.scope.kind == "host" else ""
         return f"meta l4proto . th dport {{ {keys} }}{owner} jump {name}"
@@ -346,12 +384,12 @@ class _Builder:
                                                     int(ipaddress.ip_address(a))))
         return {a: by_address[a] for a in ordered}
 
-    def verdict_statements(self, action: Action, label: str) -> list[str]:
+    def verdict_statements(self, action: Action, label: str, owner: str) -> list[str]:
         """What a matched rule does: allow accepts; deny logs (rate-limited) and drops, or in
         shadow mode logs 'would-deny' and accepts."""
         if action is Action.ALLOW:
             return ["counter accept"]
-        return [self.log(label), "counter " + ("accept" if self.shadow else "drop")]
+        return [self.log(label, owner), "counter " + ("accept" if self.shadow else "drop")]
 
 
 @functools.cache
@@ -360,17 +398,22 @@ def _template() -> jinja2.Template:
 
 
 def render(policy: Policy, options: CompileOptions) -> str:
+    return _render(policy, options)[0]
+
+
+def _render(policy: Policy, options: CompileOptions) -> tuple[str, list[NameClaim]]:
     builder = _Builder(policy, options)
     directions = [builder.direction(d) for d in (Direction.EGRESS, Direction.INGRESS)]
     agent_ports = [f"{p.protocol.value} . {_range(p.bounds)}" for p in policy.scope.agent_ports]
     chains = [builder.chains[k] for k in sorted(builder.chains)]
     chain_names = [c.name for c in chains] + [
         name for d in directions for name in (f"{d.direction}_default", d.direction, d.hook_chain)]
+    builder.claim("set", "agent_ports", "the agent ports")
     return _template().render(
         policy=policy, table=table_name(policy), directions=directions, agent_ports=agent_ports,
         chains=chains, chain_names=chain_names, map_names=ALL_MAP_NAMES,
         legacy_map_names=LEGACY_MAP_NAMES, addr_type=ADDR_TYPE,
-        fqdn_timeout=f"{options.fqdn_timeout}s")
+        fqdn_timeout=f"{options.fqdn_timeout}s"), builder.names
 
 
 class NftablesBackend:
@@ -395,8 +438,9 @@ class NftablesBackend:
     }
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
-        text = render(policy, options)
-        return BackendResult([Artifact("ruleset.nft", text.encode("utf-8"), "text/x-nftables")])
+        text, names = _render(policy, options)
+        return BackendResult([Artifact("ruleset.nft", text.encode("utf-8"), "text/x-nftables")],
+                             names=names)
 
 
 BACKEND = NftablesBackend()

@@ -55,7 +55,10 @@ from typing import Any
 import yaml
 
 from clawpolicy import seccomp_loader as loader
-from clawpolicy.backends.base import Artifact, BackendResult, CompileOptions, Feature, Level, Support
+from clawpolicy.backends.base import (
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support, annotations_problem, clip,
+)
+from clawpolicy.backends.naming import NameClaim, seccomp_resource_name
 from clawpolicy.backends.seccomp_baseline import (
     BASELINE, CAPABILITY_SYSCALLS, NEWER_SYSCALLS, PERSONALITY_VALUES, Arg, Entry, Verdict,
     capability_source, clone_entries, keeps, location, socket_entries,
@@ -244,9 +247,9 @@ def spo_document(policy: Policy, profile: Mapping[str, Any]) -> dict[str, Any]:
     annotations = {f"{ANNOTATION}policy": policy.name, f"{ANNOTATION}source": policy.source,
                    f"{ANNOTATION}mode": policy.mode.value}
     for i, s in enumerate(profile["syscalls"]):
-        annotations[f"{ANNOTATION}entry-{i:03d}"] = s["comment"]
+        annotations[f"{ANNOTATION}entry-{i:03d}"] = clip(s["comment"])
     return {"apiVersion": SPO_API, "kind": "SeccompProfile",
-            "metadata": {"name": policy.name.rstrip("-"), "annotations": annotations}, "spec": spec}
+            "metadata": {"name": seccomp_resource_name(policy.name), "annotations": annotations}, "spec": spec}
 
 
 def _pfc_header(policy: Policy, arch: str, built: loader.Built, entries: Sequence[Entry],
@@ -304,9 +307,17 @@ class SeccompBackend:
         profile = profile_document(policy, planned.entries, options)
         text = json.dumps(profile, indent=2, sort_keys=True, ensure_ascii=True) + "\n"
         result.artifacts.append(Artifact("profile.json", text.encode(), "application/json"))
-        spo = yaml.safe_dump(spo_document(policy, profile), sort_keys=True, allow_unicode=False,
+        resource = spo_document(policy, profile)
+        problem = annotations_problem("SeccompProfile", resource["metadata"]["annotations"])
+        if problem is not None:
+            return BackendResult([], [*result.diagnostics, Diagnostic(
+                Severity.ERROR, f"{policy.name}: {problem}", Location(policy.source),
+                "fewer or shorter syscall rules", code="seccomp")])
+        spo = yaml.safe_dump(resource, sort_keys=True, allow_unicode=False,
                              default_flow_style=False, width=1 << 16)
         result.artifacts.append(Artifact("seccompprofile.yaml", spo.encode(), "application/yaml"))
+        result.names.append(NameClaim("cluster-scoped SeccompProfile", seccomp_resource_name(policy.name),
+                                      f"policy {policy.name}"))
         for scmp_arch, arch in ARCHITECTURES.items():
             try:
                 built = loader.build_filter(profile, scmp_arch,

@@ -161,7 +161,9 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--strict", action="store_true",
                    help="treat warnings (expired rules, rules no target enforces) as errors")
     p.add_argument("--validate", action="store_true",
-                   help="check each nftables ruleset with libnftables (dry run) or `nft -c`")
+                   help="check each nftables ruleset with libnftables (dry run) and `nft -c`, "
+                   "each AppArmor profile with apparmor_parser, each dnsmasq fragment with "
+                   "`dnsmasq --test`")
     p.add_argument("-v", "--verbose", action="store_true", help="also show notes")
     p.add_argument("--lock", action="store_true",
                    help="put each policy file's locked addresses (<file>.lock.json, written by "

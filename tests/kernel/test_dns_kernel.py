@@ -280,7 +280,7 @@ def test_shadow_drops_nothing_and_counts_would_deny(lab: Lab, runtime: Callable[
     assert _connect(lab, api4) == [True]
     after = lab.counters("inet", table)
     delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
-    assert delta == {"egress_default": 2, "rule_local_dns_only": 1, "egress_allow_fqdn_tcp443": 1}
+    assert delta == {"egress_default": 2, "rule_local-dns-only": 1, "egress_allow_fqdn_tcp443": 1}
 
 
 def test_host_wide_policy_exempts_only_the_resolver(lab: Lab, runtime: Callable[..., Policy]) -> None:

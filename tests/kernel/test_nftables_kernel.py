@@ -219,3 +219,38 @@ def test_reload_over_the_previous_layout(tmp_path: Path) -> None:
         assert "egress_allow_v4 " not in lab.nft("list", "table", "inet", "clawpolicy_p")
         assert lab.probe([Probe("egress", "192.0.2.10", "tcp", 22), Probe("egress", "192.0.2.10", "tcp", 443)]) == [
             True, False]
+
+
+# Rule IDs that a lossy chain name ('rule_' + [^a-z0-9] -> '_') merged: a split rule's `ax.1`
+# and a user's `ax-1`, in both directions (issue 16, item 1). Split rules come from catalog
+# groups with their own ports beside literal addresses.
+COLLIDING_IDS = """policy names-kernel {
+  mode enforce
+  applies-to host
+  allow egress to openai, 192.0.2.5 reason "api" id ax
+  allow ingress from 10.9.9.0/24 port 22/tcp reason "ssh" id ssh
+  deny ingress from 10.9.9.2 reason "one bad host" id ax-1
+  allow egress to anthropic, 203.0.113.0/24 reason "api" id b-2
+  deny egress to 203.0.113.7 port 443/tcp reason "one bad address" id b-2-1
+}"""
+
+
+@pytest.mark.parametrize("mode", [Mode.ENFORCE, Mode.SHADOW])
+def test_split_and_user_ids_keep_their_own_chains(tmp_path: Path, mode: Mode) -> None:
+    """The deny rules refuse what they name although their IDs once sanitised like a split
+    allow rule's; in shadow mode each flow counts on the chain of exactly its rule."""
+    src = tmp_path / "names.claw"
+    src.write_text(COLLIDING_IDS)
+    (policy,) = _load(src)
+    assert {"ax.1", "ax.2", "ax-1", "b-2.1", "b-2.2", "b-2-1"} <= {r.id for r in policy.rules}
+    policy = policy.with_mode(mode)
+    peers, tcp, udp, cases = universe(policy)
+    neighbours = {"10.9.9.3", "203.0.113.8"}  # beside the denied addresses, inside the allows
+    with Lab(peer_addresses=sorted(set(peers) | neighbours), agent_addresses=AGENT_ADDRESSES,
+             tcp_ports=tcp, udp_ports=udp) as lab:
+        _check(lab, policy, cases)
+        if mode is Mode.ENFORCE:
+            from netlab import Probe
+            got = lab.probe([Probe("ingress", "10.9.9.2", "tcp", 22), Probe("ingress", "10.9.9.3", "tcp", 22),
+                             Probe("egress", "203.0.113.7", "tcp", 443), Probe("egress", "203.0.113.8", "tcp", 443)])
+            assert got == [False, True, False, True]
