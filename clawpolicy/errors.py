@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from clawpolicy.printable import shown
+
 
 class ExitCode(enum.IntEnum):
     """Process exit statuses, the contract with deploy pipelines."""
@@ -149,23 +151,10 @@ def _policy_text(file: str) -> str | None:
         return None
 
 
-# Control characters (C0, DEL, C1), line and paragraph separators, and the bidirectional
-# controls that reorder what a terminal shows ("Trojan Source", CVE-2021-42574).
-_UNPRINTABLE = frozenset([*range(0x20), *range(0x7F, 0xA0), 0x2028, 0x2029, 0x061C, 0x200E,
-                          0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A), 0xFEFF])
-
-
 def printable(text: str) -> str:
-    """`text` safe to print on a terminal: control and bidi characters as \\xNN or \\uNNNN
-    escapes (a backslash itself is left alone: escapes are for reading, not reversing)."""
-    if not any(ord(c) in _UNPRINTABLE for c in text):
-        return text
-    return "".join(_escape(c) if ord(c) in _UNPRINTABLE else c for c in text)
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    """`text` safe to print on a terminal: one escaper for every writer (`printable.shown`:
+    control, bidi and other hidden characters as visible \\xNN / \\uNNNN escapes)."""
+    return shown(text)
 
 
 def closest(word: str, candidates: Iterable[str]) -> str | None:

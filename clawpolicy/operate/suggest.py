@@ -35,6 +35,7 @@ from clawpolicy.confine import SYSCALL_NAME
 from clawpolicy.errors import Diagnostics, Location
 from clawpolicy.ir import PortRange, Protocol
 from clawpolicy.lower import POLICY_NAME, load_policies
+from clawpolicy.names import is_public_suffix
 from clawpolicy.netspace import merge_ports
 from clawpolicy.operate.explain import Explanation
 from clawpolicy.operate.logparse import RULE_LABEL
@@ -216,13 +217,14 @@ def _aggregate_addresses(addresses: Iterable[str], min_hosts: int) -> list[str]:
 
 
 def _aggregate_names(names: Iterable[str], min_names: int) -> list[str]:
-    """`*.parent` for at least `min_names` names one label below the same parent (of at
-    least two labels: never `*.com`); the others as they are."""
+    """`*.parent` for at least `min_names` names one label below the same parent, never a
+    public suffix (`*.com`, `*.co.uk`, `*.github.io`: the Public Suffix List, as lint rates
+    them); the others as they are."""
     names = sorted(set(names))
     parents: dict[str, list[str]] = {}
     for name in names:
         labels = name.split(".")
-        if len(labels) >= 3:
+        if len(labels) >= 3 and not is_public_suffix(".".join(labels[1:])):
             parents.setdefault(".".join(labels[1:]), []).append(name)
     wide = {p for p, members in parents.items() if len(members) >= min_names}
     out = {f"*.{p}" for p in wide}

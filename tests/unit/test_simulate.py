@@ -110,6 +110,19 @@ def test_suggest_aggregates() -> None:
     assert "192.0.2.66" not in text
 
 
+def test_suggest_never_widens_to_a_public_suffix(subtests: pytest.Subtests) -> None:
+    """Three names under a public suffix stay three names (lint rates `*.co.uk` an error); a
+    registrable parent one level further down is still aggregated."""
+    for parent in ("co.uk", "github.io", "s3.amazonaws.com", "com"):
+        with subtests.test(msg=parent):
+            obs = [suggest.Observation("egress", f"{n}.{parent}", "tcp", 443, 1) for n in ("aa", "bb", "cc")]
+            text = suggest.suggest("sim", obs).text
+            assert f"*.{parent}" not in text
+            assert all(f"{n}.{parent}" in text for n in ("aa", "bb", "cc"))
+    obs = [suggest.Observation("egress", f"{n}.shop.co.uk", "tcp", 443, 1) for n in ("aa", "bb", "cc")]
+    assert "*.shop.co.uk" in suggest.suggest("sim", obs).text
+
+
 def _week(n: int, seed: int = 8) -> list[str]:
     rng = random.Random(seed)
     names = ["api.example.com", "hooks.slack.example", "a.cdn.example.net", "b.cdn.example.net", "c.cdn.example.net"]
