@@ -77,7 +77,7 @@ def test_overlapping_rules_become_disjoint_elements(tmp_path: Path) -> None:
       allow egress to 10.1.0.0/16 reason "narrow, all ports" id b-narrow"""), CompileOptions())
     # now the wide rule's lower ID decides its port first, then the narrow rule everything else
     assert "10.1.0.0/16 : jump egress_allow_v4_c1," in swapped
-    assert _chain(swapped, "egress_allow_v4_c1")[1:] == ["jump egress_allow_v4_c0", "jump rule_b_narrow"]
+    assert _chain(swapped, "egress_allow_v4_c1")[1:] == ["jump egress_allow_v4_c0", "jump rule_b-narrow"]
 
 
 def test_modes(tmp_path: Path) -> None:
