@@ -32,6 +32,7 @@ from clawpolicy.resolve import (
 from clawpolicy.syntax import (
     CapabilitiesDecl,
     Define,
+    DnsResolveDecl,
     FilesDecl,
     PolicyDecl,
     RuleDecl,
@@ -114,6 +115,7 @@ class PolicyLowering(RuleLowering):
         files: list[ir.FileRule] = []
         syscalls: list[ir.SyscallRule] = []
         tests: list[ir.Expectation] = []
+        resolvable: list[ir.ResolveRule] = []
         caps = socks = None
         for stmt in decl.body:
             if isinstance(stmt, RuleDecl):
@@ -124,11 +126,13 @@ class PolicyLowering(RuleLowering):
                 syscalls.extend(self._syscalls(stmt))
             elif isinstance(stmt, TestDecl):
                 tests.extend(self._test(stmt))
+            elif isinstance(stmt, DnsResolveDecl):
+                resolvable.extend(self._dns_resolve(stmt))
             elif isinstance(stmt, CapabilitiesDecl):
                 caps = self._once(caps, stmt.loc, "capabilities", self._capabilities(stmt))
             elif isinstance(stmt, SocketsDecl):
                 socks = self._once(socks, stmt.loc, "sockets", self._sockets(stmt))
-        self._unique_ids([*rules, *syscalls, *files])
+        self._unique_ids([*rules, *syscalls, *files, *resolvable])
         self._unreachable_ingress(rules, settings.get("scope", ir.Scope()))
         if len([d for d in self.diag.items if d.severity.value == "error"]) > errors_before:
             return None
@@ -141,6 +145,7 @@ class PolicyLowering(RuleLowering):
             executable=settings.get("executable"),
             local_dns=self._local_dns(rules, settings.get("scope", ir.Scope()),
                                       settings.get("dns") == "local", decl.loc),
+            resolve=tuple(sorted(resolvable, key=lambda r: r.id)),
             source=source, span=span(decl.loc))
 
     # ------------------------------------------------------------------ settings
@@ -311,6 +316,31 @@ class PolicyLowering(RuleLowering):
                 span=span(decl.loc)))
         return out
 
+    def _dns_resolve(self, decl: DnsResolveDecl) -> list[ir.ResolveRule]:
+        """`dns resolve NAMES`: domain names and wildcards only (definitions and catalog
+        groups expand to theirs); an address names nothing to resolve."""
+        names: set[str] = set()
+        wildcards: set[str] = set()
+        for word in decl.names:
+            for atom in self.resolver.resolve(word):
+                if atom.kind == "name":
+                    names.add(atom.value)
+                elif atom.kind == "wildcard":
+                    wildcards.add(atom.value)
+                elif not (word.text.startswith("@") or atom.origin != word.text):
+                    self.diag.error(f"'dns resolve' takes domain names, not '{word.text}'", word.loc,
+                                    "list names (api.example.com) or wildcards (*.example.com); "
+                                    "addresses need no resolving", code="dns")
+        docs = self._docs(decl.attrs, decl.loc, "dns resolve statement")
+        if docs is None or not (names or wildcards):
+            return []
+        rule_id = docs.get("id") or stable_id(
+            "dr", "resolve", sorted(names), sorted(wildcards))
+        return [ir.ResolveRule(
+            id=rule_id, action=ir.Action.ALLOW, reason=docs["reason"], owner=docs.get("owner"),
+            ticket=docs.get("ticket"), expires=docs.get("expires"), span=span(decl.loc),
+            names=tuple(sorted(names)), wildcards=tuple(sorted(wildcards)))]
+
     def _unreachable_ingress(self, rules: Sequence[ir.Rule], scope: ir.Scope) -> None:
         """A user-scoped policy governs ingress only on the agent ports: an ingress rule
         for other ports would silently never apply, so say so."""
@@ -362,7 +392,7 @@ class PolicyLowering(RuleLowering):
                     f"process's DNS goes to the local resolver ({dns.id})", where, code="dns"))
         return dns
 
-    def _unique_ids(self, items: Sequence[ir.Rule | ir.SyscallRule | ir.FileRule]) -> None:
+    def _unique_ids(self, items: Sequence[ir.Rule | ir.SyscallRule | ir.FileRule | ir.ResolveRule]) -> None:
         seen: dict[str, ir.Span] = {}
         for item in items:
             if item.id == ir.LOCAL_DNS_ID:
