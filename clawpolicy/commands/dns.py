@@ -43,9 +43,8 @@ def _load(path: Path) -> Policy | None:
 def cmd_serve(args: argparse.Namespace) -> int:
     from clawpolicy.dnsgate import privileges
     from clawpolicy.dnsgate.nftset import Libnftables, SetError
-    from clawpolicy.dnsgate.server import (
-        Gate, GateOptions, parse_address, resolv_conf_upstreams, serve,
-    )
+    from clawpolicy.dnsgate.server import Gate, GateOptions, serve
+    from clawpolicy.dnsgate.upstreams import parse_address, resolv_conf_upstreams
 
     policy = _load(args.policy)
     if policy is None:

@@ -25,7 +25,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import cast
 
 import dns.asyncquery
@@ -41,6 +40,7 @@ import dns.rrset
 
 from clawpolicy.dnsgate.logline import GateLogLine
 from clawpolicy.dnsgate.nftset import SetError, SetWriter
+from clawpolicy.dnsgate.upstreams import Address
 from clawpolicy.dnsgate.policy import (
     Decision, GatePolicy, Ledger, Record, Verdict, cap_of, flush_transaction, normalise,
     nft_transaction, plan_answer,
@@ -49,7 +49,7 @@ from clawpolicy.ir import Mode, Policy
 
 EDE_PROHIBITED = 18  # RFC 8914
 UPSTREAM_PAYLOAD = 1232  # the DNS flag day 2020 size: no fragmented UDP upstream
-Address = tuple[str, int]
+
 
 
 @dataclass(frozen=True)
@@ -347,41 +347,3 @@ async def serve(gate: Gate, listen: Sequence[Address], *, reload: Callable[[], P
         close()
     summary = " ".join(f"{k}={v}" for k, v in sorted(gate.stats.items()))
     gate.log(f"clawpolicy-dns: stopped policy={gate.gate.name} {summary}".rstrip())
-
-
-def parse_address(text: str, default_port: int = 53) -> Address:
-    """`IP`, `IP:PORT`, `[IPv6]:PORT` or a bare IPv6 address."""
-    import ipaddress
-    if text.startswith("["):
-        host, _, rest = text[1:].partition("]")
-        port = int(rest[1:]) if rest.startswith(":") else default_port
-    elif text.count(":") == 1:
-        host, _, p = text.partition(":")
-        port = int(p)
-    else:
-        host, port = text, default_port
-    ipaddress.ip_address(host)
-    if not 0 < port < 65536:
-        raise ValueError(f"port {port} out of range")
-    return host, port
-
-
-def resolv_conf_upstreams(path: Path, listen: Sequence[Address]) -> tuple[Address, ...]:
-    """`nameserver` lines of resolv.conf, minus the gate's own listen addresses (which the
-    host's resolv.conf names once the gate is installed)."""
-    own = {(h, p) for h, p in listen}
-    out = []
-    try:
-        text = path.read_text()
-    except OSError:
-        return ()
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[0] == "nameserver":
-            try:
-                address = parse_address(parts[1].split("%")[0])
-            except ValueError:
-                continue
-            if address not in own:
-                out.append(address)
-    return tuple(dict.fromkeys(out))

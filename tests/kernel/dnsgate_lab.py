@@ -108,10 +108,12 @@ def start_gate(lab: Lab, path: Path, *args: str) -> Resolver:
 
 
 def start_dnsmasq_fragment(lab: Lab, policy: Policy, timeout: int = TTL) -> Resolver:
-    fragment, _ = dnsmasq.render(policy, CompileOptions(fqdn_timeout=timeout))
+    """dnsmasq with the generated fragment and nothing else: the fragment names the upstream
+    per policy name (`compile --dns-upstream`), so the daemon has no default server."""
+    fragment, _ = dnsmasq.render(policy, CompileOptions(fqdn_timeout=timeout, dns_upstreams=(UPSTREAM,)))
     frag = lab.write_file("fragment.conf", fragment)
-    config = "\n".join(["no-resolv", "no-hosts", "bind-interfaces", f"listen-address={LOCAL}",
-                        f"server={UPSTREAM}", f"conf-file={frag}", ""])
+    config = "\n".join(["no-hosts", "bind-interfaces", f"listen-address={LOCAL}",
+                        f"conf-file={frag}", ""])
     daemon = lab.start_dnsmasq(lab.agent_ns, config, name=f"local{time.monotonic_ns()}", user="dnsmasq")
     return Resolver("dnsmasq", daemon.proc, daemon.log)
 

@@ -20,7 +20,8 @@ import pytest
 
 from clawpolicy.dnsgate.logline import parse
 from clawpolicy.dnsgate.nftset import MemoryWriter
-from clawpolicy.dnsgate.server import Gate, GateOptions, parse_address, resolv_conf_upstreams
+from clawpolicy.dnsgate.server import Gate, GateOptions
+from clawpolicy.dnsgate.upstreams import parse_address, resolv_conf_upstreams
 from clawpolicy.ir import Mode, Policy
 from clawpolicy.lower import load_policies
 
