@@ -30,14 +30,19 @@ examples:
   systemctl reload clawpolicy-dns-agent              # (SIGHUP) after reloading the ruleset"""
 
 
-def _load(path: Path) -> Policy | None:
+def _load(path: Path, name: str | None) -> Policy | None:
+    """The one policy of `path` (or the one called `name`); None after printing why not."""
     loaded = load_policies([path])
     print_diagnostics([d for d in loaded.diagnostics if d.severity.value == "error"], loaded.sources)
-    if not loaded.ok or len(loaded.policies) != 1:
-        if loaded.ok:
-            print(f"clawpolicy dns serve: {path} must define exactly one policy", file=sys.stderr)
+    if not loaded.ok:
         return None
-    return loaded.policies[0]
+    chosen = [p for p in loaded.policies if name is None or p.name == name]
+    if len(chosen) != 1:
+        names = ", ".join(p.name for p in loaded.policies) or "none"
+        print(f"clawpolicy dns serve: {path} defines {names}: name one with --policy",
+              file=sys.stderr)
+        return None
+    return chosen[0]
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -46,7 +51,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from clawpolicy.dnsgate.server import Gate, GateOptions, serve
     from clawpolicy.dnsgate.upstreams import parse_address, resolv_conf_upstreams
 
-    policy = _load(args.policy)
+    policy = _load(args.policy, args.policy_name)
     if policy is None:
         return ExitCode.POLICY_ERROR
     try:
@@ -74,6 +79,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def after_bind() -> None:
         if args.user:
             privileges.drop_to(args.user)
+        else:
+            privileges.narrow()
 
     def ready() -> None:
         caps = privileges.effective_capabilities()
@@ -84,7 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                  f"capeff={caps:#x}")
 
     try:
-        asyncio.run(serve(gate, listen, reload=lambda: _load(args.policy),
+        asyncio.run(serve(gate, listen, reload=lambda: _load(args.policy, args.policy_name),
                           after_bind=after_bind, ready=ready))
     except (OSError, privileges.PrivilegeError) as exc:
         print(f"clawpolicy dns serve: error: {exc}", file=sys.stderr)
@@ -101,6 +108,8 @@ def register(sub: Subparsers) -> None:
     s = dsub.add_parser("serve", help="run the gate in the foreground", description=DESCRIPTION,
                         epilog=EPILOG, formatter_class=HELP_FORMAT)
     s.add_argument("policy", type=Path, metavar="POLICY.claw")
+    s.add_argument("--policy", dest="policy_name", metavar="NAME",
+                   help="the policy to serve when the file defines several")
     s.add_argument("--listen", action="append", metavar="IP[:PORT]",
                    help="where to answer, UDP and TCP (repeatable; default 127.0.0.1:53)")
     s.add_argument("--upstream", action="append", metavar="IP[:PORT]",

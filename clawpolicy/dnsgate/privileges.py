@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import grp
 import os
 import pwd
 
@@ -87,6 +86,28 @@ def drop_to(user: str, keep: tuple[int, ...] = (CAP_NET_ADMIN,)) -> None:
     _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
 
 
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+
+
+def narrow(keep: tuple[int, ...] = (CAP_NET_ADMIN,)) -> None:
+    """Without `--user` (e.g. systemd's DynamicUser with ambient capabilities): keep only
+    `keep` once the sockets are bound, so CAP_NET_BIND_SERVICE is gone. Root is left alone
+    (a root gate is the operator's choice; `--user` is the way down from it)."""
+    if os.geteuid() == 0:
+        return
+    libc = _libc()
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                           ctypes.c_ulong]
+    _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clearing ambient capabilities")
+    mask = [0, 0]
+    for cap in keep:
+        mask[cap // 32] |= 1 << (cap % 32)
+    header = _Header(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_Data * 2)(*(_Data(m, m, 0) for m in mask))
+    _check(libc.capset(ctypes.byref(header), data), "capset")
+
+
 def effective_capabilities(pid: int | str = "self") -> int:
     """CapEff of a process, from /proc (for the log line at start-up and the tests)."""
     with open(f"/proc/{pid}/status") as f:
@@ -94,10 +115,3 @@ def effective_capabilities(pid: int | str = "self") -> int:
             if line.startswith("CapEff:"):
                 return int(line.split()[1], 16)
     return 0
-
-
-def group_name(gid: int) -> str:
-    try:
-        return grp.getgrgid(gid).gr_name
-    except KeyError:
-        return str(gid)

@@ -95,11 +95,11 @@ class Resolver:
         return self.proc.poll() is None
 
 
-def start_gate(lab: Lab, path: Path, *args: str) -> Resolver:
+def start_gate(lab: Lab, path: Path, *args: str, prefix: tuple[str, ...] = ()) -> Resolver:
     """`clawpolicy dns serve` in the agent namespace, stderr into a file (a pipe nobody reads
     would fill up and stall it). `ip netns exec` execs, so the process is the gate itself."""
     log = lab.write_file(f"gate-{time.monotonic_ns()}.log", "")
-    argv = ["sh", "-c", f'exec "$@" 2>>{log}', "sh", sys.executable, "-m", "clawpolicy.cli", "dns",
+    argv = ["sh", "-c", f'exec "$@" 2>>{log}', "sh", *prefix, sys.executable, "-m", "clawpolicy.cli", "dns",
             "serve", str(path), "--listen", f"{LOCAL}:53", "--upstream", UPSTREAM,
             "--upstream-timeout", "1", *args]
     proc = lab.spawn(lab.agent_ns, argv, ready=lambda: "serving policy=" in log.read_text(),

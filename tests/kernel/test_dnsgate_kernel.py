@@ -36,10 +36,11 @@ def gate(lab: tuple[Lab, Daemon]) -> Iterator[Callable[..., Resolver]]:
     """start(policy_text, *gate_args, mode=...): load the ruleset, start the gate."""
     started: list[Resolver] = []
 
-    def start(text: str = POLICY, *args: str, mode: Mode = Mode.ENFORCE) -> Resolver:
+    def start(text: str = POLICY, *args: str, mode: Mode = Mode.ENFORCE,
+              prefix: tuple[str, ...] = ()) -> Resolver:
         path, policy = write_policy(lab[0], text.replace("mode enforce", f"mode {mode.value}"))
         load_ruleset(lab[0], policy)
-        started.append(start_gate(lab[0], path, *args))
+        started.append(start_gate(lab[0], path, *args, prefix=prefix))
         return started[-1]
 
     yield start
@@ -199,3 +200,17 @@ def test_runs_with_only_cap_net_admin(lab: tuple[Lab, Daemon], gate: Callable[..
     api = NAMES["api.llm.test"]
     assert [a.addresses for a in lookup(lab_, "api.llm.test", "api.llm.test/6")] == [(api[0],), (api[1],)]
     assert connect(lab_, *api) == [True, True]  # the sets were written with that one capability
+
+
+def test_runs_as_the_systemd_unit_does(lab: tuple[Lab, Daemon], gate: Callable[..., Resolver]) -> None:
+    """The unit's way (backends/dnsgate.py): an unprivileged user with CAP_NET_ADMIN and
+    CAP_NET_BIND_SERVICE as ambient capabilities; once bound, only CAP_NET_ADMIN is left."""
+    lab_, _ = lab
+    caps = "+net_admin,+net_bind_service"
+    resolver = gate(POLICY, prefix=("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                                    f"--inh-caps={caps}", f"--ambient-caps={caps}",
+                                    f"--bounding-set=-all,{caps}"))
+    assert effective_capabilities(resolver.proc.pid) == 1 << CAP_NET_ADMIN
+    api = NAMES["api.llm.test"][0]
+    assert lookup(lab_, "api.llm.test")[0].addresses == (api,)
+    assert connect(lab_, api) == [True]
