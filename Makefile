@@ -19,11 +19,12 @@ test: setup
 test-unit: setup
 	$(PY) -m pytest tests/unit tests/golden tests/fuzz
 
-## Compile-time, memory, nft load-time, seccomp and simulate figures (tables; never asserted).
+## Compile-time, memory, nft load-time, seccomp, simulate and DNS gate figures (tables; never asserted).
 bench: setup
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/seccomp_bench.py
 	$(PY) benchmarks/simulate_bench.py
+	$(PY) benchmarks/dnsgate_bench.py
 
 ## Regenerate golden files and generated/ after a reviewed change (then read the diff!).
 golden: setup

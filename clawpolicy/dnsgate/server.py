@@ -27,7 +27,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-import dns.asyncquery
 import dns.edns
 import dns.exception
 import dns.flags
@@ -38,6 +37,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from clawpolicy.dnsgate.forward import Upstream
 from clawpolicy.dnsgate.logline import GateLogLine
 from clawpolicy.dnsgate.nftset import SetError, SetWriter
 from clawpolicy.dnsgate.upstreams import Address
@@ -73,6 +73,7 @@ class Gate:
         self.mode = mode
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
         self.ledger = Ledger()
+        self.upstreams = [Upstream(a) for a in options.upstreams]
         self.stats: Counter[str] = Counter()
         self.gate = GatePolicy(policy, mode)
         self.cap = self._cap(self.gate)
@@ -156,15 +157,7 @@ class Gate:
             self.log(_with(line, rcode="SERVFAIL", note=f"set-update-failed:{exc}"[:200]))
             return self._reply(query, dns.rcode.SERVFAIL, tcp)
         self.ledger.commit(elements, now)
-        reply = dns.message.make_response(query, recursion_available=True,
-                                          our_payload=UPSTREAM_PAYLOAD)
-        reply.set_rcode(upstream.rcode())
-        reply.flags |= upstream.flags & (dns.flags.AA | dns.flags.AD)
-        for section, source in ((reply.answer, upstream.answer), (reply.authority, upstream.authority),
-                                (reply.additional, upstream.additional)):
-            for rrset in source:
-                rrset.ttl = min(rrset.ttl, plan.ttl_cap)
-                section.append(rrset)
+        reply = _as_reply(upstream, query, plan.ttl_cap)
         self.log(_with(line, rcode=dns.rcode.to_text(upstream.rcode()), elements=len(elements),
                        addresses=plan.addresses))
         return self._wire(reply, query, tcp)
@@ -175,15 +168,10 @@ class Gate:
                                      use_edns=0, payload=UPSTREAM_PAYLOAD,
                                      want_dnssec=bool(query.ednsflags & dns.flags.DO))
         ask.flags = (ask.flags & ~dns.flags.RD) | (query.flags & (dns.flags.RD | dns.flags.CD))
-        timeout = self.options.upstream_timeout
-        for host, port in self.options.upstreams:
-            try:
-                reply = await dns.asyncquery.udp(ask, host, timeout=timeout, port=port)
-                if reply.flags & dns.flags.TC:
-                    reply = await dns.asyncquery.tcp(ask, host, timeout=timeout, port=port)
-            except (dns.exception.DNSException, OSError, EOFError, ValueError):
-                continue
-            if reply.rcode() in (dns.rcode.SERVFAIL, dns.rcode.REFUSED, dns.rcode.NOTIMP):
+        for upstream in self.upstreams:
+            reply = await upstream.ask(ask, self.options.upstream_timeout)
+            if reply is None or reply.rcode() in (dns.rcode.SERVFAIL, dns.rcode.REFUSED,
+                                                  dns.rcode.NOTIMP):
                 continue  # try the next one, as stub resolvers do
             return reply
         return None
@@ -215,6 +203,25 @@ class Gate:
             short.set_rcode(reply.rcode())
             short.flags |= dns.flags.TC
             return short.to_wire(max_size=limit)
+
+
+def _as_reply(upstream: dns.message.Message, query: dns.message.Message, cap: int) -> dns.message.Message:
+    """The upstream's message, turned into the client's reply in place (cheaper than copying
+    it into a new one): the client's ID and RD/CD, QR and RA set, AA/AD kept, TTLs capped,
+    EDNS0 only if the client used it."""
+    rcode = upstream.rcode()  # kept in the flags (and EDNS flags): set again below
+    upstream.id = query.id
+    upstream.flags = (dns.flags.QR | dns.flags.RA | (upstream.flags & (dns.flags.AA | dns.flags.AD))
+                      | (query.flags & (dns.flags.RD | dns.flags.CD)))
+    for section in (upstream.answer, upstream.authority, upstream.additional):
+        for rrset in section:
+            rrset.ttl = min(rrset.ttl, cap)
+    if query.edns >= 0:
+        upstream.use_edns(0, ednsflags=query.ednsflags & dns.flags.DO, payload=UPSTREAM_PAYLOAD)
+    else:
+        upstream.use_edns(False)
+    upstream.set_rcode(rcode)
+    return upstream
 
 
 def _with(line: GateLogLine, *, rcode: str, note: str = "", elements: int = 0,
@@ -345,5 +352,7 @@ async def serve(gate: Gate, listen: Sequence[Address], *, reload: Callable[[], P
     await stop.wait()
     for close in closers:
         close()
+    for upstream in gate.upstreams:
+        upstream.close()
     summary = " ".join(f"{k}={v}" for k, v in sorted(gate.stats.items()))
     gate.log(f"clawpolicy-dns: stopped policy={gate.gate.name} {summary}".rstrip())
