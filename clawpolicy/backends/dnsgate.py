@@ -3,7 +3,9 @@
 Two files: a hardened systemd unit that runs `clawpolicy dns serve` for the policy, and the
 resolv.conf line that sends the host's (the agent's) DNS to it. The gate needs CAP_NET_ADMIN
 to write the nftables sets and CAP_NET_BIND_SERVICE to bind port 53, and nothing else: the
-unit runs it as a dynamic user with exactly those two capabilities (ambient), and the gate
+unit runs it as the resolver user the ruleset expects (`dnsmasq`: in a host-wide policy
+with `dns local` only that user's DNS may leave the host, `ir.LocalDns`) with exactly those
+two capabilities (ambient), and the gate
 drops CAP_NET_BIND_SERVICE itself once bound (dnsgate/privileges.py). Everything else is
 closed (systemd.exec(5)): no new privileges, read-only system, no home, private /tmp and
 /dev, no kernel tunables/modules/logs, native syscalls of the @system-service set only, and
@@ -54,6 +56,8 @@ def render_unit(policy: Policy, options: CompileOptions) -> str:
         args += ["--resolv-conf", UPSTREAMS_FILE]
     args += ["--mode", policy.mode.value]  # compile --mode may differ from the file's
     exec_start = " ".join(_quote(a) for a in args)
+    # the user the ruleset's local-dns-only rule exempts in a host-wide policy (ir.LocalDns)
+    user = policy.local_dns.resolver_user if policy.local_dns else "dnsmasq"
     upstreams = (", ".join(options.dns_upstreams) if options.dns_upstreams else
                  f"the nameservers of {UPSTREAMS_FILE} (a copy of the host's resolv.conf "
                  "from before it pointed here; or compile with --dns-upstream)")
@@ -77,7 +81,7 @@ ExecStart={exec_start}
 ExecReload=/bin/kill -HUP $MAINPID
 Restart=on-failure
 RestartSec=2s
-DynamicUser=yes
+User={user}
 AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE
 CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE
 NoNewPrivileges=yes
