@@ -76,6 +76,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
               f"(nft -f generated/{policy.name}/nftables/ruleset.nft)", file=sys.stderr)
         return ExitCode.POLICY_ERROR
 
+    dns = policy.local_dns
+    if dns is not None and policy.scope.kind == "host" and args.user not in (None, dns.resolver_user):
+        print(f"clawpolicy dns serve: warning: policy {policy.name} fences the whole host and lets "
+              f"only user {dns.resolver_user} send DNS off it (rule {dns.id}): as {args.user} the "
+              f"gate's own queries are dropped; use --user {dns.resolver_user}", file=sys.stderr)
+
     def after_bind() -> None:
         if args.user:
             privileges.drop_to(args.user)

@@ -98,11 +98,32 @@ def normalise(name: str) -> str:
     return name.rstrip(".").lower()
 
 
+def labels(name: str) -> list[str]:
+    """The labels of a name in presentation format, split on unescaped dots only: dnspython
+    writes a dot inside a label as `\\.` (RFC 1035 5.1), and `x\\.chat.test` is one label
+    `x.chat` under `test`, not a name below `chat.test`."""
+    out, current, i = [], [], 0
+    while i < len(name):
+        c = name[i]
+        if c == "\\":
+            current.append(name[i:i + 2])  # \X or the first digit of \DDD (the rest follows)
+            i += 2
+            continue
+        if c == ".":
+            out.append("".join(current))
+            current = []
+        else:
+            current.append(c)
+        i += 1
+    out.append("".join(current))
+    return out
+
+
 def _suffixes(name: str) -> Iterable[str]:
     """The proper suffixes of `name`: what a wildcard `*.suffix` must be for it to match."""
-    labels = name.split(".")
-    for i in range(1, len(labels)):
-        yield ".".join(labels[i:])
+    parts = labels(name)
+    for i in range(1, len(parts)):
+        yield ".".join(parts[i:])
 
 
 @dataclass

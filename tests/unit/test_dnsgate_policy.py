@@ -60,6 +60,12 @@ DECISIONS = [  # name, verdict, rule ids
     ("corp.test", Verdict.REFUSE, ()),
     ("secret-data.attacker.test", Verdict.REFUSE, ()),
     ("", Verdict.REFUSE, ()),  # the root
+    # a dot inside a label (presentation format escapes it): x.chat is one label under test
+    ("x\\.chat.test", Verdict.REFUSE, ()),
+    ("api\\.llm.test", Verdict.REFUSE, ()),
+    ("a\\.b.c.chat.test", Verdict.ALLOW, ("chat",)),  # a label "a.b" below c.chat.test
+    ("a\\032b.chat.test", Verdict.ALLOW, ("chat",)),  # a space in a label below the wildcard
+    ("x\\\\.chat.test", Verdict.ALLOW, ("chat",)),  # an escaped backslash, then a real dot
 ]
 
 
@@ -77,7 +83,7 @@ def test_decide(policy: Policy, subtests: pytest.Subtests) -> None:
 def test_decide_agrees_with_the_evaluator(policy: Policy, subtests: pytest.Subtests) -> None:
     """An egress rule names a query name exactly when the evaluator's peer matching says so."""
     gate = GatePolicy(policy)
-    names = [n for n, _, _ in DECISIONS if n] + ["a.api.llm.test", "z.static.test", "cdn.test",
+    names = [n for n, _, _ in DECISIONS if n and "\\" not in n] + ["a.api.llm.test", "z.static.test", "cdn.test",
                                                  "q.img.cdn.test", "tracker.test.x"]
     for name in names:
         with subtests.test(name=name):

@@ -13,6 +13,7 @@ from pathlib import Path
 import dns.edns
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
@@ -115,7 +116,7 @@ def _setup(loop: asyncio.AbstractEventLoop, policy: Policy, **kw: object) -> tup
     return gate, upstream, writer, lines
 
 
-def _ask(loop: asyncio.AbstractEventLoop, gate: Gate, name: str, *, tcp: bool = False,
+def _ask(loop: asyncio.AbstractEventLoop, gate: Gate, name: str | dns.name.Name, *, tcp: bool = False,
          edns: int = -1, rdtype: str = "A") -> dns.message.Message:
     q = dns.message.make_query(name, rdtype, use_edns=edns)
     wire = loop.run_until_complete(gate.handle(q.to_wire(), "127.0.0.1", tcp=tcp))
@@ -150,6 +151,16 @@ def test_unlisted_names_never_reach_the_upstream(loop: asyncio.AbstractEventLoop
             log = parse(lines[-1])
             assert log is not None and (log.verdict, log.name) == ("refuse", name)
     assert upstream.asked == [] and writer.transactions == []
+
+
+def test_a_dot_inside_a_label_is_not_a_subdomain(loop: asyncio.AbstractEventLoop, policy: Policy) -> None:
+    """Labels `x.chat` + `test` print as `x\\.chat.test`: a child of test, not of chat.test."""
+    gate, upstream, writer, lines = _setup(loop, policy)
+    for labels in ([b"x.chat", b"test", b""], [b"api.llm", b"test", b""], [b"api", b"llm.test", b""]):
+        assert _ask(loop, gate, dns.name.Name(labels)).rcode() == dns.rcode.REFUSED
+    assert upstream.asked == []
+    inner = dns.name.Name([b"odd.label", b"chat", b"test", b""])  # really below chat.test
+    assert _ask(loop, gate, inner).rcode() == dns.rcode.NXDOMAIN and len(upstream.asked) == 1
 
 
 def test_shadow_forwards_and_logs_would_refuse(loop: asyncio.AbstractEventLoop, policy: Policy) -> None:
