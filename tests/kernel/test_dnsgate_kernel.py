@@ -130,6 +130,10 @@ def test_shadow_forwards_everything_and_counts(lab: tuple[Lab, Daemon], gate: Ca
     assert connect(lab_, evil) == [True]  # the shadow ruleset logs would-deny and accepts
     would = [g for g in parse_lines(resolver.lines()) if g.verdict == "would-refuse"]
     assert [g.name for g in would] == ["evil.test"] and would[0].rcode == "NOERROR"
+    resolver.proc.terminate()  # the gate counts its verdicts and says so when it stops
+    resolver.proc.wait(timeout=10)
+    (summary,) = [line for line in resolver.lines() if "stopped policy=gatelab" in line]
+    assert "would-refuse=1" in summary.split()
 
 
 HOSTILE = r"""
