@@ -39,7 +39,11 @@ NAMES = {
 }
 CNAMES = {"pointer.test": "c1.cdn.test", "alias.llm.test": "edge.provider.test"}
 EDGE = ("edge.provider.test", "198.18.5.5")
-PEERS = (UPSTREAM, *sorted({a for addrs in NAMES.values() for a in addrs}), EDGE[1])
+TIMED = {  # names with their own TTL (host-record's last field): one address, two TTLs
+    "long.cdn.test": ("198.18.3.9", 6), "short.cdn.test": ("198.18.3.9", 2),
+    "brief.cdn.test": ("198.18.3.8", 2)}
+PEERS = (UPSTREAM, *sorted({a for addrs in NAMES.values() for a in addrs}), EDGE[1],
+         *sorted({a for a, _ in TIMED.values()}))
 POLICY = f"""policy gatelab {{
   mode enforce
   applies-to user {AGENT_UID}
@@ -54,6 +58,7 @@ UPSTREAM_CONF = "\n".join([
     f"local-ttl={TTL}", "auth-ttl=4",
     *(f"host-record={name},{','.join(addrs)}" for name, addrs in NAMES.items()),
     f"host-record={EDGE[0]},{EDGE[1]}",
+    *(f"host-record={name},{addr},{ttl}" for name, (addr, ttl) in TIMED.items()),
     *(f"cname={a},{b}" for a, b in CNAMES.items()), ""])
 
 

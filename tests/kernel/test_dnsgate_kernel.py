@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from dnsgate_lab import (
-    EDGE, NAMES, POLICY, UPSTREAM, Resolver, asked, connect, load_ruleset,
+    EDGE, NAMES, PEERS, POLICY, TIMED, TTL, UPSTREAM, Resolver, asked, connect, load_ruleset,
     lookup, start_gate, start_upstream, write_policy,
 )
 from netlab import Daemon, Lab
@@ -26,8 +26,7 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[tuple[Lab, Daemon]]:
-    with Lab(peer_addresses=(UPSTREAM, *sorted({a for v in NAMES.values() for a in v}), EDGE[1]),
-             tcp_ports=(443,), udp_ports=(443,)) as lab:
+    with Lab(peer_addresses=PEERS, tcp_ports=(443,), udp_ports=(443,)) as lab:
         yield lab, start_upstream(lab)
 
 
@@ -37,9 +36,9 @@ def gate(lab: tuple[Lab, Daemon]) -> Iterator[Callable[..., Resolver]]:
     started: list[Resolver] = []
 
     def start(text: str = POLICY, *args: str, mode: Mode = Mode.ENFORCE,
-              prefix: tuple[str, ...] = ()) -> Resolver:
+              prefix: tuple[str, ...] = (), timeout: int = TTL) -> Resolver:
         path, policy = write_policy(lab[0], text.replace("mode enforce", f"mode {mode.value}"))
-        load_ruleset(lab[0], policy)
+        load_ruleset(lab[0], policy, timeout=timeout)
         started.append(start_gate(lab[0], path, *args, prefix=prefix))
         return started[-1]
 
@@ -235,3 +234,20 @@ def test_host_wide_policy_gate_as_the_resolver_user(lab: tuple[Lab, Daemon], gat
     assert lookup(lab_, "api.llm.test", server=UPSTREAM, uid=0)[0].outcome in ("timeout", "eperm")
     assert connect(lab_, api, NAMES["evil.test"][0], uid=0) == [True, False]
     assert resolver.alive()
+
+
+def test_short_ttls_are_honoured_and_never_shorten_a_promise(lab: tuple[Lab, Daemon],
+                                                             gate: Callable[..., Resolver]) -> None:
+    """Sets time out after 8 s, the floor is 1 s: an address lasts as long as its answers say.
+    long.cdn.test (TTL 6) and short.cdn.test (TTL 2) share an address: the short answer given
+    after the long one must not bring its expiry forward; brief.cdn.test (TTL 2) alone goes
+    after 2 s although the set would keep it 8."""
+    lab_, _ = lab
+    gate(POLICY, "--min-ttl", "1", timeout=8)
+    shared, brief = TIMED["long.cdn.test"][0], TIMED["brief.cdn.test"][0]
+    answers = lookup(lab_, "long.cdn.test", "brief.cdn.test")
+    assert [(a.addresses, a.ttl) for a in answers] == [((shared,), 6), ((brief,), 2)]
+    time.sleep(1)
+    assert lookup(lab_, "short.cdn.test")[0].ttl == 2
+    time.sleep(2.6)  # t+3.6: brief's answer and short's have expired, long's has not
+    assert connect(lab_, shared, brief) == [True, False]

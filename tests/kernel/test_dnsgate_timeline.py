@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 from dnsgate_lab import (
-    EDGE, NAMES, TTL, UPSTREAM, Resolver, asked, connect, load_ruleset, lookup,
+    NAMES, PEERS, TTL, Resolver, asked, connect, load_ruleset, lookup,
     start_dnsmasq_fragment, start_gate, start_upstream, write_policy,
 )
 from netlab import Daemon, Lab
@@ -25,8 +25,7 @@ NO_REFRESH = ("dnsmasq 2.90 re-adds an existing element without `expires`, and t
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[tuple[Lab, Daemon]]:
-    with Lab(peer_addresses=(UPSTREAM, *sorted({a for v in NAMES.values() for a in v}), EDGE[1]),
-             tcp_ports=(443,), udp_ports=(443,)) as lab:
+    with Lab(peer_addresses=PEERS, tcp_ports=(443,), udp_ports=(443,)) as lab:
         yield lab, start_upstream(lab)
 
 
