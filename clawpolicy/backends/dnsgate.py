@@ -10,7 +10,8 @@ drops CAP_NET_BIND_SERVICE itself once bound (dnsgate/privileges.py). Everything
 closed (systemd.exec(5)): no new privileges, read-only system, no home, private /tmp and
 /dev, no kernel tunables/modules/logs, native syscalls of the @system-service set only, and
 only the address families it uses (INET, INET6 for DNS; NETLINK for nf_tables; UNIX for
-journald). Not `PrivateUsers=`: capabilities held in a user namespace do not reach the host's
+journald), and, when compile knows the upstreams, only loopback and those addresses
+(`IPAddressAllow=`): the gate itself cannot carry data anywhere else. Not `PrivateUsers=`: capabilities held in a user namespace do not reach the host's
 network namespace, where the sets are. `systemd-analyze verify` checks it in the suite, its
 warnings counted as errors (it exits 0 on them).
 
@@ -29,6 +30,7 @@ from collections.abc import Mapping
 
 from clawpolicy.backends.base import Artifact, BackendResult, CompileOptions, Feature, Support
 from clawpolicy.backends.nftables import fqdn_groups
+from clawpolicy.dnsgate.upstreams import parse_address
 from clawpolicy.ir import Policy
 
 INSTALL_DIR = "/etc/clawpolicy"
@@ -56,6 +58,11 @@ def render_unit(policy: Policy, options: CompileOptions) -> str:
         args += ["--resolv-conf", UPSTREAMS_FILE]
     args += ["--mode", policy.mode.value]  # compile --mode may differ from the file's
     exec_start = " ".join(_quote(a) for a in args)
+    # with known upstreams the gate itself can reach nothing else (a cgroup BPF filter)
+    ip_lines = ""
+    if options.dns_upstreams:
+        hosts = " ".join(dict.fromkeys(parse_address(u)[0] for u in options.dns_upstreams))
+        ip_lines = f"IPAddressDeny=any\nIPAddressAllow=localhost {hosts}\n"
     # the user the ruleset's local-dns-only rule exempts in a host-wide policy (ir.LocalDns)
     user = policy.local_dns.resolver_user if policy.local_dns else "dnsmasq"
     upstreams = (", ".join(options.dns_upstreams) if options.dns_upstreams else
@@ -104,8 +111,10 @@ RestrictSUIDSGID=yes
 LockPersonality=yes
 MemoryDenyWriteExecute=yes
 RemoveIPC=yes
-SystemCallArchitectures=native
+PrivateMounts=yes
+{ip_lines}SystemCallArchitectures=native
 SystemCallFilter=@system-service
+SystemCallFilter=~@resources
 SystemCallErrorNumber=EPERM
 UMask=0077
 

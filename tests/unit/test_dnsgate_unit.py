@@ -61,6 +61,8 @@ def test_unit_contents(tmp_path: Path) -> None:
     assert "AmbientCapabilities=CAP_NET_ADMIN CAP_NET_BIND_SERVICE\n" in unit
     assert "CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_BIND_SERVICE\n" in unit
     assert "PrivateUsers" not in unit and "NoNewPrivileges=yes" in unit
+    assert "IPAddressDeny=any\nIPAddressAllow=localhost 10.0.0.53 10.0.0.54\n" in unit
+    assert "IPAddressDeny" not in _unit(policy)  # upstreams unknown: not restricted
     without = _exec_start(_unit(policy))
     assert without[-4:] == ["--resolv-conf", "/etc/clawpolicy/upstreams.conf", "--mode", "enforce"]
     shadow = _exec_start(_unit(policy.with_mode(Mode.SHADOW)))
