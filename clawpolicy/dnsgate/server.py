@@ -147,6 +147,12 @@ class Gate:
         if upstream is None:
             self.log(_with(line, rcode="SERVFAIL", note="no-upstream-answer"))
             return self._reply(query, dns.rcode.SERVFAIL, tcp)
+        if self.gate is not gate:  # reloaded while the upstream answered: decide again, so a
+            gate = self.gate  # name just removed never refills the sets its reload flushed
+            decision = gate.decide(qname)
+            if not decision.verdict.forwards:
+                self.log(_with(line, rcode="REFUSED", note="reloaded-meanwhile"))
+                return self._wire(self._refusal(query, gate.name), query, tcp)
         plan = plan_answer(gate, decision, _records(upstream), cap=self.cap, floor=self.options.floor)
         now = time.monotonic()
         elements = self.ledger.extend(plan.elements, now)

@@ -273,3 +273,23 @@ def test_addresses_and_resolv_conf(tmp_path: Path, subtests: pytest.Subtests) ->
     conf.write_text("# x\nnameserver 127.0.0.1\nnameserver 10.0.0.53\nnameserver fe80::1%eth0\n"
                     "search example\nnameserver 10.0.0.53\n")
     assert resolv_conf_upstreams(conf, [("127.0.0.1", 53)]) == (("10.0.0.53", 53), ("fe80::1", 53))
+
+
+def test_reload_during_a_lookup_decides_again(loop: asyncio.AbstractEventLoop, policy: Policy,
+                                              tmp_path: Path) -> None:
+    """An answer that arrives after a reload removed its name fills no set and is refused."""
+    gate, upstream, writer, lines = _setup(loop, policy)
+    path = tmp_path / "gate.claw"
+    path.write_text(POLICY.replace('  allow egress to api.llm.test port 443/tcp reason "model API" id llm\n', ""))
+    (new,) = load_policies([path]).policies
+    forward = gate._forward
+
+    async def slow_forward(question: dns.rrset.RRset, query: dns.message.Message) -> dns.message.Message | None:
+        reply = await forward(question, query)
+        gate.reload(new)  # SIGHUP lands while the upstream was answering
+        return reply
+
+    gate._forward = slow_forward  # type: ignore[method-assign]
+    assert _ask(loop, gate, "api.llm.test").rcode() == dns.rcode.REFUSED
+    assert not any("192.0.2.1" in tx for tx in writer.transactions)
+    assert "note=reloaded-meanwhile" in lines[-1]
