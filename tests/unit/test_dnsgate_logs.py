@@ -101,3 +101,28 @@ def test_simulate_dns_log(policy_file: Path, tmp_path: Path, capsys: pytest.Capt
 def test_simulate_needs_flows_or_a_dns_log(policy_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["simulate", str(policy_file)]) == 2
     assert "--dns-log" in capsys.readouterr().err
+
+
+def test_diff_reports_dns_resolve_changes(tmp_path: Path, subtests: pytest.Subtests) -> None:
+    """A new `dns resolve` wildcard is a DNS channel out: review sees it (review/diff.py)."""
+    from clawpolicy.lower import load_policies
+    from clawpolicy.review.diff import Risk, diff_policies
+
+    def load(statements: str) -> object:
+        path = tmp_path / "p.claw"
+        path.write_text(f"policy p {{\n  dns local\n{statements}}}\n")
+        (policy,) = load_policies([path]).policies
+        return policy
+
+    base = load('  dns resolve probe.test reason "checks"\n')
+    cases = [  # new statements, [(summary, risk)]
+        ('  dns resolve probe.test, *.corp.test reason "checks"\n',
+         [("`dns resolve *.corp.test` added", Risk.MEDIUM)]),
+        ('  dns resolve probe.test, x.test reason "checks"\n', [("`dns resolve x.test` added", Risk.LOW)]),
+        ("", [("`dns resolve probe.test` removed", Risk.LOW)]),
+        ('  dns resolve probe.test reason "other words"\n', []),  # same names: no change in reach
+    ]
+    for statements, want in cases:
+        with subtests.test(statements=statements):
+            changes = [c for c in diff_policies(base, load(statements)) if c.category == "dns"]  # type: ignore[arg-type]
+            assert [(c.summary, c.risk) for c in changes] == want
