@@ -18,9 +18,10 @@ Two questions, asked for every query and every answer:
    ruleset). Sets and names come from the nftables backend (`fqdn_groups`,
    `FqdnGroup.set_name`), never re-derived here.
 
-Time: a set element carries two numbers (nft(8), "SETS"): its `timeout` (what the packet
-path's `update @set` restarts on each new connection; the ruleset's `fqdn_timeout`, read
-from the kernel by the server) and its `expires` (when it goes). The gate writes
+Time: CAP is the set's own `timeout` (the ruleset's `fqdn_timeout`, read from the kernel by
+the server): each new connection's `update @set` restarts an element to now + CAP, whatever
+timeout the element itself carries (measured on 6.18: an element added with `timeout 5s`
+went to 59 s left after one packet through a 60 s set). The gate writes
 `{ addr timeout CAP expires E }` with E = max(min(TTL, CAP), floor): on kernel 6.18 only an
 explicit `expires` restarts an existing element (a plain re-add leaves the old expiry; see
 tests/kernel/test_dnsgate_kernel.py), and an element's expiry can be shortened that way, so
@@ -81,7 +82,7 @@ class Element:
     family: int
     address: str
     expires: int  # seconds from now
-    timeout: int  # the element's own timeout: what a connection restarts
+    timeout: int  # the element's own timeout, written as CAP (a connection restarts the set's)
 
 
 @dataclass(frozen=True)
@@ -285,7 +286,8 @@ class Ledger:
 
 def nft_transaction(table: str, elements: Sequence[Element]) -> str:
     """One libnftables buffer (one transaction) adding or refreshing `elements`: `expires` is
-    what restarts an existing element (module docstring), `timeout` what connections restart."""
+    what restarts an existing element (module docstring); `timeout` is the set's own, so a
+    listing shows the element as the ruleset would have made it."""
     by_set: dict[str, list[Element]] = {}
     for e in elements:
         by_set.setdefault(e.set_name, []).append(e)

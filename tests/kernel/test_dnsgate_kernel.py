@@ -251,3 +251,17 @@ def test_short_ttls_are_honoured_and_never_shorten_a_promise(lab: tuple[Lab, Dae
     assert lookup(lab_, "short.cdn.test")[0].ttl == 2
     time.sleep(2.6)  # t+3.6: brief's answer and short's have expired, long's has not
     assert connect(lab_, shared, brief) == [True, False]
+
+
+def test_a_connection_restarts_the_sets_timeout(lab: tuple[Lab, Daemon]) -> None:
+    """What CAP is: a new connection's `update @set` restarts an element to the set's own
+    timeout, whatever timeout the element carries, so the gate caps TTLs at the set's."""
+    lab_, _ = lab
+    _, policy = write_policy(lab_)
+    load_ruleset(lab_, policy, timeout=20)
+    (group,) = [g for g in fqdn_groups(policy) if any(r.id == "llm" for r in g.rules)]
+    api = NAMES["api.llm.test"][0]
+    lab_.nft("add", "element", "inet", "clawpolicy_gatelab", group.set_name(4),
+             f"{{ {api} timeout 3s expires 3s }}")
+    assert connect(lab_, api) == [True]
+    assert _seconds(lab_.set_elements("inet", "clawpolicy_gatelab", group.set_name(4))[api]) > 17
