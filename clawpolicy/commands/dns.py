@@ -70,7 +70,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                           default_cap=args.fqdn_timeout, upstream_timeout=args.upstream_timeout)
     mode = Mode(args.mode) if args.mode else None
     try:
-        gate = Gate(policy, Libnftables(), options, mode=mode)
+        writer = Libnftables()
+    except SetError as exc:
+        print(f"clawpolicy dns serve: error: {exc}", file=sys.stderr)
+        return ExitCode.POLICY_ERROR
+    try:
+        gate = Gate(policy, writer, options, mode=mode)
     except SetError as exc:
         print(f"clawpolicy dns serve: error: {exc}\n  hint: load the policy's ruleset first "
               f"(nft -f generated/{policy.name}/nftables/ruleset.nft)", file=sys.stderr)

@@ -293,3 +293,26 @@ def test_reload_during_a_lookup_decides_again(loop: asyncio.AbstractEventLoop, p
     assert _ask(loop, gate, "api.llm.test").rcode() == dns.rcode.REFUSED
     assert not any("192.0.2.1" in tx for tx in writer.transactions)
     assert "note=reloaded-meanwhile" in lines[-1]
+
+
+def test_serve_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], subtests: pytest.Subtests) -> None:
+    """`dns serve` refuses bad arguments before it binds anything (exit 2), and a file with
+    several policies without --policy (exit 1)."""
+    from clawpolicy.cli import main
+
+    path = tmp_path / "gate.claw"
+    path.write_text(POLICY)
+    empty = tmp_path / "resolv.conf"
+    empty.write_text("nameserver 127.0.0.1\n")  # only the gate itself
+    for args, code, message in [
+        (["--listen", "example.com"], 2, "does not appear to be an IPv4 or IPv6 address"),
+        (["--upstream", "10.0.0.1:99999"], 2, "out of range"),
+        (["--resolv-conf", str(empty)], 2, "no upstream"),
+    ]:
+        with subtests.test(args=args):
+            assert main(["dns", "serve", str(path), *args]) == code
+            assert message in capsys.readouterr().err
+    two = tmp_path / "two.claw"
+    two.write_text(POLICY + POLICY.replace("policy gate", "policy other"))
+    assert main(["dns", "serve", str(two), "--upstream", "127.0.0.1:1"]) == 1
+    assert "defines gate, other: name one with --policy" in capsys.readouterr().err
