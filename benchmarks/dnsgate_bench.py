@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import selectors
 import shutil
 import socket
 import statistics
@@ -63,26 +64,45 @@ def latency(server: tuple[str, int], wires: list[bytes]) -> list[float]:
     return out
 
 
-def throughput(server: tuple[str, int], wires: list[bytes], concurrency: int) -> tuple[float, int]:
-    """`concurrency` queries kept in flight on one socket: (answers per second, lost)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.connect(server)
-    s.settimeout(1)
+def throughput(server: tuple[str, int], wires: list[bytes], concurrency: int,
+               clients: int = 4) -> tuple[float, int]:
+    """`concurrency` queries kept in flight over `clients` sockets (several source ports, as
+    many resolving processes have; SO_REUSEPORT spreads them over gate workers):
+    (answers per second, lost)."""
+    socks = []
+    for _ in range(max(clients, 1)):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.connect(server)
+        s.setblocking(False)
+        socks.append(s)
+    sel = selectors.DefaultSelector()
+    for s in socks:
+        sel.register(s, selectors.EVENT_READ)
     sent = received = 0
     start = time.perf_counter()
     while sent < min(concurrency, len(wires)):
-        s.send(wires[sent])
+        socks[sent % len(socks)].send(wires[sent])
         sent += 1
     while received < len(wires):
-        try:
-            s.recv(4096)
-        except TimeoutError:
+        events = sel.select(timeout=1)
+        if not events:
             break
-        received += 1
-        if sent < len(wires):
-            s.send(wires[sent])
-            sent += 1
-    return received / (time.perf_counter() - start), len(wires) - received
+        for key, _ in events:
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            while True:
+                try:
+                    sock.recv(4096)
+                except BlockingIOError:
+                    break
+                received += 1
+                if sent < len(wires):
+                    sock.send(wires[sent])
+                    sent += 1
+    elapsed = time.perf_counter() - start
+    for s in socks:
+        s.close()
+    return received / elapsed, len(wires) - received
 
 
 def pct(values: list[float], p: float) -> float:
@@ -112,7 +132,8 @@ def inside(args: argparse.Namespace) -> int:
         gate_log = open(tmp / "gate.log", "w")  # noqa: SIM115 - closed with the process
         procs.append(subprocess.Popen(
             [sys.executable, "-m", "clawpolicy.cli", "dns", "serve", str(tmp / "bench.claw"),
-             "--listen", "127.0.0.1:53", "--upstream", "127.0.0.2"], stderr=gate_log, cwd=REPO))
+             "--listen", "127.0.0.1:53", "--upstream", "127.0.0.2", "--workers", str(args.workers)],
+            stderr=gate_log, cwd=REPO))
         deadline = time.monotonic() + 20
         while "serving policy=" not in (tmp / "gate.log").read_text():
             if time.monotonic() > deadline or procs[-1].poll() is not None:
@@ -125,14 +146,15 @@ def inside(args: argparse.Namespace) -> int:
         for label, server in (("upstream directly", ("127.0.0.2", 53)), ("through the gate", ("127.0.0.1", 53))):
             latency(server, lat_wires[:200])  # warm up
             lat = latency(server, lat_wires)
-            qps, lost = throughput(server, _queries(NAMES, args.queries), args.concurrency)
+            qps, lost = throughput(server, _queries(NAMES, args.queries), args.concurrency, args.clients)
             rows.append((label, qps, lost, pct(lat, 50), pct(lat, 99), statistics.fmean(lat) * 1000))
-        qps, lost = throughput(("127.0.0.1", 53), _queries(REFUSED, args.queries), args.concurrency)
+        qps, lost = throughput(("127.0.0.1", 53), _queries(REFUSED, args.queries), args.concurrency, args.clients)
         lat = latency(("127.0.0.1", 53), _queries(REFUSED, args.latency_queries))
         rows.append(("gate, refused names", qps, lost, pct(lat, 50), pct(lat, 99), statistics.fmean(lat) * 1000))
         elements = subprocess.run(["nft", "list", "table", "inet", "clawpolicy_bench"],
                                   capture_output=True, text=True).stdout.count("expires")
-        print(f"\nDNS gate, {args.queries} queries at {args.concurrency} in flight (q/s), "
+        print(f"\nDNS gate ({args.workers} worker(s)), {args.queries} queries at {args.concurrency} "
+              f"in flight over {args.clients} client sockets (q/s), "
               f"{args.latency_queries} one at a time (latency); {os.cpu_count()} CPUs; "
               f"{elements} set elements written\n")
         print("| path | q/s | lost | p50 ms | p99 ms | mean ms |")
@@ -154,6 +176,8 @@ def main() -> int:
     ap.add_argument("--queries", type=int, default=10000)
     ap.add_argument("--latency-queries", type=int, default=2000)
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--workers", type=int, default=1, help="gate processes (dns serve --workers)")
+    ap.add_argument("--clients", type=int, default=4, help="client sockets for the q/s run")
     ap.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inside:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from clawpolicy.commands import HELP_FORMAT, Subparsers, positive_int, print_diagnostics
@@ -66,6 +69,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"clawpolicy dns serve: error: no upstream: pass --upstream IP or list a "
               f"nameserver other than the gate in {args.resolv_conf}", file=sys.stderr)
         return ExitCode.USAGE
+    if args.workers > 1 and args.min_ttl:
+        print("clawpolicy dns serve: error: --min-ttl needs --workers 1: each worker remembers "
+              "only the expiries it promised, so another could shorten them", file=sys.stderr)
+        return ExitCode.USAGE
     options = GateOptions(upstreams=upstreams, floor=args.min_ttl or args.fqdn_timeout,
                           default_cap=args.fqdn_timeout, upstream_timeout=args.upstream_timeout)
     mode = Mode(args.mode) if args.mode else None
@@ -98,16 +105,42 @@ def cmd_serve(args: argparse.Namespace) -> int:
         where = " ".join(f"{h}:{p}" for h, p in listen)
         ups = " ".join(f"{h}:{p}" for h, p in upstreams)
         gate.log(f"clawpolicy-dns: serving policy={policy.name} mode={gate.gate.mode.value} "
+                 f"pid={os.getpid()} "
                  f"listen={where} upstream={ups} ttl-cap={gate.cap} uid={os.getuid()} "
                  f"capeff={caps:#x}")
 
-    try:
-        asyncio.run(serve(gate, listen, reload=lambda: _load(args.policy, args.policy_name),
-                          after_bind=after_bind, ready=ready))
-    except (OSError, privileges.PrivilegeError) as exc:
-        print(f"clawpolicy dns serve: error: {exc}", file=sys.stderr)
-        return ExitCode.POLICY_ERROR
-    return ExitCode.OK
+    def run(gate: Gate, on_signal: Callable[[int], None] = lambda _sig: None) -> int:
+        try:
+            asyncio.run(serve(gate, listen, reload=lambda: _load(args.policy, args.policy_name),
+                              after_bind=after_bind, ready=ready, reuse_port=args.workers > 1,
+                              on_signal=on_signal))
+        except (OSError, privileges.PrivilegeError, SetError) as exc:
+            print(f"clawpolicy dns serve: error: {exc}", file=sys.stderr)
+            return ExitCode.POLICY_ERROR
+        return ExitCode.OK
+
+    children = []
+    for _ in range(args.workers - 1):  # forked before any event loop or netlink use of theirs
+        pid = os.fork()
+        if pid == 0:
+            code = ExitCode.POLICY_ERROR
+            try:
+                code = run(Gate(policy, Libnftables(), options, mode=mode))
+            finally:
+                os._exit(code)  # never return into the parent's code
+        children.append(pid)
+
+    def forward(sig: int) -> None:
+        for pid in children:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    code = run(gate, forward)
+    if code != ExitCode.OK:
+        forward(signal.SIGTERM)
+    for pid in children:
+        os.waitpid(pid, 0)
+    return code
 
 
 def register(sub: Subparsers) -> None:
@@ -137,6 +170,9 @@ def register(sub: Subparsers) -> None:
     s.add_argument("--min-ttl", type=positive_int, default=None, metavar="SECONDS",
                    help="the least an admitted address stays in its set (default: the sets' "
                         "timeout; never more)")
+    s.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                   help="processes sharing the listen addresses (SO_REUSEPORT; default 1); "
+                        "signals to the first reach them all")
     s.add_argument("--upstream-timeout", type=float, default=2.0, metavar="SECONDS",
                    help="per upstream and transport before the next one; all silent: SERVFAIL")
     s.set_defaults(func=cmd_serve)

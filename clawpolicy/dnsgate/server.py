@@ -320,29 +320,41 @@ class _Tcp:
                 await writer.wait_closed()
 
 
-async def open_listeners(gate: Gate, listen: Sequence[Address]) -> list[Callable[[], None]]:
-    """Bind UDP and TCP on every address (before privileges are dropped); returns closers."""
+async def open_listeners(gate: Gate, listen: Sequence[Address], *,
+                         reuse_port: bool = False) -> list[Callable[[], None]]:
+    """Bind UDP and TCP on every address (before privileges are dropped); returns closers.
+    `reuse_port`: several worker processes share the addresses (SO_REUSEPORT; the kernel
+    spreads clients over them). Off for one process, so a second gate cannot bind by mistake."""
     loop = asyncio.get_running_loop()
     closers: list[Callable[[], None]] = []
     tcp = _Tcp(gate)
     for host, port in listen:
-        transport, _ = await loop.create_datagram_endpoint(lambda: _Udp(gate), local_addr=(host, port))
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Udp(gate), local_addr=(host, port), reuse_port=reuse_port or None)
         closers.append(transport.close)
-        server = await asyncio.start_server(tcp, host, port, reuse_address=True)
+        server = await asyncio.start_server(tcp, host, port, reuse_address=True,
+                                            reuse_port=reuse_port or None)
         closers.append(server.close)
     return closers
 
 
 async def serve(gate: Gate, listen: Sequence[Address], *, reload: Callable[[], Policy | None],
                 after_bind: Callable[[], None] = lambda: None,
-                ready: Callable[[], None] = lambda: None) -> None:
-    """Run until SIGTERM/SIGINT; SIGHUP calls `reload` (None: keep the current policy)."""
+                ready: Callable[[], None] = lambda: None, reuse_port: bool = False,
+                on_signal: Callable[[int], None] = lambda _sig: None) -> None:
+    """Run until SIGTERM/SIGINT; SIGHUP calls `reload` (None: keep the current policy).
+    `on_signal` is told of each signal first (the first worker passes them to the others)."""
     loop = asyncio.get_running_loop()
-    closers = await open_listeners(gate, listen)
+    closers = await open_listeners(gate, listen, reuse_port=reuse_port)
     after_bind()
     stop = asyncio.Event()
 
+    def on_stop(sig: int) -> None:
+        on_signal(sig)
+        stop.set()
+
     def on_hup() -> None:
+        on_signal(signal.SIGHUP)
         policy = reload()
         if policy is None:
             gate.log("clawpolicy-dns: reload failed: keeping the current policy")
@@ -353,7 +365,7 @@ async def serve(gate: Gate, listen: Sequence[Address], *, reload: Callable[[], P
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_stop, sig)
     ready()
     await stop.wait()
     for close in closers:

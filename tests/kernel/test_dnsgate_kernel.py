@@ -5,7 +5,9 @@ here; the timeline suite it shares with the dnsmasq fragment is test_dnsgate_tim
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import signal
 import time
 from collections.abc import Callable, Iterator
 
@@ -265,3 +267,27 @@ def test_a_connection_restarts_the_sets_timeout(lab: tuple[Lab, Daemon]) -> None
              f"{{ {api} timeout 3s expires 3s }}")
     assert connect(lab_, api) == [True]
     assert _seconds(lab_.set_elements("inet", "clawpolicy_gatelab", group.set_name(4))[api]) > 17
+
+
+def test_workers_share_the_port_and_the_signals(lab: tuple[Lab, Daemon], gate: Callable[..., Resolver]) -> None:
+    """--workers 2: two processes answer on one address (SO_REUSEPORT); SIGHUP and SIGTERM
+    to the first reach both, and neither is left behind."""
+    lab_, _ = lab
+    resolver = gate(POLICY, "--workers", "2")
+    deadline = time.monotonic() + 20
+    while sum("serving policy=" in line for line in resolver.lines()) < 2:
+        assert time.monotonic() < deadline, resolver.lines()
+        time.sleep(0.05)
+    pids = {line.split("pid=")[1].split()[0] for line in resolver.lines() if "serving policy=" in line}
+    assert len(pids) == 2
+    names = ["api.llm.test", "other.test", "evil.test"] * 10
+    assert [a.rcode for a in lookup(lab_, *names)] == ["NOERROR", "NOERROR", "REFUSED"] * 10
+    os.kill(resolver.proc.pid, signal.SIGHUP)
+    while sum("reloaded policy=gatelab" in line for line in resolver.lines()) < 2:
+        assert time.monotonic() < deadline + 20, resolver.lines()
+        time.sleep(0.05)
+    resolver.proc.terminate()
+    assert resolver.proc.wait(timeout=10) == 0
+    assert sum("stopped policy=gatelab" in line for line in resolver.lines()) == 2
+    assert all(not os.path.exists(f"/proc/{pid}/status") or "Z" in open(f"/proc/{pid}/status").read().split("State:")[1][:4]
+               for pid in pids)

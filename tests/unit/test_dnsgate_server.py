@@ -308,6 +308,7 @@ def test_serve_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], 
         (["--listen", "example.com"], 2, "does not appear to be an IPv4 or IPv6 address"),
         (["--upstream", "10.0.0.1:99999"], 2, "out of range"),
         (["--resolv-conf", str(empty)], 2, "no upstream"),
+        (["--upstream", "127.0.0.1:1", "--workers", "2", "--min-ttl", "5"], 2, "--min-ttl needs --workers 1"),
     ]:
         with subtests.test(args=args):
             assert main(["dns", "serve", str(path), *args]) == code
