@@ -123,7 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for _ in range(args.workers - 1):  # forked before any event loop or netlink use of theirs
         pid = os.fork()
         if pid == 0:
-            code = ExitCode.POLICY_ERROR
+            code: int = ExitCode.POLICY_ERROR
             try:
                 code = run(Gate(policy, Libnftables(), options, mode=mode))
             finally:
@@ -135,12 +135,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
-    code = run(gate, forward)
-    if code != ExitCode.OK:
+    status = run(gate, forward)
+    if status != ExitCode.OK:
         forward(signal.SIGTERM)
     for pid in children:
         os.waitpid(pid, 0)
-    return code
+    return status
 
 
 def register(sub: Subparsers) -> None:
