@@ -19,12 +19,13 @@ test: setup
 test-unit: setup
 	$(PY) -m pytest tests/unit tests/golden tests/fuzz
 
-## Compile-time, memory, nft load-time, overlap, seccomp and simulate figures (tables; never asserted).
+## Compile-time, memory, nft load-time, overlap, seccomp, simulate and DNS gate figures (tables; never asserted).
 bench: setup
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/overlap_bench.py
 	$(PY) benchmarks/seccomp_bench.py
 	$(PY) benchmarks/simulate_bench.py
+	$(PY) benchmarks/dnsgate_bench.py
 
 ## Regenerate golden files and generated/ after a reviewed change (then read the diff!).
 golden: setup

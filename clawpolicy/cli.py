@@ -10,7 +10,9 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
-from clawpolicy.commands import HELP_FORMAT, adopt, catalog, compile, diff, fmt, logs, resolve, review, test
+from clawpolicy.commands import (
+    HELP_FORMAT, adopt, catalog, compile, diff, dns, fmt, logs, resolve, review, test,
+)
 from clawpolicy.errors import ExitCode
 
 MAIN_HELP = """\
@@ -22,10 +24,11 @@ Start:    clawpolicy init --from-openclaw        a starter policy from your Open
 Build:    clawpolicy compile policy.claw         artifacts under generated/<policy>/<target>/
 Dry run:  mode shadow, then clawpolicy explain / simulate / suggest on what it logged
 Review:   clawpolicy diff --git origin/main      what a change means, with risk levels
+Run:      clawpolicy dns serve policy.claw       the DNS gate that fills the FQDN sets
 Each command's --help has examples.
 """
 
-COMMAND_MODULES = (compile, test, resolve, catalog, review, diff, fmt, logs, adopt)
+COMMAND_MODULES = (compile, test, resolve, catalog, review, diff, fmt, logs, adopt, dns)
 
 
 class _Parser(argparse.ArgumentParser):

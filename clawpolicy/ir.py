@@ -185,6 +185,19 @@ class FileRule(Documented):
     paths: tuple[str, ...]
 
 
+class ResolveRule(Documented):
+    """`dns resolve NAMES`: names the agent may look up through the DNS gate although no rule
+    lets it connect to them (a resolver check, a name whose address another rule allows).
+    The gate forwards them and fills no set: they grant no egress. `action` is always allow.
+    Wildcards mean what they mean in `Peers`: one or more labels below, not the suffix."""
+
+    names: tuple[str, ...] = ()
+    wildcards: tuple[str, ...] = ()  # suffixes: "corp.example" for *.corp.example
+
+    def describe(self) -> list[str]:
+        return [*self.names, *(f"*.{w}" for w in self.wildcards)]
+
+
 LOCAL_DNS_ID = "local-dns-only"
 
 
@@ -241,12 +254,14 @@ class Policy(Model):
     files: tuple[FileRule, ...] = ()
     executable: str | None = None  # the agent's program (AppArmor attachment); None: the target's default
     local_dns: LocalDns | None = None  # set by lowering when an egress rule names a domain
+    resolve: tuple[ResolveRule, ...] = ()  # `dns resolve`: names the DNS gate may forward
     tests: tuple[Expectation, ...] = ()
     source: str
     span: Span
 
-    def rule(self, rule_id: str) -> Rule | SyscallRule | FileRule | None:
-        items: tuple[Rule | SyscallRule | FileRule, ...] = (*self.rules, *self.syscalls, *self.files)
+    def rule(self, rule_id: str) -> Rule | SyscallRule | FileRule | ResolveRule | None:
+        items: tuple[Rule | SyscallRule | FileRule | ResolveRule, ...] = (
+            *self.rules, *self.syscalls, *self.files, *self.resolve)
         for item in items:
             if item.id == rule_id:
                 return item

@@ -32,6 +32,7 @@ from clawpolicy.resolve import (
 from clawpolicy.syntax import (
     CapabilitiesDecl,
     Define,
+    DnsResolveDecl,
     FilesDecl,
     PolicyDecl,
     RuleDecl,
@@ -117,6 +118,7 @@ class PolicyLowering(RuleLowering):
         files: list[ir.FileRule] = []
         syscalls: list[ir.SyscallRule] = []
         tests: list[ir.Expectation] = []
+        resolvable: list[ir.ResolveRule] = []
         caps = socks = None
         for stmt in decl.body:
             if isinstance(stmt, RuleDecl):
@@ -127,6 +129,8 @@ class PolicyLowering(RuleLowering):
                 syscalls.extend(self._syscalls(stmt))
             elif isinstance(stmt, TestDecl):
                 tests.extend(self._test(stmt))
+            elif isinstance(stmt, DnsResolveDecl):
+                resolvable.extend(self._dns_resolve(stmt))
             elif isinstance(stmt, CapabilitiesDecl):
                 caps = self._once(caps, stmt.loc, "capabilities", self._capabilities(stmt))
             elif isinstance(stmt, SocketsDecl):
@@ -135,6 +139,7 @@ class PolicyLowering(RuleLowering):
         rules = [renamed.get(id(r), r) for r in rules]
         files = [renamed.get(id(f), f) for f in files]
         syscalls = [renamed.get(id(s), s) for s in syscalls]
+        resolvable = [renamed.get(id(r), r) for r in resolvable]
         self._unreachable_ingress(rules, settings.get("scope", ir.Scope()))
         if len([d for d in self.diag.items if d.severity.value == "error"]) > errors_before:
             return None
@@ -147,6 +152,7 @@ class PolicyLowering(RuleLowering):
             executable=settings.get("executable"),
             local_dns=self._local_dns(rules, settings.get("scope", ir.Scope()),
                                       settings.get("dns") == "local", decl.loc),
+            resolve=tuple(sorted(resolvable, key=lambda r: r.id)),
             source=source, span=span(decl.loc))
 
     # ------------------------------------------------------------------ settings
@@ -316,6 +322,33 @@ class PolicyLowering(RuleLowering):
                 reason=docs["reason"], owner=docs.get("owner"), ticket=docs.get("ticket"),
                 expires=docs.get("expires"), origin=tuple(dict.fromkeys(a.origin for a in group)),
                 span=span(decl.loc)))
+        self.id_requests[-1][2].extend(out)
+        return out
+
+    def _dns_resolve(self, decl: DnsResolveDecl) -> list[ir.ResolveRule]:
+        """`dns resolve NAMES`: domain names and wildcards only (definitions and catalog
+        groups expand to theirs); an address names nothing to resolve."""
+        names: set[str] = set()
+        wildcards: set[str] = set()
+        for word in decl.names:
+            for atom in self.resolver.resolve(word):
+                if atom.kind == "name":
+                    names.add(atom.value)
+                elif atom.kind == "wildcard":
+                    wildcards.add(atom.value)
+                elif not (word.text.startswith("@") or atom.origin != word.text):
+                    self.diag.error(f"'dns resolve' takes domain names, not '{word.text}'", word.loc,
+                                    "list names (api.example.com) or wildcards (*.example.com); "
+                                    "addresses need no resolving", code="dns")
+        docs = self._docs(decl.attrs, decl.loc, "dns resolve statement")
+        if docs is None or not (names or wildcards):
+            return []
+        rule_id = self._request_id(docs.get("id"), "dr", decl.loc, "resolve", sorted(names),
+                                   sorted(wildcards))
+        out = [ir.ResolveRule(
+            id=rule_id, action=ir.Action.ALLOW, reason=docs["reason"], owner=docs.get("owner"),
+            ticket=docs.get("ticket"), expires=docs.get("expires"), span=span(decl.loc),
+            names=tuple(sorted(names)), wildcards=tuple(sorted(wildcards)))]
         self.id_requests[-1][2].extend(out)
         return out
 

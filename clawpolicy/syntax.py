@@ -57,6 +57,15 @@ class RuleDecl:
 
 
 @dataclass(frozen=True)
+class DnsResolveDecl:
+    """`dns resolve NAMES reason "..."`: names resolvable through the DNS gate, no egress."""
+
+    names: tuple[Word, ...]
+    attrs: tuple[Attr, ...]
+    loc: Location
+
+
+@dataclass(frozen=True)
 class CapabilitiesDecl:
     clauses: tuple[tuple[Word, tuple[Word, ...]], ...]  # (drop|keep, names)
     attrs: tuple[Attr, ...]
@@ -113,7 +122,7 @@ class Setting:
 
 
 Statement = (Define | RuleDecl | CapabilitiesDecl | SocketsDecl | SyscallsDecl | FilesDecl
-             | TestDecl | Setting)
+             | TestDecl | Setting | DnsResolveDecl)
 
 
 @dataclass(frozen=True)
@@ -258,6 +267,12 @@ class ToSyntax(Transformer[lark.Token, Any]):
         ports: tuple[Word, ...] = next((i for i in items[3:] if isinstance(i, tuple)), ())
         attrs = tuple(i for i in items[3:] if isinstance(i, Attr))
         return RuleDecl(action, direction, keyword, peers, ports, attrs, self._loc(meta))
+
+    @v_args(meta=True)
+    def dns_resolve(self, meta: Meta, items: list[Any]) -> DnsResolveDecl:
+        names = tuple(i for i in items if isinstance(i, Word))
+        attrs = tuple(i for i in items if isinstance(i, Attr))
+        return DnsResolveDecl(names, attrs, self._loc(meta))
 
     # -- confinement
     def cap_clause(self, items: list[Any]) -> tuple[Word, tuple[Word, ...]]:

@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(nftables libnftables1 iproute2 dnsmasq-base python3 python3-venv util-linux apparmor libseccomp2)
+# systemd: only for systemd-analyze, which checks the DNS gate's generated unit in the suite
+APT_PACKAGES=(nftables libnftables1 iproute2 dnsmasq-base python3 python3-venv util-linux apparmor libseccomp2 systemd)
 VENV=.venv
 STAMP="$VENV/.clawpolicy-setup"
 

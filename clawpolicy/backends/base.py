@@ -67,6 +67,9 @@ class CompileOptions:
     # FQDN sets: seconds an address DNS added stays without a new answer or connection for it;
     # the dnsmasq target caps the TTLs it hands out at the same value (never outlived by a TTL)
     fqdn_timeout: int = 600
+    # the resolver's upstream servers (IP or IP:PORT): the hardened dnsmasq fragment forwards
+    # only the policy's names there, and the DNS gate's unit passes them to `dns serve`
+    dns_upstreams: tuple[str, ...] = ()
     lock: Mapping[str, tuple[str, ...]] | None = None  # `compile --lock`: name -> locked addresses
     seccomp_deny_action: Literal["errno", "kill"] = "errno"  # refusals: EPERM, or kill the process
     apparmor_abi: Literal["3.0", "4.0"] = "3.0"  # the `abi <abi/X>` the profile is written against

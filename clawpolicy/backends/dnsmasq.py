@@ -26,6 +26,17 @@ fragment caps every TTL the resolver hands out or caches at that same timeout (`
 an element's timeout whenever the agent opens a connection to it (see nftables.py), so an
 address two names share, or one dnsmasq answers again from its cache, stays while in use.
 Short TTLs are not stretched (`min-cache-ttl` is left alone): the floor is the set timeout.
+
+With `dns local` the fragment also closes DNS itself (`hardened`): dnsmasq 2.90 ignores a
+catch-all `address=/#/` (or `local=/#/`, `server=/#/`) while it has default upstreams
+(measured: unlisted names were still forwarded), so the fragment gives it none (`no-resolv`)
+and names the upstreams per policy name and `dns resolve` name (`server=/d/IP`, from
+`compile --dns-upstream`); every other name has no server and is answered REFUSED, so it
+never leaves the host. `cache-size=0` makes every answer a forwarded one, since dnsmasq adds
+to sets only for forwarded replies (a cache hit added nothing). What it
+still cannot do: refresh an element that exists (dnsmasq 2.90 sends no `expires`; a re-add
+leaves the old expiry), so an answer can outlive its address by up to the set timeout minus
+the TTL. The DNS gate (`clawpolicy dns serve`, backends/dnsgate.py) closes that race.
 """
 
 from __future__ import annotations
@@ -55,6 +66,7 @@ class Entry:
     refuse_self: bool = False  # the domain itself is answered NXDOMAIN
     refuse_below: bool = False  # names below it (not covered by deeper entries) are NXDOMAIN
     reopen: bool = False  # it lies in a refused subtree: forward it as usual
+    forward: bool = False  # hardened: the domain (and what is below it) goes upstream
 
 
 def _label_key(domain: str) -> tuple[str, ...]:
@@ -153,11 +165,34 @@ def _template() -> jinja2.Template:
     return load_template("dnsmasq/fragment.conf.j2", {"line_comment": line_comment})
 
 
+def resolve_only(policy: Policy, entries: Sequence[Entry]) -> list[tuple[str, bool]]:
+    """`dns resolve` names no rule names: (domain, wildcard), forwarded without a set. An
+    exact name refuses the names below it (`address=/*.d/`), as for rules."""
+    taken = {e.domain for e in entries}
+    out: dict[tuple[str, bool], None] = {}
+    for r in policy.resolve:
+        out.update({(n, False): None for n in r.names if n not in taken})
+        out.update({(w, True): None for w in r.wildcards if w not in taken})
+    return sorted(out, key=lambda k: (_label_key(k[0]), k[1]))
+
+
 def render(policy: Policy, options: CompileOptions) -> tuple[str, list[Diagnostic]]:
     entries, diagnostics = plan(policy)
     dns = policy.local_dns
+    hardened = dns is not None
+    for e in entries:
+        e.forward = hardened and not e.refuse_self and not e.reopen
+    upstreams = [_server(u) for u in options.dns_upstreams]
+    if hardened and not upstreams:
+        diagnostics.append(Diagnostic(
+            Severity.NOTE, f"{policy.name}: the dnsmasq fragment cannot refuse unlisted names "
+            "without the upstream servers", Location(policy.source, policy.span.line, policy.span.col),
+            "pass --dns-upstream IP (repeatable) so that only the policy's names are forwarded, "
+            "or run the DNS gate (clawpolicy dns serve)", code="dnsmasq-open"))
     text = _template().render(policy=policy, table=table_name(policy), entries=entries,
-                              timeout=options.fqdn_timeout,
+                              timeout=options.fqdn_timeout, hardened=hardened,
+                              upstreams=upstreams, servers=upstreams or ["#"],
+                              resolve_only=resolve_only(policy, entries) if hardened else [],
                               resolver_user=dns.resolver_user if dns else "dnsmasq")
     return text, diagnostics
 
@@ -165,6 +200,17 @@ def render(policy: Policy, options: CompileOptions) -> tuple[str, list[Diagnosti
 # dnsmasq's config reader takes a line in chunks of MAXDNAME - 1 = 1,024 bytes (option.c,
 # read_file): the rest of a longer line is parsed as a new option.
 LINE_MAX_BYTES = 1024
+
+
+def _server(address: str) -> str:
+    """`IP` or `IP:PORT` / `[IPv6]:PORT` as dnsmasq writes a server: `IP#PORT`."""
+    if address.startswith("["):
+        host, _, port = address[1:].partition("]")
+        return f"{host}#{port[1:]}" if port.startswith(":") else host
+    if address.count(":") == 1:
+        host, _, port = address.partition(":")
+        return f"{host}#{port}"
+    return address
 
 
 def artifact_name(policy: Policy) -> str:
@@ -184,7 +230,7 @@ class DnsmasqBackend:
     }
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
-        if not fqdn_groups(policy):  # no egress rule names a domain: nothing to resolve
+        if not fqdn_groups(policy) and not policy.resolve:  # no domain: nothing to resolve
             return BackendResult()
         text, diagnostics = render(policy, options)
         longest = max(text.splitlines(), key=lambda line: len(line.encode("utf-8")))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from clawpolicy.backends import apparmor, dnsmasq, docs, k8s, nftables, seccomp
+from clawpolicy.backends import apparmor, dnsgate, dnsmasq, docs, k8s, nftables, seccomp
 from clawpolicy.backends.base import Backend, CompileOptions, Feature, Level, Support
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Action, Direction, Mode, Policy, Span
@@ -15,13 +15,14 @@ from clawpolicy.ir import Action, Direction, Mode, Policy, Span
 BACKENDS: dict[str, Backend] = {
     "nftables": nftables.BACKEND,
     "dnsmasq": dnsmasq.BACKEND,
+    "dnsgate": dnsgate.BACKEND,
     "seccomp": seccomp.BACKEND,
     "apparmor": apparmor.BACKEND,
     "k8s": k8s.BACKEND,
     "docs": docs.BACKEND,
 }
 DEFAULT_TARGETS: tuple[str, ...] = tuple(BACKENDS)  # narrowed per policy by `targets_for`
-NODE_NETWORK_TARGETS = ("nftables", "dnsmasq")
+NODE_NETWORK_TARGETS = ("nftables", "dnsmasq", "dnsgate")
 
 
 def targets_for(policy: Policy, targets: Sequence[str], options: CompileOptions | None = None,

@@ -57,12 +57,22 @@ def _k8s_namespace(text: str) -> str:
     return text
 
 
+def _dns_upstream(text: str) -> str:
+    from clawpolicy.dnsgate.upstreams import parse_address
+    try:
+        parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
+    return text
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     targets = args.target or list(DEFAULT_TARGETS)
     options = CompileOptions(apparmor_abi=args.apparmor_abi, fqdn_timeout=args.fqdn_timeout,
                              seccomp_deny_action=args.seccomp_deny_action,
                              k8s_flavor=args.k8s_flavor, k8s_selector=args.k8s_selector or (),
-                             k8s_namespace=args.k8s_namespace, k8s_container=args.k8s_container)
+                             k8s_namespace=args.k8s_namespace, k8s_container=args.k8s_container,
+                             dns_upstreams=tuple(args.dns_upstream or ()))
     result = compile_paths(args.policies, targets, mode=ir.Mode(args.mode) if args.mode else None,
                            strict=args.strict, validate=args.validate, lock=args.lock,
                            options=options, explicit=bool(args.target),
@@ -146,6 +156,9 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--fqdn-timeout", type=positive_int, default=600, metavar="SECONDS",
                    help="how long an address DNS put into an FQDN set stays without a new "
                         "answer or connection (default 600; dnsmasq TTLs are capped to it)")
+    p.add_argument("--dns-upstream", action="append", type=_dns_upstream, metavar="IP[:PORT]",
+                   help="the agent resolver's upstream servers (repeatable): the dnsmasq fragment "
+                        "forwards only the policy's names there; the gate's unit passes them on")
     p.add_argument("--k8s-flavor", choices=["vanilla", "cilium", "calico"], default="vanilla",
                    help="which network policy the k8s target writes: vanilla NetworkPolicy "
                         "(any cluster; no names, no logging), cilium CiliumNetworkPolicy (toFQDNs, "

@@ -30,7 +30,8 @@ examples:
   journalctl -k -o json --since -7d | clawpolicy explain -p examples/x.claw --format markdown
   clawpolicy explain -p examples/x.claw /var/log/audit/audit.log /var/log/kern.log
 
-Reads nftables log lines (clawpolicy:<policy>:deny|would-deny:<rule>), seccomp audit records
+Reads the DNS gate's lines (clawpolicy-dns: ... verdict=refuse|would-refuse|deny ...),
+nftables log lines (clawpolicy:<policy>:deny|would-deny:<rule>), seccomp audit records
 (type=1326 / type=SECCOMP) and AppArmor records (apparmor="DENIED"|"ALLOWED") from dmesg,
 /dev/kmsg, syslog, journalctl (-o short, short-iso, json) and audit.log. Without --policy the
 policy and rule come from the log prefix alone; with it, each rule's source line and reason.
@@ -45,6 +46,7 @@ examples:
   clawpolicy simulate examples/openclaw-workstation.claw flows.jsonl
   conntrack -L | clawpolicy simulate examples/x.claw - --local 10.0.0.5/32
   ss -tunap | clawpolicy simulate examples/x.claw - --format markdown
+  journalctl -u clawpolicy-dns-x | clawpolicy simulate examples/x.claw --dns-log -
 
 Flow files: JSON lines or CSV with columns time,direction,src,dst,port,proto,uid,name (name:
 the destination's domain name, matched against FQDN rules), `conntrack -L` or `ss -tunap`
@@ -97,12 +99,15 @@ def _load(paths: Sequence[Path]) -> list[Policy] | None:
 
 
 def _explain_logs(names: Sequence[str], policies: Sequence[Policy]) -> explain.Explanation:
+    from clawpolicy.dnsgate.querylog import GateLines  # the DNS gate's lines (clawpolicy dns serve)
+
     parsed = logparse.ParseResult()
+    gate = GateLines()
     for name in names or ["-"]:
         with _open(name) as fh:
-            logparse.parse_lines(textinput.read_lines(fh), parsed, name)
+            logparse.parse_lines(gate.watch(textinput.read_lines(fh)), parsed, name)
     _warn(parsed.unreadable)
-    return explain.explain(parsed, policies)
+    return gate.add_to(explain.explain(parsed, policies), policies)
 
 
 def _read_flows(names: Sequence[str], fmt: str, local: Sequence[str]) -> flowfile.FlowFile:
@@ -147,6 +152,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     policies = _load([args.policy_file])
     if policies is None:
         return ExitCode.POLICY_ERROR
+    if args.dns_log:
+        return _simulate_dns(args, policies)
+    if not args.flows:
+        return _fail("simulate", ValueError("give flow files, or --dns-log LOG"))
     try:
         flows = _read_flows(args.flows, args.flow_format, args.local)
     except (InputError, ValueError) as exc:
@@ -162,6 +171,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         render = simulate.render_markdown if args.format == "markdown" else simulate.render_text
         print("\n\n".join(render(r) for r in results))
         print(note if args.format == "text" else f"\n{note}")
+    return ExitCode.OK
+
+
+def _simulate_dns(args: argparse.Namespace, policies: Sequence[Policy]) -> int:
+    """`simulate --dns-log`: DNS queries as the gate would decide them (dnsgate/querylog.py)."""
+    from clawpolicy.dnsgate import querylog
+
+    queries: list[querylog.Query] = []
+    try:
+        for name in args.dns_log:
+            with _open(name) as fh:
+                queries.extend(querylog.parse_queries(logparse.read_lines(fh)))
+    except InputError as exc:
+        return _fail("simulate", exc)
+    results = [querylog.simulate_dns(p, queries) for p in policies if not args.policy or p.name == args.policy]
+    if args.format == "json":
+        print(json.dumps({"dns": [r.to_json() for r in results]}, indent=2, sort_keys=True))
+    else:
+        render = querylog.render_markdown if args.format == "markdown" else querylog.render_text
+        print("\n\n".join(render(r) for r in results))
     return ExitCode.OK
 
 
@@ -230,7 +259,10 @@ def register(sub: Subparsers) -> None:
                                    "policy were enforced.",
                        epilog=SIMULATE_HELP, formatter_class=HELP_FORMAT)
     p.add_argument("policy_file", type=Path, metavar="POLICY.claw")
-    p.add_argument("flows", nargs="+", metavar="FLOWS", help="flow files ('-': stdin)")
+    p.add_argument("flows", nargs="*", metavar="FLOWS", help="flow files ('-': stdin)")
+    p.add_argument("--dns-log", action="append", default=[], metavar="LOG",
+                   help="instead of flows: a DNS query log (the DNS gate's lines or dnsmasq "
+                        "--log-queries), decided as the gate would in enforce mode")
     p.add_argument("--policy", help="only the policy with this name")
     p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
     _flow_options(p)

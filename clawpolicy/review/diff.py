@@ -204,6 +204,26 @@ def _dns(old: Policy, new: Policy) -> Iterator[Change]:
                      "DNS to any allowed resolver can carry data out")
     elif old.local_dns is None and new.local_dns is not None:
         yield Change("", "dns", Risk.LOW, "`dns local` added: DNS only through the local resolver")
+    yield from _dns_resolve(old, new)
+
+
+def _resolvable(policy: Policy) -> dict[str, str]:
+    """`dns resolve` entries (name or *.suffix) -> the statement's id."""
+    return {entry: r.id for r in policy.resolve for entry in r.describe()}
+
+
+def _dns_resolve(old: Policy, new: Policy) -> Iterator[Change]:
+    """Names the DNS gate may forward without egress: a wildcard lets the agent put any label
+    below it into queries that reach that domain's servers (a DNS channel out)."""
+    before, after = _resolvable(old), _resolvable(new)
+    for entry in sorted(after.keys() - before.keys()):
+        wild = entry.startswith("*.")
+        yield Change("", "dns", Risk.MEDIUM if wild else Risk.LOW, f"`dns resolve {entry}` added",
+                     "any label below it reaches that domain's name servers: a DNS channel out"
+                     if wild else "the agent may look the name up (no egress to it)",
+                     new=(_ref(new, after[entry]),))
+    for entry in sorted(before.keys() - after.keys()):
+        yield Change("", "dns", Risk.LOW, f"`dns resolve {entry}` removed", old=(_ref(old, before[entry]),))
 
 
 def _capabilities(old: Policy, new: Policy) -> Iterator[Change]:

@@ -134,3 +134,48 @@ def test_source_path_cannot_break_out_of_a_comment(tmp_path: Path) -> None:
     p = _policy(tmp_path, 'allow egress to a.test reason "r"').model_copy(
         update={"source": "x\nserver=/#/6.6.6.6"})
     assert not any(line.startswith("server=/#/") for line in _lines(p))
+
+
+# ------------------------------------------------------------------ hardened (dns local)
+
+
+def _hardened(tmp_path: Path, body: str, *upstreams: str) -> tuple[list[str], list[str]]:
+    p = _policy(tmp_path, "dns local\n" + body)
+    text, diags = dnsmasq.render(p, CompileOptions(dns_upstreams=upstreams))
+    lines = [x for x in text.splitlines() if x and not x.startswith("#")]
+    return lines, [d.code or "" for d in diags]
+
+
+def test_dns_local_forwards_only_policy_names(tmp_path: Path, subtests: pytest.Subtests) -> None:
+    """Each domain gets its own server= line to the upstreams; nothing else has a server, so
+    dnsmasq refuses it. `#` is dnsmasq's syntax for a port."""
+    cases = [  # body, upstreams, server/address lines
+        ('allow egress to api.example port 443/tcp reason "r"', ("10.0.0.53",),
+         ["server=/api.example/10.0.0.53", "address=/*.api.example/"]),
+        ('allow egress to *.chat.example port 443/tcp reason "r"', ("10.0.0.53:5353", "[fd00::53]:53"),
+         ["address=/chat.example/", "server=/*.chat.example/10.0.0.53#5353",
+          "server=/*.chat.example/fd00::53#53"]),
+        ('deny egress to bad.example reason "r"\n dns resolve probe.example, *.corp.example reason "x"',
+         ("192.0.2.53",),
+         ["server=/bad.example/192.0.2.53", "address=/*.bad.example/",
+          "server=/*.corp.example/192.0.2.53", "server=/probe.example/192.0.2.53",
+          "address=/*.probe.example/"]),
+    ]
+    for body, upstreams, want in cases:
+        with subtests.test(body=body):
+            lines, codes = _hardened(tmp_path, body, *upstreams)
+            assert [x for x in lines if x.startswith(("server=", "address="))] == want
+            assert "no-resolv" in lines and "cache-size=0" in lines and "dnsmasq-open" not in codes
+
+
+def test_dns_local_without_upstreams_says_it_stays_open(tmp_path: Path) -> None:
+    lines, codes = _hardened(tmp_path, 'allow egress to api.example port 443/tcp reason "r"')
+    assert "server=/api.example/#" in lines and "no-resolv" not in lines and "cache-size=0" in lines
+    assert codes == ["dnsmasq-open"]
+
+
+def test_without_dns_local_nothing_changes(tmp_path: Path) -> None:
+    p = _policy(tmp_path, 'allow egress to api.example port 443/tcp reason "r"')
+    text, _ = dnsmasq.render(p, CompileOptions(dns_upstreams=("10.0.0.53",)))
+    lines = [x for x in text.splitlines() if not x.startswith("#")]
+    assert not [x for x in lines if x.startswith(("no-resolv", "cache-size", "server="))]
