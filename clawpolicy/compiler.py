@@ -21,7 +21,7 @@ from clawpolicy.backends.base import Artifact, CompileOptions
 from clawpolicy.backends.naming import NameClaim, collisions
 from clawpolicy.backends.registry import BACKENDS, check_support, targets_for
 from clawpolicy.errors import Diagnostic, Location, Severity
-from clawpolicy.ir import Mode, Policy
+from clawpolicy.ir import Mode, Policy, Refusal
 from clawpolicy.lockfile import LockError, load, lock_path, names_of
 from clawpolicy.lower import load_policies
 from clawpolicy.validate import Validation, validate_apparmor, validate_dnsmasq, validate_nft
@@ -59,20 +59,23 @@ def compile_paths(paths: Sequence[Path], targets: Sequence[str], *, mode: Mode |
                   strict: bool = False, validate: bool = False, lock: bool = False,
                   today: dt.date | None = None,
                   options: CompileOptions | None = None, explicit: bool = False,
-                  include_root: Path | None = None) -> CompileResult:
-    """`lock`: put the addresses of each policy file's lock (`<stem>.lock.json`, written by
+                  include_root: Path | None = None,
+                  refusal: tuple[Refusal | None, Refusal | None] = (None, None)) -> CompileResult:
+    """`refusal`: how denies without their own `reject`/`drop` refuse, egress and ingress
+    (`--deny-action`, `--ingress-deny-action`; None keeps the policy's). `lock`: put the addresses of each policy file's lock (`<stem>.lock.json`, written by
     `clawpolicy resolve`) into the FQDN sets; a name the lock lacks is an error. `options`:
     target settings (AppArmor ABI, FQDN set timeout, ...); `strict` overrides its field.
     `explicit`: the user named the targets (`registry.targets_for` narrows defaults per policy).
     `include_root`: the tree includes must stay in (default: each named file's directory)."""
     with _no_cyclic_gc():
         return _compile(paths, targets, mode, strict, validate, lock, today,
-                        options or CompileOptions(), explicit, include_root)
+                        options or CompileOptions(), explicit, include_root, refusal)
 
 
 def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, strict: bool,
              validate: bool, lock: bool, today: dt.date | None,
-             given: CompileOptions, explicit: bool, include_root: Path | None) -> CompileResult:
+             given: CompileOptions, explicit: bool, include_root: Path | None,
+             refusal: tuple[Refusal | None, Refusal | None] = (None, None)) -> CompileResult:
     loaded = load_policies(paths, today=today, include_root=include_root)
     result = CompileResult(sources=loaded.sources)
     result.diagnostics.extend(_strictly(loaded.diagnostics, strict))
@@ -83,6 +86,7 @@ def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, s
     for policy in loaded.policies:
         if mode is not None:
             policy = policy.with_mode(mode)
+        policy = policy.with_refusal(*refusal)
         options = base
         if lock:
             locked = _locked_addresses(policy, result.diagnostics)

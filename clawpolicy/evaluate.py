@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from clawpolicy.ir import Action, Direction, Mode, Peers, Policy, Protocol, Rule
+from clawpolicy.ir import Action, Direction, Mode, Peers, Policy, Protocol, Refusal, Rule
 
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
@@ -42,6 +42,7 @@ class Verdict:
     cause: str  # rule | default | loopback | out-of-scope
     rule_id: str | None = None
     enforced: bool = True  # False in shadow mode: a deny is only logged
+    refusal: Refusal | None = None  # a deny's drop or reject (what enforce does; shadow logs only)
 
     @property
     def passes(self) -> bool:
@@ -51,7 +52,8 @@ class Verdict:
     def __str__(self) -> str:
         what = self.action.value if self.enforced or self.action is Action.ALLOW else "would-deny"
         by = f"rule {self.rule_id}" if self.rule_id else self.cause
-        return f"{what} ({by})"
+        how = f", {self.refusal.value}" if self.refusal is Refusal.REJECT and self.enforced else ""
+        return f"{what} ({by}{how})"
 
 
 def evaluate(policy: Policy, flow: Flow) -> Verdict:
@@ -64,13 +66,14 @@ def evaluate(policy: Policy, flow: Flow) -> Verdict:
     dns = policy.local_dns
     if (dns is not None and flow.direction is Direction.EGRESS and not dns.exempts(policy.scope, flow.user)
             and any(p.covers(flow.protocol, flow.port) for p in dns.ports)):
-        return Verdict(Action.DENY, "rule", dns.id, enforced)
+        return Verdict(Action.DENY, "rule", dns.id, enforced, policy.refusal(flow.direction))
     candidates = [r for r in policy.rules if r.direction is flow.direction and _matches(r, flow)]
     for action in (Action.DENY, Action.ALLOW):  # deny overrides allow
-        hits = sorted(r.id for r in candidates if r.action is action)
+        hits = sorted((r for r in candidates if r.action is action), key=lambda r: r.id)
         if hits:
-            return Verdict(action, "rule", hits[0], enforced)
-    return Verdict(Action.DENY, "default", None, enforced)
+            how = policy.refusal(flow.direction, hits[0]) if action is Action.DENY else None
+            return Verdict(action, "rule", hits[0].id, enforced, how)
+    return Verdict(Action.DENY, "default", None, enforced, policy.refusal(flow.direction))
 
 
 def _in_scope(policy: Policy, flow: Flow) -> bool:

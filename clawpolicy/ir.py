@@ -56,6 +56,16 @@ class Mode(str, enum.Enum):
     SHADOW = "shadow"
 
 
+class Refusal(str, enum.Enum):
+    """How an enforced deny refuses a packet. `drop`: silence (the sender waits for its
+    timeout; a scanner learns nothing, not even that a firewall is there). `reject`: a TCP
+    reset, or ICMP/ICMPv6 administratively prohibited for anything else, so the sender fails
+    at once (and a scanner learns that a filter answers for that address and port)."""
+
+    DROP = "drop"
+    REJECT = "reject"
+
+
 class Protocol(str, enum.Enum):
     TCP = "tcp"
     UDP = "udp"
@@ -171,6 +181,7 @@ class Rule(Documented):
     peers: Peers
     ports: tuple[PortRange, ...] = ()  # empty: every protocol and port
     origin: tuple[str, ...] = ()  # peers as written (e.g. "@llm", "slack.com"), for docs and review
+    refusal: Refusal | None = None  # a deny's own `reject`/`drop`; None: the policy's for its direction
 
 
 class SyscallRule(Documented):
@@ -256,6 +267,10 @@ class Policy(Model):
     local_dns: LocalDns | None = None  # set by lowering when an egress rule names a domain
     resolve: tuple[ResolveRule, ...] = ()  # `dns resolve`: names the DNS gate may forward
     tests: tuple[Expectation, ...] = ()
+    # How denies without their own word refuse (and the default deny): egress follows
+    # `compile --deny-action`; ingress stays silent unless asked (`--ingress-deny-action`).
+    egress_refusal: Refusal = Refusal.DROP
+    ingress_refusal: Refusal = Refusal.DROP
     source: str
     span: Span
 
@@ -269,6 +284,17 @@ class Policy(Model):
 
     def with_mode(self, mode: Mode) -> Policy:
         return self.model_copy(update={"mode": mode})
+
+    def with_refusal(self, egress: Refusal | None = None, ingress: Refusal | None = None) -> Policy:
+        """The policy with another default refusal per direction (None: keep it)."""
+        return self.model_copy(update={"egress_refusal": egress or self.egress_refusal,
+                                       "ingress_refusal": ingress or self.ingress_refusal})
+
+    def refusal(self, direction: Direction, rule: Rule | None = None) -> Refusal:
+        """How a deny by `rule` (None: the default deny, or `local-dns-only`) refuses."""
+        if rule is not None and rule.refusal is not None:
+            return rule.refusal
+        return self.egress_refusal if direction is Direction.EGRESS else self.ingress_refusal
 
 
 def json_schema() -> dict[str, Any]:

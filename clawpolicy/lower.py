@@ -294,6 +294,12 @@ class PolicyLowering(RuleLowering):
                                     "comes from, not a name; use addresses or CIDRs", code="ingress-fqdn")
         explicit = [p for p in (parse_port(w, self.diag) for w in decl.ports) if p is not None]
         docs = self._docs(decl.attrs, decl.loc, f"{action.value} {direction.value} rule")
+        refusal = None if decl.refusal is None else ir.Refusal(decl.refusal.text)
+        if refusal is not None and action is ir.Action.ALLOW:
+            self.diag.error(f"'{refusal.value}' says how a deny refuses; an allow rule refuses nothing",
+                            decl.refusal.loc if decl.refusal else decl.loc,
+                            f"remove '{refusal.value}', or make the rule 'deny'", code="refusal")
+            refusal = None
         if docs is None or not atoms:
             return []
         base_id = self._request_id(
@@ -321,7 +327,7 @@ class PolicyLowering(RuleLowering):
                 id=rule_id, direction=direction, action=action, peers=_peers(group), ports=ports,
                 reason=docs["reason"], owner=docs.get("owner"), ticket=docs.get("ticket"),
                 expires=docs.get("expires"), origin=tuple(dict.fromkeys(a.origin for a in group)),
-                span=span(decl.loc)))
+                refusal=refusal, span=span(decl.loc)))
         self.id_requests[-1][2].extend(out)
         return out
 

@@ -54,6 +54,7 @@ class RuleDecl:
     ports: tuple[Word, ...]
     attrs: tuple[Attr, ...]
     loc: Location
+    refusal: Word | None = None  # `reject` or `drop` after the attributes: how a deny refuses
 
 
 @dataclass(frozen=True)
@@ -261,12 +262,19 @@ class ToSyntax(Transformer[lark.Token, Any]):
     rule_id = _attr("id")
 
     @v_args(meta=True)
+    def refusal(self, meta: Meta, items: list[lark.Token]) -> Attr:
+        """`reject` | `drop` after a rule's attributes: an Attr keyed `refusal`, which `rule`
+        keeps apart from the documentation."""
+        return Attr("refusal", self._word(items[0]), self._loc(meta))
+
+    @v_args(meta=True)
     def rule(self, meta: Meta, items: list[Any]) -> RuleDecl:
         action, direction, keyword = items[:3]
         peers = tuple(i for i in items[3:] if isinstance(i, Word))
         ports: tuple[Word, ...] = next((i for i in items[3:] if isinstance(i, tuple)), ())
-        attrs = tuple(i for i in items[3:] if isinstance(i, Attr))
-        return RuleDecl(action, direction, keyword, peers, ports, attrs, self._loc(meta))
+        attrs = tuple(i for i in items[3:] if isinstance(i, Attr) and i.key != "refusal")
+        refusal = next((i.value for i in items[3:] if isinstance(i, Attr) and i.key == "refusal"), None)
+        return RuleDecl(action, direction, keyword, peers, ports, attrs, self._loc(meta), refusal)
 
     @v_args(meta=True)
     def dns_resolve(self, meta: Meta, items: list[Any]) -> DnsResolveDecl:

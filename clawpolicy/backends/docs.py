@@ -42,6 +42,7 @@ from clawpolicy.ir import (
     Mode,
     Policy,
     PortRange,
+    Refusal,
     Rule,
     Span,
     SyscallRule,
@@ -105,6 +106,25 @@ def rule_cells(rule: Rule, with_direction: bool) -> Cells:
     return [rule.id, *([rule.direction.value] if with_direction else []), peers_text(rule),
             ports_text(rule.ports), rule.reason, rule.owner, rule.ticket, rule.expires,
             where(rule.span)]
+
+
+def _refused(policy: Policy, rule: Rule) -> Cells:
+    """A deny row; the direction cell says `reject` where the rule rejects (not drops)."""
+    cells = rule_cells(rule, True)
+    if policy.refusal(rule.direction, rule) is Refusal.REJECT:
+        cells[1] = f"{rule.direction.value}, reject"
+    return cells
+
+
+def rejects_text(policy: Policy) -> str:
+    """Which refusals reject: the default deny per direction, and the rules that say so."""
+    parts = [f"the default {d.value} deny" for d in Direction
+             if policy.refusal(d) is Refusal.REJECT]
+    rules = [r.id for r in sorted(policy.rules, key=lambda r: r.id)
+             if r.action is Action.DENY and policy.refusal(r.direction, r) is Refusal.REJECT]
+    if rules:
+        parts.append("rules " + ", ".join(rules))
+    return "; ".join(parts)
 
 
 def file_cells(f: FileRule | SyscallRule) -> Cells:
@@ -205,7 +225,8 @@ def render(policy: Policy, options: CompileOptions) -> str:
         policy=policy, shadow=policy.mode is Mode.SHADOW, source=display_path(policy.source),
         agent_ports=ports_text(policy.scope.agent_ports) if policy.scope.agent_ports else "",
         egress_allow=[rule_cells(r, False) for r in select(Direction.EGRESS, Action.ALLOW)],
-        denied=local_dns_cells(policy) + [rule_cells(r, True) for r in select(None, Action.DENY)],
+        denied=local_dns_cells(policy) + [_refused(policy, r) for r in select(None, Action.DENY)],
+        rejects=rejects_text(policy),
         ingress_allow=[rule_cells(r, False) for r in select(Direction.INGRESS, Action.ALLOW)],
         fqdn=[fqdn_cells(policy, r) for r in rules if r.peers.has_fqdns],
         nft_table=nftables.table_name(policy), where=where, local_dns_id=LOCAL_DNS_ID,

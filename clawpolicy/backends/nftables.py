@@ -19,7 +19,13 @@ Shape (see the nft wiki, "Sets", "Verdict maps", "Concatenations"):
   address two names share, or one dnsmasq answers again from its cache, is not dropped while
   in use). With `compile --lock`, a static companion set holds the locked addresses;
 - deny overrides allow because deny maps are consulted first; the default chain logs and
-  drops (enforce) or logs `would-deny` and accepts (shadow).
+  drops (enforce) or logs `would-deny` and accepts (shadow);
+- a deny that refuses by `reject` (its own word, or the policy's `--deny-action` for its
+  direction, default deny included) answers TCP with a reset and everything else with
+  ICMP/ICMPv6 administratively prohibited (`reject with icmpx admin-prohibited`, nft wiki
+  "Rejecting traffic"): a local sender's connect() fails at once (ECONNREFUSED for TCP,
+  EHOSTUNREACH or EACCES for the rest) instead of waiting for its timeout. Shadow mode
+  rejects nothing.
 
 Reloading (DESIGN.md: "Replacing a table destroys its dynamic sets"): the file never deletes
 the table. It declares the DNS-filled sets (created on a first load, kept with their elements
@@ -48,7 +54,7 @@ from clawpolicy.backends.base import (
     Artifact, BackendResult, CompileOptions, Feature, Level, Support, clip, load_template,
 )
 from clawpolicy.backends.naming import NameClaim, rule_owner
-from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, PortRange, Rule
+from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, PortRange, Refusal, Rule
 from clawpolicy.backends.nft_layout import address_layout, port_keys, range_text
 
 COMMENT_MAX_BYTES = 127  # the kernel keeps 128 bytes of user data, NUL included
@@ -127,13 +133,16 @@ def port_signature(ports: Sequence[PortRange]) -> str:
 
 
 def fqdn_set_name(direction: Direction, action: Action, family: int, ports: Sequence[PortRange],
-                  entries: Sequence[str], *, locked: bool = False) -> str:
+                  entries: Sequence[str], *, locked: bool = False,
+                  refusal: Refusal = Refusal.DROP) -> str:
     """The set DNS fills for these names (`entries`: exact names and `*.suffix` wildcards)
     with these ports; the dnsmasq target writes the same names into its `nftset=` lines.
     The hash of the names makes a set serve exactly one list of names, so a changed list
     starts an empty set (see the module docstring). `locked`: the static companion set that
-    holds a lock file's addresses (rebuilt on every load, so no hash)."""
-    stem = f"{direction.value}_{action.value}_{'lock' if locked else 'fqdn'}{family}_{port_signature(ports)}"
+    holds a lock file's addresses (rebuilt on every load, so no hash). Denies that reject
+    have sets of their own (`_reject`), so the same names may be denied both ways."""
+    kind = ("lock" if locked else "fqdn") + ("r" if refusal is Refusal.REJECT else "")
+    stem = f"{direction.value}_{action.value}_{kind}{family}_{port_signature(ports)}"
     if locked:
         return stem
     return stem + "_" + hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:8]
@@ -150,6 +159,7 @@ class FqdnGroup:
     rules: tuple[Rule, ...]
     names: tuple[str, ...]  # exact names, sorted
     wildcards: tuple[str, ...]  # suffixes: "slack.com" for *.slack.com, sorted
+    refusal: Refusal = Refusal.DROP  # how its denies refuse (allow groups: drop, unused)
 
     @property
     def entries(self) -> tuple[str, ...]:
@@ -157,22 +167,25 @@ class FqdnGroup:
 
     def set_name(self, family: int, *, locked: bool = False) -> str:
         return fqdn_set_name(self.direction, self.action, family, self.ports, self.entries,
-                             locked=locked)
+                             locked=locked, refusal=self.refusal)
 
 
 def fqdn_groups(policy: Policy) -> list[FqdnGroup]:
-    """Every group, deny before allow, then by port signature (the order of the lookups)."""
+    """Every group, deny before allow, then by port signature and refusal (the order of the
+    lookups). Denies that drop and denies that reject never share a group."""
     out = []
     for action in (Action.DENY, Action.ALLOW):
-        groups: dict[tuple[PortRange, ...], list[Rule]] = {}
+        groups: dict[tuple[tuple[PortRange, ...], Refusal], list[Rule]] = {}
         for rule in sorted(policy.rules, key=lambda r: r.id):
             if rule.direction is Direction.EGRESS and rule.action is action and rule.peers.has_fqdns:
-                groups.setdefault(rule.ports, []).append(rule)
-        for ports, members in sorted(groups.items(), key=lambda kv: port_signature(kv[0])):
+                how = policy.refusal(rule.direction, rule) if action is Action.DENY else Refusal.DROP
+                groups.setdefault((rule.ports, how), []).append(rule)
+        for (ports, how), members in sorted(groups.items(),
+                                            key=lambda kv: (port_signature(kv[0][0]), kv[0][1].value)):
             out.append(FqdnGroup(
                 Direction.EGRESS, action, ports, tuple(members),
                 tuple(sorted({n for r in members for n in r.peers.names})),
-                tuple(sorted({w for r in members for w in r.peers.wildcards}))))
+                tuple(sorted({w for r in members for w in r.peers.wildcards})), how))
     return out
 
 
@@ -262,7 +275,8 @@ class _Builder:
             comment = nft_string(f"{rule.id} ({rule.span.file}:{rule.span.line}): {rule.reason}")
             label = ("would-deny" if self.shadow else "deny") + f":{rule.id}"
             self.chains[name] = RuleChain(name, comment, self.verdict_statements(
-                rule.action, label, rule_owner(rule.id)), rule.id)
+                rule.action, label, rule_owner(rule.id), self.policy.refusal(rule.direction, rule)),
+                rule.id)
             self.claim("chain", name, rule_owner(rule.id))
         elif known.rule_id != rule.id:
             self.claim("chain", name, rule_owner(rule.id))
@@ -298,7 +312,8 @@ class _Builder:
                     self._fqdn_sets(model, group)
         label = "would-deny" if self.shadow else "deny"
         model.default_statements = self.verdict_statements(
-            Action.DENY, f"{label}:default-{direction.value}", f"default {direction.value}")
+            Action.DENY, f"{label}:default-{direction.value}", f"default {direction.value}",
+            self.policy.refusal(direction))
         for chain in (f"{direction.value}_default", direction.value, model.hook_chain):
             self.claim("chain", chain, f"built-in chain {chain}")
         return model
@@ -323,12 +338,13 @@ class _Builder:
         if len(group.rules) == 1:
             target = self.rule_chain(group.rules[0])
         else:  # several rules share the set: one chain names them all
-            target = f"{direction.value}_{action.value}_fqdn_{port_signature(ports)}"
+            rejects = "_reject" if group.refusal is Refusal.REJECT else ""
+            target = f"{direction.value}_{action.value}_fqdn_{port_signature(ports)}{rejects}"
             label = ("would-deny" if self.shadow else "deny") + f":{target}"
             owner = group_owner(group)
             self.claim("chain", target, owner)
             self.chains[target] = RuleChain(target, nft_string(", ".join(r.id for r in group.rules)),
-                                            self.verdict_statements(action, label, owner))
+                                            self.verdict_statements(action, label, owner, group.refusal))
         locked = self._locked(group)
         for family in (4, 6):
             name = group.set_name(family)
@@ -366,8 +382,8 @@ class _Builder:
         name = chain_name(dns.id)
         self.claim("chain", name, rule_owner(dns.id))
         label = ("would-deny" if self.shadow else "deny") + f":{dns.id}"
-        self.chains[name] = RuleChain(name, nft_string(f"{dns.id}: {dns.reason}"),
-                                      self.verdict_statements(Action.DENY, label, rule_owner(dns.id)))
+        self.chains[name] = RuleChain(name, nft_string(f"{dns.id}: {dns.reason}"), self.verdict_statements(
+            Action.DENY, label, rule_owner(dns.id), self.policy.refusal(Direction.EGRESS)))
         keys = ", ".join(f"{p.protocol.value} . {_range(p.bounds)}" for p in dns.ports)
         owner = f" meta skuid != {nft_string(dns.resolver_user)}" if self.policy.scope.kind == "host" else ""
         return f"meta l4proto . th dport {{ {keys} }}{owner} jump {name}"
@@ -384,12 +400,18 @@ class _Builder:
                                                     int(ipaddress.ip_address(a))))
         return {a: by_address[a] for a in ordered}
 
-    def verdict_statements(self, action: Action, label: str, owner: str) -> list[str]:
+    def verdict_statements(self, action: Action, label: str, owner: str,
+                           refusal: Refusal = Refusal.DROP) -> list[str]:
         """What a matched rule does: allow accepts; deny logs (rate-limited) and drops, or in
-        shadow mode logs 'would-deny' and accepts."""
+        shadow mode logs 'would-deny' and accepts. A deny that rejects counts every packet
+        once, then answers TCP with a reset and the rest (UDP, ICMP, any other protocol) with
+        ICMP or ICMPv6 administratively prohibited (`icmpx` picks the family)."""
         if action is Action.ALLOW:
             return ["counter accept"]
-        return [self.log(label, owner), "counter " + ("accept" if self.shadow else "drop")]
+        if self.shadow or refusal is Refusal.DROP:
+            return [self.log(label, owner), "counter " + ("accept" if self.shadow else "drop")]
+        return [self.log(label, owner), "counter meta l4proto tcp reject with tcp reset",
+                "reject with icmpx admin-prohibited"]
 
 
 @functools.cache

@@ -66,6 +66,10 @@ def _dns_upstream(text: str) -> str:
     return text
 
 
+def _refusal(value: str | None) -> ir.Refusal | None:
+    return None if value is None else ir.Refusal(value)
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     targets = args.target or list(DEFAULT_TARGETS)
     options = CompileOptions(apparmor_abi=args.apparmor_abi, fqdn_timeout=args.fqdn_timeout,
@@ -76,7 +80,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
     result = compile_paths(args.policies, targets, mode=ir.Mode(args.mode) if args.mode else None,
                            strict=args.strict, validate=args.validate, lock=args.lock,
                            options=options, explicit=bool(args.target),
-                           include_root=args.include_root)
+                           include_root=args.include_root,
+                           refusal=(_refusal(args.deny_action), _refusal(args.ingress_deny_action)))
     shown = [d for d in result.diagnostics if d.severity is not Severity.NOTE or args.verbose]
     print_diagnostics(shown, result.sources)
     for line in result.validations:
@@ -142,6 +147,12 @@ def register(sub: Subparsers) -> None:
                    help="target to build (repeatable; default: all)")
     p.add_argument("--mode", choices=[m.value for m in ir.Mode],
                    help="override the policies' mode (e.g. a log-only dry run: --mode shadow)")
+    p.add_argument("--deny-action", choices=[r.value for r in ir.Refusal],
+                   help="how egress denies without their own `reject`/`drop` refuse, the default "
+                        "deny included: drop (default: silence, the agent waits for its timeout) "
+                        "or reject (TCP reset, ICMP administratively prohibited: it fails at once)")
+    p.add_argument("--ingress-deny-action", choices=[r.value for r in ir.Refusal],
+                   help="the same for ingress (default drop: a scanner learns nothing)")
     p.add_argument("--include-root", type=Path, metavar="DIR",
                    help="directory tree includes must stay in (default: the git work tree of "
                         "each policy file named here, else its directory)")
