@@ -155,8 +155,9 @@ def _peer_ok(text: str) -> bool:
 
 
 def render(dep: Deployment, *, name: str, user: str | None, config_files: Sequence[Path],
-           resolvers: Sequence[str] = ()) -> str:
-    """The starter policy for `dep`; `user` None fences the whole host."""
+           resolvers: Sequence[str] = (), ssh_ports: Sequence[int] | None = None) -> str:
+    """The starter policy for `dep`; `user` None fences the whole host. `ssh_ports`: where
+    sshd listens on the machine that ran init (None: not looked at)."""
     if not valid_policy_name(name):
         raise ValueError(f"invalid policy name {name!r}: 1-48 of a-z, 0-9, '-', starting with a letter, not ending with '-'")
     if user is not None and not valid_user(user):
@@ -190,6 +191,8 @@ def render(dep: Deployment, *, name: str, user: str | None, config_files: Sequen
     for integration in dep.channels:
         _integration(out, integration)
     _gateway(out, dep, user)
+    if user is None:
+        _management(out, ssh_ports)
     _mdns(out, dep)
     _updates(out, dep)
     _section(out, "DNS")
@@ -314,6 +317,24 @@ def _gateway(out: _Out, dep: Deployment, user: str | None) -> None:
         out.lines.append(f"  # REVIEW gateway.tailscale.mode {c(dep.tailscale_mode)}: tailscaled "
                          f"proxies {reach} to the gateway on 443/tcp;")
         out.lines.append("  # a host policy must allow that ingress, a user policy does not see it")
+
+
+def _management(out: _Out, ports: Sequence[int] | None) -> None:
+    """A host-wide policy fences SSH too: suggest the ingress sshd needs (from its listening
+    sockets), TODO-marked, so enforcing the starter does not lock the operator out."""
+    _section(out, "management (SSH)")
+    ports = sorted({p for p in ports or () if 0 < p < 65536})
+    if not ports:
+        out.lines += ["  # TODO no listening sshd found on the machine that ran init: allow ingress to",
+                      "  # your management port before enforcing (`clawpolicy lint` reports "
+                      "no-management-ingress)"]
+        return
+    shown = ", ".join(f"{p}/tcp" for p in ports)
+    out.lines += [f"  # TODO sshd listens on {shown} here: narrow 'any' to the admin network or",
+                  "  # the tailnet before enforcing, or this host-wide policy locks you out"]
+    out.rule(f"allow ingress from any port {shown}",
+             "TODO SSH management (sshd's listening sockets when init ran); narrow the peers",
+             "ssh", review=True)
 
 
 def _mdns(out: _Out, dep: Deployment) -> None:

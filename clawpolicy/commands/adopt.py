@@ -104,8 +104,13 @@ def cmd_init(args: argparse.Namespace) -> int:
         print(shown(str(exc)), file=sys.stderr)  # it may quote the file's text or name
         return ExitCode.POLICY_ERROR
     user = None if args.host else (args.user or _config_owner(path))
+    ssh_ports = None
+    if user is None:
+        from clawpolicy.adopt import sshd
+
+        ssh_ports = sshd.listening_ports()
     text = starter.render(deployment.read_deployment(config.data), name=name, user=user,
-                          config_files=config.files, resolvers=_resolvers())
+                          config_files=config.files, resolvers=_resolvers(), ssh_ports=ssh_ports)
     problems = starter.check(text, name)
     if problems:  # a bug: every value is validated; never write a policy that does not compile
         print(shown(f"clawpolicy init: error: the starter policy built from {path} does not "

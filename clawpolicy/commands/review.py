@@ -37,7 +37,8 @@ def cmd_lint(args: argparse.Namespace) -> int:
         return ExitCode.POLICY_ERROR
     targets = args.target or list(DEFAULT_TARGETS)
     findings = [f for p in loaded.policies
-                for f in lint(p, today=today, targets=targets, require_owner=args.require_owner)]
+                for f in lint(p, today=today, targets=targets, require_owner=args.require_owner,
+                              management_ports=args.management_port or (22,))]
     if args.format == "sarif":
         print(sarif.dumps(findings), end="")
     elif args.format == "json":
@@ -46,6 +47,13 @@ def cmd_lint(args: argparse.Namespace) -> int:
         print(render_text(findings))
     failed = at_or_above(findings, Severity(args.fail_on))
     return ExitCode.POLICY_ERROR if failed else ExitCode.OK
+
+
+def _tcp_port(text: str) -> int:
+    number = text.removesuffix("/tcp")
+    if not number.isdigit() or not 0 < int(number) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r}: a TCP port, 1-65535 (e.g. 2222)")
+    return int(number)
 
 
 def register(sub: Subparsers) -> None:
@@ -60,6 +68,9 @@ def register(sub: Subparsers) -> None:
                    help="targets to check enforcement against (repeatable; default: all)")
     p.add_argument("--require-owner", action="store_true",
                    help="org setting: report rules without an owner")
+    p.add_argument("--management-port", action="append", type=_tcp_port, metavar="N",
+                   help="TCP port operators log in on (repeatable; default 22): a host policy "
+                        "that allows no ingress to it is a lockout")
     p.add_argument("--fail-on", choices=[s.value for s in Severity], default="error",
                    help="exit 1 when a finding of this severity or worse exists (default: error)")
     p.set_defaults(func=cmd_lint)

@@ -28,6 +28,7 @@ from clawpolicy.ir import (
     Span,
 )
 from clawpolicy.names import is_public_suffix
+from clawpolicy.review import lockout
 from clawpolicy.netspace import IPNetwork, network_interval
 
 GATEWAY_PORT = 18789
@@ -77,6 +78,7 @@ class Context:
     today: dt.date
     targets: tuple[str, ...]
     require_owner: bool
+    management_ports: tuple[int, ...] = (22,)  # TCP ports an operator logs in on (lockout check)
 
 
 @dataclass(frozen=True)
@@ -398,6 +400,16 @@ def check_owner(ctx: Context) -> Iterator[Hit]:
                       "add owner \"team@example.com\": someone must answer for it")
 
 
+def _host_check(spec: lockout.Spec) -> Check:
+    """A lockout/dependency check (review/lockout.py) as a lint check."""
+    def run(ctx: Context) -> Iterator[Hit]:
+        for f in spec.run(ctx.policy, ctx.management_ports):
+            yield Hit(f.message, f.rule_id, f.span, f.hint)
+    return Check(spec.id, spec.severity, spec.title, spec.help, run)
+
+
+HOST_CHECKS: tuple[Check, ...] = tuple(_host_check(spec) for spec in lockout.SPECS)
+
 CHECKS: tuple[Check, ...] = (
     Check("expired", Severity.ERROR, "Expired rule",
           "The rule's 'expires' date has passed: renew it after review, or remove it.", check_expired),
@@ -437,13 +449,15 @@ CHECKS: tuple[Check, ...] = (
           "No selected enforcing target enforces this part of the policy.", check_unenforced),
     Check("missing-owner", Severity.WARNING, "Rule without owner",
           "Org setting (--require-owner): every rule names an owner.", check_owner),
+    *HOST_CHECKS,
 )
 
 
 def lint(policy: Policy, *, today: dt.date, targets: Sequence[str],
-         require_owner: bool = False) -> list[Finding]:
-    """Run every check on `policy`; findings sorted by position, then check id."""
-    ctx = Context(policy, today, tuple(targets), require_owner)
+         require_owner: bool = False, management_ports: Sequence[int] = (22,)) -> list[Finding]:
+    """Run every check on `policy`; findings sorted by position, then check id.
+    `management_ports`: the TCP ports operators log in on (the lockout check)."""
+    ctx = Context(policy, today, tuple(targets), require_owner, tuple(management_ports))
     out = [Finding(check.id, check.severity, hit.message, hit.rule_id,
                    Location(hit.span.file, hit.span.line, hit.span.col), hit.hint)
            for check in CHECKS for hit in check.run(ctx)]

@@ -14,7 +14,7 @@ from clawpolicy.cli import main
 from clawpolicy.errors import render
 from clawpolicy.ir import Policy
 from clawpolicy.lower import load_policies
-from clawpolicy.review import sarif
+from clawpolicy.review import lockout, sarif
 from clawpolicy.review.lint import CHECKS, Finding, lint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -142,7 +142,8 @@ def test_unenforced_and_owner(tmp_path: Path, subtests: pytest.Subtests) -> None
 
 
 def test_every_check_is_tested_and_documented() -> None:
-    tested = {c for c, _, _ in CASES} | {"unenforced", "missing-owner"}
+    tested = {c for c, _, _ in CASES} | {"unenforced", "missing-owner"} | {
+        s.id for s in lockout.SPECS}  # tests/unit/test_lockout.py
     ids = [c.id for c in CHECKS]
     assert len(ids) == len(set(ids))
     assert tested == set(ids)
@@ -166,7 +167,7 @@ def test_cli_examples_lint_clean(capsys: pytest.CaptureFixture[str], monkeypatch
 
 def test_cli_exit_status_and_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "w.claw"
-    path.write_text('policy w {\n  applies-to host\n  allow egress to any port 443/tcp reason "r"\n}\n')
+    path.write_text('policy w {\n  applies-to user w\n  allow egress to any port 443/tcp reason "r"\n}\n')
     assert main(["lint", str(path)]) == 0  # a warning only
     assert f"{path}:3:3: warning: [wide-egress]" in capsys.readouterr().out
     assert main(["lint", str(path), "--fail-on", "warning"]) == 1
