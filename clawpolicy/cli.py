@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from clawpolicy.commands import (
-    HELP_FORMAT, adopt, catalog, compile, diff, dns, fmt, logs, resolve, review, test,
+    HELP_FORMAT, adopt, apply, catalog, compile, diff, dns, fmt, logs, resolve, review, test,
 )
 from clawpolicy.errors import ExitCode
 
@@ -25,10 +25,11 @@ Build:    clawpolicy compile policy.claw         artifacts under generated/<poli
 Dry run:  mode shadow, then clawpolicy explain / simulate / suggest on what it logged
 Review:   clawpolicy diff --git origin/main      what a change means, with risk levels
 Run:      clawpolicy dns serve policy.claw       the DNS gate that fills the FQDN sets
+Load:     sudo clawpolicy apply policy.claw      load with automatic rollback; status shows it
 Each command's --help has examples.
 """
 
-COMMAND_MODULES = (compile, test, resolve, catalog, review, diff, fmt, logs, adopt, dns)
+COMMAND_MODULES = (compile, test, resolve, catalog, review, diff, fmt, logs, adopt, dns, apply)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from clawpolicy.errors import Severity
 from clawpolicy.evaluate import Flow, evaluate
 from clawpolicy.ir import Action, Direction, Policy, Protocol, Rule, Span
+from clawpolicy.netspace import IPNetwork
 
-TAILNET = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("fd7a:115c:a1e0::/48"))
+TAILNET: tuple[IPNetwork, ...] = (ipaddress.ip_network("100.64.0.0/10"),
+                                  ipaddress.ip_network("fd7a:115c:a1e0::/48"))
 # Addresses beyond any one network, for rules that name `any` or a wide range.
 PUBLIC = ("203.0.113.9", "8.8.8.8", "2001:db8::1")
 NTP_SERVERS = ("pool.ntp.org", "time.cloudflare.com", "ntp.ubuntu.com", "time.google.com",
@@ -63,8 +65,9 @@ def _probes(rule: Rule) -> list[str]:
     network (a public address for `any` or /0), and its names."""
     if rule.peers.any:
         return list(PUBLIC)
-    out = []
-    for net in (*rule.peers.ipv4, *rule.peers.ipv6):
+    out: list[str] = []
+    nets: list[IPNetwork] = [*rule.peers.ipv4, *rule.peers.ipv6]
+    for net in nets:
         if net.prefixlen == 0:
             out += [a for a in PUBLIC if ipaddress.ip_address(a).version == net.version]
             continue
@@ -94,6 +97,11 @@ def reachable(policy: Policy, direction: Direction, protocol: Protocol, port: in
     return None
 
 
+def _on_tailnet(rule: Rule) -> bool:
+    nets: list[IPNetwork] = [*rule.peers.ipv4, *rule.peers.ipv6]
+    return any(n.version == t.version and n.overlaps(t) for n in nets for t in TAILNET)
+
+
 def _is_address(peer: str) -> bool:
     try:
         ipaddress.ip_address(peer)
@@ -121,9 +129,7 @@ def check_tailscale(policy: Policy, ports: Sequence[int]) -> Iterator[Found]:
     if not _host(policy):
         return
     tailnet_rule = next((r for r in policy.rules if r.direction is Direction.INGRESS
-                         and r.action is Action.ALLOW and any(
-                             n.version == t.version and n.overlaps(t)
-                             for n in (*r.peers.ipv4, *r.peers.ipv6) for t in TAILNET)), None)
+                         and r.action is Action.ALLOW and _on_tailnet(r)), None)
     if tailnet_rule is None:
         return
     missing = [f"{what} ({flow.peer} {flow.port}/{flow.protocol.value})"
