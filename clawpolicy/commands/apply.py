@@ -39,9 +39,10 @@ Exit status: 0 kept, 1 refused, failed or rolled back (the host has what it had)
 
 
 def _plan(args: argparse.Namespace) -> Plan | int:
+    """The policy compiled in memory (nftables only), stamped; or an exit status."""
     from clawpolicy.backends.nftables import table_name
     from clawpolicy.compiler import compile_paths
-    from clawpolicy.operate.apply import source_hash, stamped
+    from clawpolicy.operate.apply import Plan, source_hash, stamped
 
     refusal = (ir.Refusal(args.deny_action) if args.deny_action else None, None)
     result = compile_paths([args.policy], ["nftables"], mode=ir.Mode(args.mode) if args.mode else None,
@@ -57,9 +58,8 @@ def _plan(args: argparse.Namespace) -> Plan | int:
         return ExitCode.USAGE
     policy = policies[0]
     text = result.outputs[f"{policy.name}/nftables/ruleset.nft"].decode("utf-8")
-    sha = source_hash(result.sources)
-    stamp_plan = Plan(policy, table_name(policy), "", sha)
-    return Plan(policy, stamp_plan.table, stamped(text, stamp_plan.table, stamp_plan.stamp), sha)
+    bare = Plan(policy, table_name(policy), text, source_hash(result.sources))
+    return Plan(policy, bare.table, stamped(text, bare.table, bare.stamp), bare.sha256)
 
 
 def _terminal_wait(deadline: float, confirmed: Callable[[], bool]) -> bool:

@@ -138,7 +138,7 @@ def source_hash(sources: Mapping[str, str]) -> str:
 def stamped(ruleset: str, table: str, stamp: str) -> str:
     """The ruleset with the stamp chain (declared, deleted, defined: a reload replaces it)."""
     return (f"{ruleset.rstrip()}\n\n# Added by clawpolicy apply: what is loaded, for `clawpolicy status`.\n"
-            f"table inet {table} {{ chain {STAMP_CHAIN} {{ }} }}\n"
+            f"table inet {table} {{\n\tchain {STAMP_CHAIN} {{ }}\n}}\n"
             f"delete chain inet {table} {STAMP_CHAIN}\n"
             f"table inet {table} {{\n\tchain {STAMP_CHAIN} {{\n"
             f"\t\tcomment \"loaded by clawpolicy apply; never jumped to\"\n"
