@@ -78,6 +78,7 @@ class CompileOptions:
     k8s_selector: tuple[tuple[str, str], ...] = ()  # pod labels; overrides `applies-to pods`
     k8s_namespace: str | None = None  # overrides the policy's namespace
     k8s_container: str = "openclaw"  # the container the pod hardening patch merges into
+    systemd_unit: str = "openclaw-gateway.service"  # the unit the systemd target's drop-in is for
 
 
 @dataclass

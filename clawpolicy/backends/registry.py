@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from clawpolicy.backends import apparmor, dnsgate, dnsmasq, docs, k8s, nftables, seccomp
+from clawpolicy.backends import apparmor, dnsgate, dnsmasq, docs, k8s, nftables, seccomp, systemd
 from clawpolicy.backends.base import Backend, CompileOptions, Feature, Level, Support
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Action, Direction, Mode, Policy, Span
@@ -19,6 +19,7 @@ BACKENDS: dict[str, Backend] = {
     "seccomp": seccomp.BACKEND,
     "apparmor": apparmor.BACKEND,
     "k8s": k8s.BACKEND,
+    "systemd": systemd.BACKEND,
     "docs": docs.BACKEND,
 }
 DEFAULT_TARGETS: tuple[str, ...] = tuple(BACKENDS)  # narrowed per policy by `targets_for`
@@ -37,6 +38,8 @@ def targets_for(policy: Policy, targets: Sequence[str], options: CompileOptions 
     chosen: list[str] = []
     out: list[Diagnostic] = []
     for target in targets:
+        if target == "systemd" and (not explicit or policy.scope.kind == "pods"):
+            continue  # only when asked: not every agent runs as a systemd unit
         if target == "k8s" and not pods:
             if explicit:
                 out.append(Diagnostic(

@@ -66,6 +66,15 @@ def _dns_upstream(text: str) -> str:
     return text
 
 
+def _systemd_unit(text: str) -> str:
+    from clawpolicy.backends.systemd import UNIT_NAME
+
+    if not UNIT_NAME.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a service unit name (letters, digits, "
+                                         "':_.\\@-', ending in .service)")
+    return text
+
+
 def _refusal(value: str | None) -> ir.Refusal | None:
     return None if value is None else ir.Refusal(value)
 
@@ -76,7 +85,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
                              seccomp_deny_action=args.seccomp_deny_action,
                              k8s_flavor=args.k8s_flavor, k8s_selector=args.k8s_selector or (),
                              k8s_namespace=args.k8s_namespace, k8s_container=args.k8s_container,
-                             dns_upstreams=tuple(args.dns_upstream or ()))
+                             dns_upstreams=tuple(args.dns_upstream or ()),
+                             systemd_unit=args.systemd_unit)
     result = compile_paths(args.policies, targets, mode=ir.Mode(args.mode) if args.mode else None,
                            strict=args.strict, validate=args.validate, lock=args.lock,
                            options=options, explicit=bool(args.target),
@@ -182,6 +192,10 @@ def register(sub: Subparsers) -> None:
                    help="namespace of those pods (default: the policy's, else `default`)")
     p.add_argument("--k8s-container", type=_k8s_namespace, default="openclaw", metavar="NAME",
                    help="container the pod hardening patch merges into (default: openclaw)")
+    p.add_argument("--systemd-unit", type=_systemd_unit, default="openclaw-gateway.service",
+                   metavar="NAME.service", help="the agent's unit the systemd target writes a "
+                   "drop-in for (default: openclaw-gateway.service; the target is built only "
+                   "with -t systemd)")
     p.add_argument("--strict", action="store_true",
                    help="treat warnings (expired rules, rules no target enforces) as errors")
     p.add_argument("--validate", action="store_true",
