@@ -127,7 +127,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from clawpolicy.operate.apply import ApplyError, Nft
-    from clawpolicy.operate.status import render_text, status
+    from clawpolicy.operate.status import render_prometheus, render_text, status
 
     try:
         tables = status(Nft(args.netns))
@@ -136,6 +136,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         return ExitCode.POLICY_ERROR
     if args.format == "json":
         print(json.dumps([t.to_json() for t in tables], indent=2, sort_keys=True))
+    elif args.format == "prometheus":
+        sys.stdout.write(render_prometheus(tables))
     else:
         print(shown(render_text(tables)))
     return ExitCode.OK
@@ -183,5 +185,7 @@ def register(sub: Subparsers) -> None:
                        description="Show every clawpolicy table loaded in the kernel.",
                        formatter_class=HELP_FORMAT)
     p.add_argument("--netns", metavar="NAME", help="look in this network namespace (ip netns)")
-    p.add_argument("--format", choices=["text", "json"], default="text")
+    p.add_argument("--format", choices=["text", "json", "prometheus"], default="text",
+                   help="prometheus: the text format for node_exporter's textfile collector "
+                        "(examples/prometheus/)")
     p.set_defaults(func=cmd_status)

@@ -96,6 +96,20 @@ def test_load_then_confirm(lab: Lab, tmp_path: Path) -> None:
     assert {"egress_default", "ingress_default"} <= chains and any(c.startswith("rule_") for c in chains)
     text = _cli("status", "--netns", lab.agent_ns)
     assert "policy host, enforce mode, source sha256" in text.stdout
+    # real denials and passes, then the counters as node_exporter's textfile collector reads them
+    from netlab import Probe
+    from prometheus_client.parser import text_string_to_metric_families
+
+    results = lab.probe_results([Probe("egress", OTHER, "tcp", 443), Probe("egress", OTHER, "tcp", 80)],
+                                timeout=0.5)
+    assert [r.ok for r in results] == [False, True]
+    prom = _cli("status", "--netns", lab.agent_ns, "--format", "prometheus")
+    families = {f.name: f for f in text_string_to_metric_families(prom.stdout)}
+    packets = {(s.labels["rule"], s.labels["kind"]): s.value for s in families["clawpolicy_rule_packets"].samples}
+    assert packets[("default-egress", "deny")] >= 1
+    assert [v for (rule, kind), v in packets.items() if kind == "allow" and rule != "default-ingress"] != []
+    (info,) = families["clawpolicy_policy_info"].samples
+    assert info.labels["policy"] == "host" and info.labels["sha256"] == table["sha256"]
     log = (state / "log").read_text()
     assert "saved the loaded table" in log and "confirmed: kept" in log
     assert _cli("apply", "--confirm", "--state-dir", str(state)).returncode == 1  # nothing waits

@@ -17,7 +17,7 @@ from clawpolicy.lower import load_policies
 from clawpolicy.operate.apply import (
     STAMP_CHAIN, Nft, State, comparable, cut_sessions, read_stamp, sessions, source_hash, stamped,
 )
-from clawpolicy.operate.status import render_text, table_status
+from clawpolicy.operate.status import render_prometheus, render_text, table_status
 
 TCP = ("  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n"
        "   0: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 11 1\n"
@@ -122,3 +122,40 @@ def test_cli_usage(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["apply", "x.claw", "--confirm-within", "-1"]) == 2
     if os.geteuid() != 0:
         assert main(["apply", str(tmp_path / "p.claw")]) == 1
+
+
+def test_prometheus_format_parses() -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    doc = {"nftables": [
+        {"chain": {"name": "rule_a"}}, {"chain": {"name": "egress_default"}}, {"chain": {"name": "rule_ok"}},
+        {"rule": {"chain": "rule_a", "expr": [{"log": {"prefix": "clawpolicy:p:would-deny:a "}}]}},
+        {"rule": {"chain": "rule_a", "expr": [{"counter": {"packets": 3, "bytes": 180}}, {"accept": None}]}},
+        {"rule": {"chain": "egress_default", "expr": [{"counter": {"packets": 1, "bytes": 60}}, {"drop": None}]}},
+        {"rule": {"chain": "rule_ok", "expr": [{"counter": {"packets": 7, "bytes": 70}}, {"accept": None}]}},
+        {"rule": {"chain": STAMP_CHAIN, "comment": "policy=p mode=shadow sha256=0123456789abcdef",
+                  "expr": [{"counter": {"packets": 0, "bytes": 0}}]}}]}
+    tables = [table_status("clawpolicy_p", doc), table_status('odd"\\\nname', {"nftables": []})]
+    families = {f.name: f for f in text_string_to_metric_families(render_prometheus(tables))}
+    assert set(families) == {"clawpolicy_policy_info", "clawpolicy_rule_packets", "clawpolicy_rule_bytes"}
+    packets = {(s.labels["rule"], s.labels["kind"]): s.value for s in families["clawpolicy_rule_packets"].samples}
+    assert packets == {("a", "would-deny"): 3, ("default-egress", "deny"): 1, ("ok", "allow"): 7}
+    info = {s.labels["table"]: s.labels for s in families["clawpolicy_policy_info"].samples}
+    assert info["clawpolicy_p"]["sha256"] == "0123456789abcdef" and 'odd"\\\nname' in info
+    assert render_prometheus([]).count("# TYPE") == 3
+
+
+def test_example_alert_rules_use_the_metrics_status_writes() -> None:
+    import yaml
+
+    repo = Path(__file__).resolve().parents[2]
+    doc = yaml.safe_load((repo / "examples/prometheus/clawpolicy-alerts.yml").read_text())
+    rules = [r for g in doc["groups"] for r in g["rules"]]
+    assert len({r["alert"] for r in rules}) == len(rules) >= 4
+    written = {"clawpolicy_rule_packets_total", "clawpolicy_rule_bytes_total", "clawpolicy_policy_info"}
+    import re
+
+    for rule in rules:
+        used = set(re.findall(r"clawpolicy_[a-z_]+", rule["expr"]))
+        assert used and used <= written, rule["alert"]
+        assert set(re.findall(r'kind="([a-z-]+)"', rule["expr"])) <= {"deny", "would-deny", "allow"}
