@@ -102,8 +102,8 @@ def diff_policy_sets(old: Sequence[Policy], new: Sequence[Policy]) -> list[Chang
 def diff_policies(old: Policy, new: Policy) -> list[Change]:
     name = new.name
     found: list[Change] = []
-    for section in (_mode, _scope, _reach, _dns, _capabilities, _sockets, _files, _syscalls,
-                    _executable, _rule_docs, _tests):
+    for section in (_mode, _refusals, _scope, _reach, _dns, _capabilities, _sockets, _files,
+                    _syscalls, _executable, _rule_docs, _tests):
         found.extend(section(old, new))
     return sorted((Change(name, c.category, c.risk, c.summary, c.why, c.old, c.new, c.flow)
                    for c in found), key=Change.sort_key)
@@ -128,6 +128,28 @@ def _mode(old: Policy, new: Policy) -> Iterator[Change]:
         yield Change("", "mode", Risk.LOW, "shadow → enforce: denials now block",
                      "check `clawpolicy explain` on the shadow logs first: what was logged as "
                      "would-deny will fail")
+
+
+def _refusals(old: Policy, new: Policy) -> Iterator[Change]:
+    """How denies refuse (drop or reject, ir.Refusal): the same denials, but what the agent
+    and a scanner see changes. Ingress rejects tell a scanner a filter answers: medium."""
+    def how(policy: Policy) -> dict[tuple[str, str], str]:
+        out = {("default", d.value): policy.refusal(d).value for d in Direction}
+        out.update({(r.id, r.direction.value): policy.refusal(r.direction, r).value
+                    for r in policy.rules if r.action is Action.DENY})
+        return out
+    before, after = how(old), how(new)
+    for (rule_id, direction), now in sorted(after.items()):
+        was = before.get((rule_id, direction))
+        if was is None or was == now:
+            continue
+        what = f"the default {direction} deny" if rule_id == "default" else f"rule {rule_id}"
+        scanner = direction == Direction.INGRESS.value and now == "reject"
+        refs = () if rule_id == "default" else (_ref(new, rule_id),)
+        yield Change("", "mode", Risk.MEDIUM if scanner else Risk.LOW, f"{what}: {was} → {now}",
+                     "a scanner now learns that a filter answers here" if scanner else
+                     "senders now fail at once (TCP reset, ICMP prohibited)" if now == "reject" else
+                     "senders now wait for their timeout", new=refs)
 
 
 def _scope_text(policy: Policy) -> str:

@@ -186,3 +186,20 @@ def test_cli_deny_action(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     ir = json.loads(capsys.readouterr().out)
     assert ir["egress_refusal"] == "drop" and ir["rules"][0]["refusal"] is None
     assert main(["compile", str(src), "--deny-action", "tarpit"]) == 2
+
+
+def test_diff_sees_refusal_changes(tmp_path: Path) -> None:
+    from clawpolicy.review.diff import Risk, diff_policies
+
+    old = load(tmp_path, '  deny egress to 10.1.0.0/16 reason "r" id a\n'
+                         '  deny ingress from 10.2.0.0/16 reason "r" id b reject\n'
+                         '  deny ingress from 10.3.0.0/16 reason "r" id c')
+    new = load(tmp_path, '  deny egress to 10.1.0.0/16 reason "r" id a reject\n'
+                         '  deny ingress from 10.2.0.0/16 reason "r" id b\n'
+                         '  deny ingress from 10.3.0.0/16 reason "r" id c reject')
+    found = {c.summary: c.risk for c in diff_policies(old, new) if c.category == "mode"}
+    assert found == {"rule a: drop → reject": Risk.LOW, "rule b: reject → drop": Risk.LOW,
+                     "rule c: drop → reject": Risk.MEDIUM}
+    wide = {c.summary for c in diff_policies(old, old.with_refusal(egress=Refusal.REJECT))}
+    assert wide == {"the default egress deny: drop → reject", "rule a: drop → reject"}
+    assert diff_policies(old, old) == []
