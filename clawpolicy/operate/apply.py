@@ -1,8 +1,9 @@
 """Load a policy into the running kernel with a way back: floor 3, the only code outside the
 tests that changes a live ruleset (`clawpolicy apply`, `clawpolicy status`).
 
-The pattern is `iptables-apply`'s and `netplan try`'s: compile in memory, check the ruleset
-against the kernel (`nft -c`, a transaction the kernel checks and aborts), remember what is
+The pattern is `iptables-apply`'s and `netplan try`'s: compile in memory, validate the ruleset
+(libnftables' dry run, as `compile --validate`) and check it against the kernel it will be
+loaded into (`nft -c`, a transaction the kernel checks and aborts), remember what is
 loaded now, load atomically (`nft -f`: one transaction), then wait for the operator to
 confirm; without a confirmation by the deadline (or on SIGINT/SIGTERM) the previous table is
 put back in one transaction. A lost SSH connection (SIGHUP) does not stop the wait: the
@@ -41,6 +42,7 @@ from typing import Any
 
 from clawpolicy.evaluate import Flow, Verdict, evaluate
 from clawpolicy.ir import Action, Direction, Mode, Policy, Protocol
+from clawpolicy.validate import validate_nft
 
 STAMP_CHAIN = "clawpolicy_applied"
 STAMP_RE = re.compile(r"^policy=(?P<policy>\S+) mode=(?P<mode>\S+) sha256=(?P<sha>[0-9a-f]+)$")
@@ -334,8 +336,12 @@ def apply(plan: Plan, nft: Nft, state: State, *, window: int, wait: Waiter = pol
     transaction). `loaded` runs right after the load (the CLI prints how to confirm)."""
     table = plan.table
     state.log(f"apply {plan.stamp} to table inet {table}{' in netns ' + nft.netns if nft.netns else ''}")
+    for check in validate_nft(plan.ruleset):  # libnftables (dry run), as compile --validate
+        if not check.ok:
+            state.log(f"{check.tool} rejects the ruleset, nothing changed: {check.message}")
+            raise ApplyError(f"{check.tool} rejects the ruleset: {check.message}")
     nft.load(plan.ruleset, check=True)
-    state.log("nft -c: the kernel accepts the ruleset")
+    state.log("libnftables and nft -c: the ruleset is valid and the kernel accepts it")
     previous = snapshot(nft, table)
     state.log("saved the loaded table" if previous.text is not None else
               f"no table inet {table} loaded now: a rollback deletes it")
