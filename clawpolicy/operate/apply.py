@@ -350,14 +350,14 @@ def apply(plan: Plan, nft: Nft, state: State, *, window: int, wait: Waiter = pol
     try:
         with _signals():
             try:
-                nft.load(plan.ruleset)
-            except ApplyError as exc:
-                state.log(f"load failed, nothing changed: {exc}")
-                raise
-            try:
+                try:
+                    nft.load(plan.ruleset)
+                except ApplyError as exc:  # one transaction: nothing changed
+                    state.log(f"load failed, nothing changed: {exc}")
+                    raise
                 stamp = read_stamp(nft.table_json(table))
                 if stamp != plan.stamp:
-                    raise ApplyError(f"loaded, but the table says {stamp!r}, not {plan.stamp!r}")
+                    raise _Broken(f"loaded, but the table says {stamp!r}, not {plan.stamp!r}")
                 state.log(f"loaded ({plan.stamp})")
                 if window <= 0:
                     state.log("kept (no confirmation window)")
@@ -368,8 +368,10 @@ def apply(plan: Plan, nft: Nft, state: State, *, window: int, wait: Waiter = pol
                     state.log("confirmed: kept")
                     return Outcome(True, previous, "confirmed")
                 reason = f"not confirmed within {window} s"
-            except (ApplyError, _Stop, OSError) as exc:
+            except (_Broken, _Stop, OSError) as exc:  # a stop during the load rolls back too
                 reason = f"stopped ({exc})"
+            for sig in (signal.SIGINT, signal.SIGTERM):  # the rollback is not interrupted
+                signal.signal(sig, signal.SIG_IGN)
             state.log(f"{reason}: rolling back")
             restore(nft, previous)
             state.log("rolled back to the previous table" if previous.text is not None
@@ -377,6 +379,10 @@ def apply(plan: Plan, nft: Nft, state: State, *, window: int, wait: Waiter = pol
             return Outcome(False, previous, reason)
     finally:
         state.end(table)
+
+
+class _Broken(ApplyError):
+    """The load went through but the table is not what was loaded."""
 
 
 def read_stamp(doc: dict[str, Any] | None) -> str | None:
