@@ -135,6 +135,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
     policies = _load(args.policy)
     if policies is None:
         return ExitCode.POLICY_ERROR
+    if args.follow:
+        return _follow(args.logs, policies)
     try:
         result = _explain_logs(args.logs, policies)
     except InputError as exc:
@@ -145,6 +147,24 @@ def cmd_explain(args: argparse.Namespace) -> int:
         print(explain.render_markdown(result))
     else:
         print(explain.render_text(result))
+    return ExitCode.OK
+
+
+def _follow(names: Sequence[str], policies: Sequence[Policy]) -> int:
+    """`explain --follow`: one JSON line per denial, flushed at once (operate/follow.py)."""
+    from clawpolicy.operate import follow
+
+    if len(names) > 1:
+        return _fail("explain", ValueError("--follow reads one file, or stdin"))
+    source = (sys.stdin if not names or names[0] == "-"
+              else follow.tail(Path(names[0])))
+    try:
+        for event in follow.events(source, policies):
+            print(json.dumps(event, sort_keys=True), flush=True)
+    except KeyboardInterrupt:
+        pass
+    except OSError as exc:
+        return _fail("explain", exc)
     return ExitCode.OK
 
 
@@ -252,6 +272,9 @@ def register(sub: Subparsers) -> None:
     p.add_argument("-p", "--policy", action="append", type=Path, default=[], metavar="POLICY.claw",
                    help="policy files whose rules the logs name (repeatable)")
     p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    p.add_argument("--follow", action="store_true",
+                   help="keep reading (stdin, or one file like tail -F) and print one JSON line "
+                        "per denial as it arrives: policy, rule, source line, layer, process")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("simulate", help="replay recorded flows against a policy as if enforced",
