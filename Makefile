@@ -30,6 +30,7 @@ bench: setup
 
 ## Regenerate golden files and generated/ after a reviewed change (then read the diff!).
 golden: setup
+	PYTHONHASHSEED=0 $(PY) -c "from clawpolicy.parse import write_tables; write_tables()"
 	$(PY) -m clawpolicy.cli compile $(EXAMPLES)
 	CLAWPOLICY_REGENERATE=1 $(PY) -m pytest tests/golden -q
 

@@ -5,8 +5,10 @@ positioned diagnostic with a hint (never a lark exception)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
+import lark
 import pytest
 
 from clawpolicy.errors import Location, PolicyError, Severity, render
@@ -217,3 +219,53 @@ def test_unreadable_files(tmp_path: Path, subtests: pytest.Subtests) -> None:
         result = load_policies([tmp_path / "defs.claw"], today=TODAY)
         assert result.ok
         assert [(d.severity, d.code) for d in result.diagnostics] == [(Severity.WARNING, "empty")]
+
+
+# ----------------------------------------------------------------------- shipped LALR tables
+
+
+def test_shipped_tables_are_fresh() -> None:
+    """grammar/clawpolicy.lalr.json matches the grammar and lark (else `make golden`)."""
+    from clawpolicy import parse as P
+
+    assert P._load_tables() is not None, "grammar/clawpolicy.lalr.json is stale: run `make golden`"
+
+
+def test_tables_parser_behaves_as_the_built_one(subtests: pytest.Subtests) -> None:
+    """Same trees for every policy in the repository, same errors (message, position, hint) for
+    broken ones: the serialized parser is the built parser."""
+    from clawpolicy import parse as P
+
+    repo = Path(__file__).resolve().parents[2]
+    texts = {str(p.relative_to(repo)): p.read_text(encoding="utf-8")
+             for p in sorted([*repo.glob("examples/**/*.claw"), *repo.glob("tests/**/*.claw")])}
+    texts.update({f"broken{i}": t for i, t in enumerate((
+        "policy p { allow egress 10.0.0.1 reason \"x\" }", "policy p { allow egress to a b }",
+        "policy p {", "policy p { allow egress to 10.0.0.1, reason \"x\" }", "policy { }",
+        "policy p { deny ingress from 1.2.3.4 port 22/tcp reason 'x' }", "policy p { mode }"))})
+    built = P.build_parser()
+    loaded = P.parser()
+    assert loaded is not built
+    for name, text in texts.items():
+        with subtests.test(file=name):
+            try:
+                want: object = built.parse(text)
+            except lark.exceptions.UnexpectedInput as exc:
+                want = (type(exc).__name__, getattr(exc, "line", None), getattr(exc, "column", None),
+                        sorted(getattr(exc, "expected", ()) or ()))
+            try:
+                got: object = loaded.parse(text)
+            except lark.exceptions.UnexpectedInput as exc:
+                got = (type(exc).__name__, getattr(exc, "line", None), getattr(exc, "column", None),
+                       sorted(getattr(exc, "expected", ()) or ()))
+            assert got == want
+
+
+def test_tables_round_trip_exactly(tmp_path: Path) -> None:
+    """JSON keeps tuples and non-string keys through the tags."""
+    from clawpolicy import parse as P
+
+    value = {"a": (1, [2, (3,)]), 4: {"b": None}, ("x", 1): "y", "__k": 1}
+    assert json.loads(json.dumps(P._tag(value)), object_hook=P._untag) == value
+    path = P.write_tables(tmp_path)
+    assert json.loads(path.read_text(encoding="utf-8"))["grammar_sha256"] == P._grammar_hash()
