@@ -294,7 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             r = row[k]
             assert isinstance(r, Runs)
             if r.error or not r.wall:
-                print(f"| {row['shape']} | {k} | failed: {r.error} |" + " |" * 8)
+                why = f"failed: {r.error}" if r.error else "skipped"
+                print(f"| {row['shape']} | {k} | {why} |" + " |" * 8)
                 continue
             size = row[k + " bytes"]
             load = row[k + " load"]

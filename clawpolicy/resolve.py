@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,6 +224,9 @@ class Resolver:
         self.catalog = load_catalog()
         self.defines: dict[str, Define] = {}
         self._expanded: dict[str, tuple[Atom, ...]] = {}
+        # Valid address literals by text: a literal in a definition is resolved once when the
+        # definition is checked and again when a rule expands it, and lists repeat addresses.
+        self._literals: dict[str, Atom] = {}
         for d in defines:
             name = d.name.text
             if name in self.defines and self.defines[name] is not d:
@@ -247,8 +250,18 @@ class Resolver:
         group = self.catalog.get(text.lower())
         if group is not None:
             return _group_atoms(group, text)
-        atom = parse_literal(word, self.diag, suggestions=[*self.catalog, *(f"@{d}" for d in self.defines)])
-        return [atom] if atom else []
+        cached = self._literals.get(text)
+        if cached is not None:
+            return [cached]
+        atom = parse_literal(word, self.diag, suggestions=self._suggestions)
+        if atom is None:
+            return []
+        if atom.kind in ("net4", "net6"):  # depends on the text alone; errors are never cached
+            self._literals[text] = atom
+        return [atom]
+
+    def _suggestions(self) -> list[str]:
+        return [*self.catalog, *(f"@{d}" for d in self.defines)]
 
     def _unknown(self, word: Word) -> None:
         name = word.text[1:]
@@ -311,9 +324,38 @@ def _group_atoms(group: CatalogGroup, origin: str) -> list[Atom]:
     return atoms
 
 
-def parse_literal(word: Word, diag: Diagnostics, suggestions: list[str] | None = None) -> Atom | None:
-    """An address, CIDR, FQDN or *.wildcard as written in a policy."""
+# A canonical IPv4 address or CIDR (no leading zeros): the common case, parsed with integer
+# arithmetic. Anything else that looks like an address goes through `ipaddress`, which gives
+# the error messages; the fast path accepts only text `ipaddress` accepts with the same result.
+_IPV4 = re.compile(r"(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})\.(0|[1-9]\d{0,2})(?:/([12]?\d|3[0-2]))?")
+
+
+def _fast_ipv4(text: str) -> ipaddress.IPv4Network | None:
+    """The network of a canonical IPv4 literal without host bits, else None (the slow path)."""
+    m = _IPV4.fullmatch(text)
+    if m is None:
+        return None
+    a, b, c, d, plen = m.groups()
+    octets = (int(a), int(b), int(c), int(d))
+    if max(octets) > 255:
+        return None
+    prefix = 32 if plen is None else int(plen)
+    if plen is not None and plen != str(prefix):  # "/08": leave to ipaddress
+        return None
+    value = octets[0] << 24 | octets[1] << 16 | octets[2] << 8 | octets[3]
+    if value & ((1 << (32 - prefix)) - 1):
+        return None  # host bits set: the slow path says so, with a fix
+    return ipaddress.IPv4Network((value, prefix))
+
+
+def parse_literal(word: Word, diag: Diagnostics,
+                  suggestions: Iterable[str] | Callable[[], Iterable[str]] | None = None) -> Atom | None:
+    """An address, CIDR, FQDN or *.wildcard as written in a policy. `suggestions` (names for a
+    "did you mean" hint) may be a callable: it is only needed for an unknown peer."""
     text = word.text
+    fast = _fast_ipv4(text) if text[:1].isdigit() else None
+    if fast is not None:
+        return Atom("net4", text, text, None, fast)
     if _looks_like_address(text):
         if "%" in text:  # ipaddress accepts fe80::1%eth0; no firewall rule can hold a zone
             diag.error(f"invalid address '{text}': interface zones are not supported", word.loc,
@@ -349,7 +391,8 @@ def parse_literal(word: Word, diag: Diagnostics, suggestions: list[str] | None =
         return None
     name = normalise_name(text)
     if name is None or "." not in name:
-        guess = closest(text, suggestions or [])
+        options = suggestions() if callable(suggestions) else suggestions
+        guess = closest(text, list(options or []))
         hint = f"did you mean {guess}?" if guess else (
             "peers are addresses, CIDRs, domain names, *.wildcards, @definitions, catalog "
             "groups (see `clawpolicy catalog`) or 'any'")
