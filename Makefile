@@ -19,8 +19,9 @@ test: setup
 test-unit: setup
 	$(PY) -m pytest tests/unit tests/golden tests/fuzz
 
-## Compile-time, memory, nft load-time, overlap, seccomp, simulate and DNS gate figures (tables; never asserted).
+## clawpolicy vs Aerleon (compile, start-up, packet path), then compile-time, memory, nft load-time, overlap, seccomp, simulate and DNS gate figures (tables; never asserted).
 bench: setup
+	$(PY) benchmarks/aerleon_bench.py
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/overlap_bench.py
 	$(PY) benchmarks/seccomp_bench.py
@@ -29,6 +30,7 @@ bench: setup
 
 ## Regenerate golden files and generated/ after a reviewed change (then read the diff!).
 golden: setup
+	PYTHONHASHSEED=0 $(PY) -c "from clawpolicy.parse import write_tables; write_tables()"
 	$(PY) -m clawpolicy.cli compile $(EXAMPLES)
 	CLAWPOLICY_REGENERATE=1 $(PY) -m pytest tests/golden -q
 

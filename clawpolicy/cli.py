@@ -1,18 +1,21 @@
 """Command line: floor 4. Parses arguments, calls the library, prints, sets the exit status.
 
 Each command family lives in a module of ``clawpolicy.commands`` with a ``register(sub)``.
+Only the family of the command being run is imported: the others cost start-up time (pydantic,
+lark, jinja2, every backend) that a command which does not use them should not pay. So the
+top-level help is built from ``COMMANDS``, a static table of every command's name, family and
+one-line summary (a unit test checks it against what the families register).
 Exit status: 0 success; 1 policy, validation, test or --check failures; 2 usage errors.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from clawpolicy.commands import (
-    HELP_FORMAT, adopt, apply, catalog, compile, diff, dns, fmt, logs, resolve, review, test,
-)
+from clawpolicy.commands import HELP_FORMAT
 from clawpolicy.errors import ExitCode
 
 MAIN_HELP = """\
@@ -29,7 +32,26 @@ Load:     sudo clawpolicy apply policy.claw      load with automatic rollback; s
 Each command's --help has examples.
 """
 
-COMMAND_MODULES = (compile, test, resolve, catalog, review, diff, fmt, logs, adopt, dns, apply)
+# command -> (family module under clawpolicy.commands, one-line summary), in help order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "compile": ("compile", "compile policies into generated/<policy>/<target>/"),
+    "ir": ("compile", "print the IR as JSON (or its JSON Schema)"),
+    "test": ("test", "run the policies' own `test` blocks"),
+    "resolve": ("resolve", "resolve the policies' names into a lock file"),
+    "catalog": ("catalog", "list the built-in service groups"),
+    "lint": ("review", "report risky, dead or expiring rules"),
+    "diff": ("diff", "what a policy change means, with risk levels"),
+    "fmt": ("fmt", "format policy files canonically (--check for CI)"),
+    "explain": ("logs", "explain kernel denial log lines (nftables, seccomp, AppArmor)"),
+    "simulate": ("logs", "replay recorded flows against a policy as if enforced"),
+    "suggest": ("logs", "propose rules that would allow what was blocked"),
+    "init": ("adopt", "write a starter policy from an OpenClaw configuration"),
+    "observe": ("adopt", "judge the agent's live sockets against a policy"),
+    "dns": ("dns", "the DNS gate: the agent's resolver that fills the FQDN sets"),
+    "apply": ("apply", "load a policy's nftables ruleset with automatic rollback"),
+    "status": ("apply", "what clawpolicy has loaded: policy, mode, hash, counters"),
+}
+FAMILIES = tuple(dict.fromkeys(family for family, _ in COMMANDS.values()))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,12 +61,35 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(ExitCode.USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The command named on the command line (the first argument not an option), if known."""
+    for arg in argv:
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``argv``, only the family of the command it names is imported (every
+    other command is a stub with its summary), without it every family is (the full parser)."""
     parser = _Parser(prog="clawpolicy", description=MAIN_HELP, formatter_class=HELP_FORMAT)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for module in COMMAND_MODULES:
-        module.register(sub)
+    if argv is None:
+        loaded = set(FAMILIES)
+    else:
+        command = _chosen(argv)
+        loaded = {COMMANDS[command][0]} if command else set()
+    registered: set[str] = set()
+    for name, (family, summary) in COMMANDS.items():
+        if family in loaded:
+            if family not in registered:
+                importlib.import_module(f"clawpolicy.commands.{family}").register(sub)
+                registered.add(family)
+        else:
+            sub.add_parser(name, help=summary, add_help=False)
     return parser
 
 
@@ -52,9 +97,10 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_in)
     try:
-        args = parser.parse_args(argv)
+        args = parser.parse_args(args_in)
     except SystemExit as exc:  # --help exits 0, usage errors 2
         return int(exc.code or 0)
     func: Command = args.func

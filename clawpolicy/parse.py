@@ -1,10 +1,21 @@
 """Text to syntax tree: floor 2. Loads the one grammar (cached) and turns lark's exceptions
-into positioned diagnostics with hints, so no lark exception ever reaches a user."""
+into positioned diagnostics with hints, so no lark exception ever reaches a user.
+
+Building the LALR tables from grammar/clawpolicy.lark costs about 0.1 s per process (lark
+parses its own meta-grammar first), which is most of a small compile's start-up. So the built
+parser is also shipped as data, grammar/clawpolicy.lalr.json (lark's own serialization, with
+the grammar's SHA-256 and lark's version), written only by `make golden` (``write_tables``);
+``parser()`` uses it when both still match and builds from the grammar otherwise, so a stale
+file costs time, never correctness (and a unit test says it is stale)."""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.resources
+import json
+from pathlib import Path
+from typing import Any
 
 import lark
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
@@ -52,10 +63,82 @@ def grammar_text() -> str:
         encoding="utf-8")
 
 
-@functools.cache
-def parser() -> lark.Lark:
+TABLES = "clawpolicy.lalr.json"
+
+
+def build_parser() -> lark.Lark:
+    """The parser built from the grammar text (the slow path; also what the tables hold)."""
     return lark.Lark(grammar_text(), parser="lalr", propagate_positions=True,
                      maybe_placeholders=False)
+
+
+@functools.cache
+def parser() -> lark.Lark:
+    tables = _load_tables()
+    if tables is not None:
+        try:
+            return lark.Lark._load_from_dict(tables["data"], tables["memo"])  # type: ignore[no-untyped-call,no-any-return]
+        except Exception:  # a table lark cannot read: build instead  # pragma: no cover
+            pass
+    return build_parser()
+
+
+def tables_text(built: lark.Lark) -> str:
+    """The serialized parser as JSON text. JSON has no tuples and only string keys, so those
+    are tagged (``{"__tuple__": [...]}``, ``{"__map__": [[k, v], ...]}``) and restored exactly."""
+    from lark.grammar import Rule
+    from lark.lexer import TerminalDef
+
+    data, memo = built.memo_serialize([TerminalDef, Rule])
+    body = {"grammar_sha256": _grammar_hash(), "lark": lark.__version__,
+            "data": _tag(data), "memo": _tag(memo)}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")) + "\n"
+
+
+def write_tables(directory: Path | None = None, *, force: bool = False) -> Path:
+    """Write grammar/clawpolicy.lalr.json from the grammar (`make golden` calls this) unless
+    it is already fresh: lark numbers the tables' tokens in set-iteration order, so two builds
+    of one grammar differ byte for byte, and rewriting a fresh file would only churn it."""
+    target = (directory or Path(__file__).resolve().parent / "grammar") / TABLES
+    if force or directory is not None or _load_tables() is None:
+        target.write_text(tables_text(build_parser()), encoding="utf-8")
+    return target
+
+
+def _grammar_hash() -> str:
+    return hashlib.sha256(grammar_text().encode("utf-8")).hexdigest()
+
+
+def _load_tables() -> dict[str, Any] | None:
+    try:
+        text = (importlib.resources.files("clawpolicy") / "grammar" / TABLES).read_text(encoding="utf-8")
+        tables: dict[str, Any] = json.loads(text, object_hook=_untag)
+    except (OSError, ValueError):
+        return None
+    if tables.get("grammar_sha256") != _grammar_hash() or tables.get("lark") != lark.__version__:
+        return None
+    return tables
+
+
+def _tag(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return {"__tuple__": [_tag(v) for v in value]}
+    if isinstance(value, list):
+        return [_tag(v) for v in value]
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("__") for k in value):
+            return {k: _tag(v) for k, v in value.items()}
+        return {"__map__": [[_tag(k), _tag(v)] for k, v in value.items()]}
+    return value
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1:
+        if "__tuple__" in obj:
+            return tuple(obj["__tuple__"])
+        if "__map__" in obj:
+            return {(tuple(k) if isinstance(k, list) else k): v for k, v in obj["__map__"]}
+    return obj
 
 
 def parse_text(text: str, filename: str) -> lark.Tree[lark.Token]:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -224,6 +225,9 @@ class Resolver:
         self.catalog = load_catalog()
         self.defines: dict[str, Define] = {}
         self._expanded: dict[str, tuple[Atom, ...]] = {}
+        # Valid address literals by text: a literal in a definition is resolved once when the
+        # definition is checked and again when a rule expands it, and lists repeat addresses.
+        self._literals: dict[str, Atom] = {}
         for d in defines:
             name = d.name.text
             if name in self.defines and self.defines[name] is not d:
@@ -247,8 +251,18 @@ class Resolver:
         group = self.catalog.get(text.lower())
         if group is not None:
             return _group_atoms(group, text)
-        atom = parse_literal(word, self.diag, suggestions=[*self.catalog, *(f"@{d}" for d in self.defines)])
-        return [atom] if atom else []
+        cached = self._literals.get(text)
+        if cached is not None:
+            return [cached]
+        atom = parse_literal(word, self.diag, suggestions=self._suggestions)
+        if atom is None:
+            return []
+        if atom.kind in ("net4", "net6"):  # depends on the text alone; errors are never cached
+            self._literals[text] = atom
+        return [atom]
+
+    def _suggestions(self) -> list[str]:
+        return [*self.catalog, *(f"@{d}" for d in self.defines)]
 
     def _unknown(self, word: Word) -> None:
         name = word.text[1:]
@@ -311,9 +325,37 @@ def _group_atoms(group: CatalogGroup, origin: str) -> list[Atom]:
     return atoms
 
 
-def parse_literal(word: Word, diag: Diagnostics, suggestions: list[str] | None = None) -> Atom | None:
-    """An address, CIDR, FQDN or *.wildcard as written in a policy."""
+# A canonical IPv4 address or CIDR (no leading zeros): the common case, parsed in C by
+# inet_pton (strict dotted-quad decimal: it refuses "1.2.3", "01.2.3.4" and hex). Anything else
+# that looks like an address goes through `ipaddress`, which gives the error messages; the fast
+# path accepts only text `ipaddress` accepts, with the same network.
+def _fast_ipv4(text: str) -> ipaddress.IPv4Network | None:
+    """The network of a canonical IPv4 literal without host bits, else None (the slow path)."""
+    addr, slash, plen = text.partition("/")
+    if not text.isascii():
+        return None
+    try:
+        value = int.from_bytes(socket.inet_pton(socket.AF_INET, addr), "big")
+    except OSError:
+        return None
+    if not slash:
+        return ipaddress.IPv4Network((value, 32))
+    if not plen.isdigit() or (len(plen) > 1 and plen[0] == "0") or int(plen) > 32:
+        return None  # "/08", "/33", "/": leave to ipaddress
+    prefix = int(plen)
+    if value & ((1 << (32 - prefix)) - 1):
+        return None  # host bits set: the slow path says so, with a fix
+    return ipaddress.IPv4Network((value, prefix))
+
+
+def parse_literal(word: Word, diag: Diagnostics,
+                  suggestions: Iterable[str] | Callable[[], Iterable[str]] | None = None) -> Atom | None:
+    """An address, CIDR, FQDN or *.wildcard as written in a policy. `suggestions` (names for a
+    "did you mean" hint) may be a callable: it is only needed for an unknown peer."""
     text = word.text
+    fast = _fast_ipv4(text) if text[:1].isdigit() else None
+    if fast is not None:
+        return Atom("net4", text, text, None, fast)
     if _looks_like_address(text):
         if "%" in text:  # ipaddress accepts fe80::1%eth0; no firewall rule can hold a zone
             diag.error(f"invalid address '{text}': interface zones are not supported", word.loc,
@@ -349,7 +391,8 @@ def parse_literal(word: Word, diag: Diagnostics, suggestions: list[str] | None =
         return None
     name = normalise_name(text)
     if name is None or "." not in name:
-        guess = closest(text, suggestions or [])
+        options = suggestions() if callable(suggestions) else suggestions
+        guess = closest(text, list(options or []))
         hint = f"did you mean {guess}?" if guess else (
             "peers are addresses, CIDRs, domain names, *.wildcards, @definitions, catalog "
             "groups (see `clawpolicy catalog`) or 'any'")

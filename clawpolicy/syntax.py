@@ -8,6 +8,7 @@ the exact word that is wrong.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,6 +143,39 @@ class SourceFile:
     text: str = field(default="", repr=False)
 
 
+# One item of a PEERS token (the grammar's REF | WORD), or a comment to skip.
+_PEER_ITEM = re.compile(r"#[^\n]*|@\w[\w-]*|[\w*~.\/:\[\]][\w*~.\/:\[\]+%-]*")
+
+
+@dataclass(frozen=True)
+class PeerList:
+    """The words of one PEERS token (a whole comma-separated peer list), in order."""
+
+    words: tuple[Word, ...]
+
+
+def split_peers(filename: str, text: str, line: int, column: int) -> tuple[Word, ...]:
+    """The items of a PEERS token starting at line:column, each with the position it has in
+    the file (lark counts lines at \n only, columns from 1), as the WORD tokens would have."""
+    words = []
+    line_start = -column + 1  # offset in `text` where the current line starts (may be < 0)
+    newlines = 0
+    seen = 0
+    for m in _PEER_ITEM.finditer(text):
+        item = m.group()
+        if item[0] == "#":
+            continue
+        start = m.start()
+        breaks = text.count("\n", seen, start)
+        if breaks:
+            newlines += breaks
+            line_start = text.rfind("\n", seen, start) + 1
+        seen = start
+        col = start - line_start + 1
+        words.append(Word(item, Location(filename, line + newlines, col, col + len(item))))
+    return tuple(words)
+
+
 def unquote(token: str) -> str:
     """Decode a STRING token; the grammar admits JSON-style escapes (\\" \\\\ \\n \\t \\uXXXX).
     Text that JSON cannot decode, or that decodes to a lone surrogate (not Unicode text, and
@@ -182,6 +216,19 @@ class ToSyntax(Transformer[lark.Token, Any]):
     def REF(self, tok: lark.Token) -> Word:  # noqa: N802
         return self._word(tok)
 
+    def PEERS(self, tok: lark.Token) -> PeerList:  # noqa: N802
+        return PeerList(split_peers(self.filename, str(tok), tok.line or 0, tok.column or 0))
+
+    @staticmethod
+    def _flat(items: list[Any]) -> list[Any]:
+        """Items with a PeerList spread into its words."""
+        if not any(isinstance(i, PeerList) for i in items):
+            return items
+        out: list[Any] = []
+        for i in items:
+            out.extend(i.words if isinstance(i, PeerList) else (i,))
+        return out
+
     def _kw(self, items: list[lark.Token]) -> Word:
         return self._word(items[0])
 
@@ -207,7 +254,8 @@ class ToSyntax(Transformer[lark.Token, Any]):
         return Include(items[0], self._loc(meta))
 
     @v_args(meta=True)
-    def define(self, meta: Meta, items: list[Word]) -> Define:
+    def define(self, meta: Meta, items: list[Any]) -> Define:
+        items = self._flat(items)
         return Define(items[0], tuple(items[1:]), self._loc(meta))
 
     @v_args(meta=True)
@@ -269,6 +317,7 @@ class ToSyntax(Transformer[lark.Token, Any]):
 
     @v_args(meta=True)
     def rule(self, meta: Meta, items: list[Any]) -> RuleDecl:
+        items = self._flat(items)
         action, direction, keyword = items[:3]
         peers = tuple(i for i in items[3:] if isinstance(i, Word))
         ports: tuple[Word, ...] = next((i for i in items[3:] if isinstance(i, tuple)), ())

@@ -202,7 +202,7 @@ def _simulate_dns(args: argparse.Namespace, policies: Sequence[Policy]) -> int:
     try:
         for name in args.dns_log:
             with _open(name) as fh:
-                queries.extend(querylog.parse_queries(logparse.read_lines(fh)))
+                queries.extend(querylog.parse_queries(textinput.read_lines(fh)))
     except InputError as exc:
         return _fail("simulate", exc)
     results = [querylog.simulate_dns(p, queries) for p in policies if not args.policy or p.name == args.policy]

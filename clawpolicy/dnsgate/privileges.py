@@ -76,14 +76,19 @@ def drop_to(user: str, keep: tuple[int, ...] = (CAP_NET_ADMIN,)) -> None:
     os.setgroups([])
     os.setresgid(entry.pw_gid, entry.pw_gid, entry.pw_gid)
     os.setresuid(entry.pw_uid, entry.pw_uid, entry.pw_uid)
+    _capset(libc, keep)
+    _check(libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "PR_SET_KEEPCAPS")
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
+
+
+def _capset(libc: ctypes.CDLL, keep: tuple[int, ...]) -> None:
+    """Effective and permitted sets = exactly `keep` (inheritable empty), in one capset(2)."""
     mask = [0, 0]
     for cap in keep:
         mask[cap // 32] |= 1 << (cap % 32)
     header = _Header(_LINUX_CAPABILITY_VERSION_3, 0)
     data = (_Data * 2)(*(_Data(m, m, 0) for m in mask))
     _check(libc.capset(ctypes.byref(header), data), "capset")
-    _check(libc.prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0), "PR_SET_KEEPCAPS")
-    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "PR_SET_NO_NEW_PRIVS")
 
 
 PR_CAP_AMBIENT = 47
@@ -100,12 +105,7 @@ def narrow(keep: tuple[int, ...] = (CAP_NET_ADMIN,)) -> None:
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
                            ctypes.c_ulong]
     _check(libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "clearing ambient capabilities")
-    mask = [0, 0]
-    for cap in keep:
-        mask[cap // 32] |= 1 << (cap % 32)
-    header = _Header(_LINUX_CAPABILITY_VERSION_3, 0)
-    data = (_Data * 2)(*(_Data(m, m, 0) for m in mask))
-    _check(libc.capset(ctypes.byref(header), data), "capset")
+    _capset(libc, keep)
 
 
 def effective_capabilities(pid: int | str = "self") -> int:

@@ -24,6 +24,7 @@ from clawpolicy.dnsgate.policy import GatePolicy, Verdict
 from clawpolicy.ir import Mode, Policy
 from clawpolicy.markdown import md_cell
 from clawpolicy.operate.explain import Explanation, Finding
+from clawpolicy.operate.textinput import Line
 
 _DNSMASQ = re.compile(r"dnsmasq\[\d+\]: query\[(\w+)\] (\S+) from (\S+)")
 EXPLAINED = ("refuse", "would-refuse", "deny")
@@ -37,9 +38,12 @@ class Query:
     policy: str = ""  # the gate's lines name it; dnsmasq's do not
 
 
-def parse_queries(lines: Iterable[str]) -> Iterator[Query]:
-    """Queries from gate lines and dnsmasq `--log-queries` lines; anything else is skipped."""
+def parse_queries(lines: Iterable[Line]) -> Iterator[Query]:
+    """Queries from gate lines and dnsmasq `--log-queries` lines; anything else (and lines
+    too long to read, `Overlong`) is skipped."""
     for line in lines:
+        if not isinstance(line, str):
+            continue
         gate = logline.parse(line)
         if gate is not None:
             yield Query(gate.qtype, gate.name, gate.client, gate.policy)
@@ -59,9 +63,9 @@ class GateLines:
     def __init__(self) -> None:
         self.lines: list[logline.GateLogLine] = []
 
-    def watch(self, lines: Iterable[str]) -> Iterator[str]:
+    def watch(self, lines: Iterable[Line]) -> Iterator[Line]:
         for line in lines:
-            parsed = logline.parse(line)
+            parsed = logline.parse(line) if isinstance(line, str) else None
             if parsed is not None:
                 self.lines.append(parsed)
             yield line
@@ -69,7 +73,8 @@ class GateLines:
     def add_to(self, result: Explanation, policies: Sequence[Policy]) -> Explanation:
         findings = explain_gate(self.lines, policies)
         merged = sorted([*result.findings, *findings], key=lambda f: (-f.count, *f.key()))
-        return Explanation(merged, result.lines, max(result.unrecognised - len(self.lines), 0))
+        return Explanation(merged, result.lines, max(result.unrecognised - len(self.lines), 0),
+                           result.unreadable)
 
 
 def explain_gate(lines: Iterable[logline.GateLogLine], policies: Sequence[Policy]) -> list[Finding]:

@@ -12,16 +12,16 @@ from pathlib import Path
 import dns.flags
 import dns.message
 import dns.rrset
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from clawpolicy.dnsgate.nftset import MemoryWriter
 from clawpolicy.dnsgate.server import Gate, GateOptions
 from clawpolicy.ir import Policy
 from clawpolicy.lower import load_policies
+from hostile import budget
 
-FUZZ = settings(max_examples=400, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+FUZZ = budget(400)  # CLAWPOLICY_FUZZ_EXAMPLES=N: N random inputs per target instead
 POLICY = """policy fuzz {
   allow egress to api.llm.test, *.chat.test port 443/tcp reason "x"
   deny egress to *.bad.test reason "y"

@@ -15,3 +15,13 @@ def test_quick_benchmark_runs() -> None:
                            "--repeat", "1"], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     assert "| shape |" in proc.stdout and "100k-cidrs" in proc.stdout
+
+
+def test_aerleon_benchmark_runs_without_aerleon() -> None:
+    """The side-by-side benchmark's clawpolicy half (no install, no packets, one small shape)."""
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/aerleon_bench.py"), "--no-aerleon",
+                           "--no-packets", "--repeat", "1", "--shape", "100x100"],
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "| 100x100 | claw |" in proc.stdout and "clawpolicy --help" in proc.stdout
+    assert "| 100x100 | aerleon | skipped |" in proc.stdout

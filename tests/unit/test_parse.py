@@ -5,8 +5,10 @@ positioned diagnostic with a hint (never a lark exception)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
+import lark
 import pytest
 
 from clawpolicy.errors import Location, PolicyError, Severity, render
@@ -217,3 +219,107 @@ def test_unreadable_files(tmp_path: Path, subtests: pytest.Subtests) -> None:
         result = load_policies([tmp_path / "defs.claw"], today=TODAY)
         assert result.ok
         assert [(d.severity, d.code) for d in result.diagnostics] == [(Severity.WARNING, "empty")]
+
+
+# ----------------------------------------------------------------------- shipped LALR tables
+
+
+def test_shipped_tables_are_fresh() -> None:
+    """grammar/clawpolicy.lalr.json matches the grammar and lark (else `make golden`)."""
+    from clawpolicy import parse as P
+
+    assert P._load_tables() is not None, "grammar/clawpolicy.lalr.json is stale: run `make golden`"
+
+
+def test_tables_parser_behaves_as_the_built_one(subtests: pytest.Subtests) -> None:
+    """Same trees for every policy in the repository, same errors (message, position, hint) for
+    broken ones: the serialized parser is the built parser."""
+    from clawpolicy import parse as P
+
+    repo = Path(__file__).resolve().parents[2]
+    texts = {str(p.relative_to(repo)): p.read_text(encoding="utf-8")
+             for p in sorted([*repo.glob("examples/**/*.claw"), *repo.glob("tests/**/*.claw")])}
+    texts.update({f"broken{i}": t for i, t in enumerate((
+        "policy p { allow egress 10.0.0.1 reason \"x\" }", "policy p { allow egress to a b }",
+        "policy p {", "policy p { allow egress to 10.0.0.1, reason \"x\" }", "policy { }",
+        "policy p { deny ingress from 1.2.3.4 port 22/tcp reason 'x' }", "policy p { mode }"))})
+    built = P.build_parser()
+    loaded = P.parser()
+    assert loaded is not built
+    for name, text in texts.items():
+        with subtests.test(file=name):
+            try:
+                want: object = built.parse(text)
+            except lark.exceptions.UnexpectedInput as exc:
+                want = (type(exc).__name__, getattr(exc, "line", None), getattr(exc, "column", None),
+                        sorted(getattr(exc, "expected", ()) or ()))
+            try:
+                got: object = loaded.parse(text)
+            except lark.exceptions.UnexpectedInput as exc:
+                got = (type(exc).__name__, getattr(exc, "line", None), getattr(exc, "column", None),
+                       sorted(getattr(exc, "expected", ()) or ()))
+            assert got == want
+
+
+def test_tables_round_trip_exactly(tmp_path: Path) -> None:
+    """JSON keeps tuples and non-string keys through the tags."""
+    from clawpolicy import parse as P
+
+    value = {"a": (1, [2, (3,)]), 4: {"b": None}, ("x", 1): "y", "__k": 1}
+    assert json.loads(json.dumps(P._tag(value)), object_hook=P._untag) == value
+    path = P.write_tables(tmp_path)
+    assert json.loads(path.read_text(encoding="utf-8"))["grammar_sha256"] == P._grammar_hash()
+
+
+# ----------------------------------------------------------------------- PEERS fast path
+
+
+def _per_token_parser() -> lark.Lark:
+    """The grammar without the PEERS fast path: every peer a WORD/REF token (the reference)."""
+    from clawpolicy import parse as P
+
+    text = P.grammar_text().replace("_peers: (PEERS | peer)", "_peers: peer")
+    assert text != P.grammar_text()
+    return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=False)
+
+
+def _outcome(parser: lark.Lark, text: str) -> object:
+    try:
+        return repr(ToSyntax("f.claw").transform(parser.parse(text)))
+    except lark.exceptions.UnexpectedInput as exc:
+        return (type(exc).__name__, getattr(exc, "line", None), getattr(exc, "column", None),
+                sorted(getattr(exc, "expected", ()) or ()))
+
+
+def test_peer_list_token_gives_the_same_words_and_errors(subtests: pytest.Subtests) -> None:
+    """Whole peer lists lexed as one token give the same syntax nodes (every word, every
+    position) and the same errors as one token per peer: blanks, tabs, CRLF, comments and
+    keywords inside lists, references, wildcards and mistakes."""
+    import random
+
+    from clawpolicy.parse import parser
+
+    reference = _per_token_parser()
+    items = ["10.0.0.1", "2001:db8::/32", "@llm", "*.example.com", "api.example.com", "any",
+             "port.example", "id-1.example", "reason", "port", "owner", "expires", "id", "x",
+             "1.2.3.4/33", "fe80::1%eth0", "[::1]", "a+b", "ports"]
+    # Every keyword of the grammar, so a keyword added later is tried inside lists too.
+    items += sorted({str(t.pattern.value) for t in reference.terminals
+                     if t.pattern.type == "str" and str(t.pattern.value).replace("-", "").isalpha()})
+    seps = [",", ", ", " ,", ",\n      ", " , # note, with a comma\n  ", ",\r\n\t", ",,", " ", "\n"]
+    tails = ["", " port 443/udp", ' reason "r"', " port 1/tcp, 2/tcp reason \"r\"", ", reason \"r\"",
+             " # end\n", " owner \"o\""]
+    rng = random.Random(14)
+    cases = []
+    for _ in range(600):
+        peers = rng.choice(items)
+        for _ in range(rng.randrange(0, 6)):
+            peers += rng.choice(seps) + rng.choice(items)
+        head = rng.choice(["allow egress to ", "deny ingress from ", "  allow egress\tto\t"])
+        body = f"{head}{peers}{rng.choice(tails)}"
+        if rng.random() < 0.3:
+            body = f"define d{rng.randrange(3)} = {peers}\n  {head}@d0 reason \"r\""
+        cases.append(f"policy p {{\n  {body}\n  allow egress to a.example reason \"x\"\n}}\n")
+    for k, text in enumerate(cases):
+        with subtests.test(case=k):
+            assert _outcome(parser(), text) == _outcome(reference, text), text
