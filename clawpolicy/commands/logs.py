@@ -9,6 +9,7 @@ Bad input lines are counted, never fatal; an unreadable file is a usage error (e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import json
 import sys
@@ -105,9 +106,12 @@ def _explain_logs(names: Sequence[str], policies: Sequence[Policy]) -> explain.E
     gate = GateLines()
     for name in names or ["-"]:
         with _open(name) as fh:
-            logparse.parse_lines(gate.watch(textinput.read_lines(fh)), parsed, name)
+            lines = textinput.read_lines(fh)  # over-long lines pass by the gate to be counted
+            logparse.parse_lines((x for line in lines for x in (
+                [line] if isinstance(line, textinput.Overlong) else gate.watch([line]))), parsed, name)
     _warn(parsed.unreadable)
-    return gate.add_to(explain.explain(parsed, policies), policies)
+    base = explain.explain(parsed, policies)
+    return dataclasses.replace(gate.add_to(base, policies), unreadable=base.unreadable)
 
 
 def _read_flows(names: Sequence[str], fmt: str, local: Sequence[str]) -> flowfile.FlowFile:
@@ -182,7 +186,8 @@ def _simulate_dns(args: argparse.Namespace, policies: Sequence[Policy]) -> int:
     try:
         for name in args.dns_log:
             with _open(name) as fh:
-                queries.extend(querylog.parse_queries(logparse.read_lines(fh)))
+                queries.extend(querylog.parse_queries(
+                    line for line in textinput.read_lines(fh) if isinstance(line, str)))
     except InputError as exc:
         return _fail("simulate", exc)
     results = [querylog.simulate_dns(p, queries) for p in policies if not args.policy or p.name == args.policy]

@@ -12,18 +12,11 @@ import enum
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from clawpolicy.evaluate import LOOPBACK
+from clawpolicy.evaluate import LOOPBACK, evaluate
 from clawpolicy.ir import Action, Direction, Mode, Policy, Protocol, Rule
-from clawpolicy.review.lint import (
-    CREDENTIAL_DIRS,
-    DANGEROUS_CAPS,
-    GATEWAY_PORT,
-    MDNS,
-    METADATA_ENDPOINTS,
-    TAILNET,
-    WIDE_PREFIX,
-)
 from clawpolicy.names import is_public_suffix
+from clawpolicy.review.lint import CREDENTIAL_DIRS, DANGEROUS_CAPS, WIDE_PREFIX
+from clawpolicy.review.protected import GATEWAY_PORT, MDNS, METADATA_ENDPOINTS, TAILNET, protected_by
 from clawpolicy.review.reach import ANY_NAME, Decider, ReachChange, reach_changes
 
 RAW_SOCKET_FAMILIES = ("packet", "netlink")
@@ -157,15 +150,35 @@ def _trusted(address_interval: tuple[int, int], family: int) -> bool:
     return False
 
 
-def _reach_risk(c: ReachChange) -> tuple[Risk, str]:
+def wide_size(family: int) -> int:
+    """More addresses than this is "a wide range": more than half of a /8 (IPv6: a /32).
+
+    A size, not a prefix, so what is newly reachable counts whatever its shape: widening
+    10.20.4.0/22 to 10.0.0.0/8 opens a /8 less a /22, which no single CIDR of the change
+    shows as a /8, and two new /9s are as wide as one /8."""
+    bits = 32 if family == 4 else 128
+    return 1 << (bits - WIDE_PREFIX[family] - 1)
+
+
+def _wide(size: int, family: int | None) -> bool:
+    return family is not None and size > wide_size(family)
+
+
+def reach_risk(c: ReachChange, total: int = 0) -> tuple[Risk, str]:
+    """The risk of one reach change. `total`: the addresses the same rule newly opens in
+    the same direction and family across every change (the change may be one of several
+    pieces, cut where the old version decided differently); the larger of both counts."""
     if not c.widened:
         return Risk.LOW, "narrower reach"
+    size = max(c.size, total)
+    wide = _wide(size, c.family)
+    amount = f"{size:,} addresses newly reachable" if c.family is not None else ""
     if c.direction is Direction.INGRESS:
         if c.covers_port(Protocol.TCP, GATEWAY_PORT) and c.family is not None and not all(
                 _trusted(i, c.family) for i in c.intervals):
             return Risk.HIGH, f"the gateway port {GATEWAY_PORT}/tcp is reachable beyond loopback and the tailnet"
-        if ANY_NAME in c.names or (c.family is not None and (c.widest_prefix() or 128) <= WIDE_PREFIX[c.family]):
-            return Risk.HIGH, "ingress from a wide range"
+        if ANY_NAME in c.names or wide:
+            return Risk.HIGH, f"ingress from a wide range ({amount})" if wide else "ingress from any name"
         return Risk.MEDIUM, "new ingress"
     if c.covers_port(Protocol.UDP, 5353) and any(c.family is not None and c.covers_address(a) for a in MDNS):
         return Risk.HIGH, "mDNS: the gateway can announce itself on the local network"
@@ -175,21 +188,63 @@ def _reach_risk(c: ReachChange) -> tuple[Risk, str]:
         return Risk.HIGH, "egress to every name under a public suffix (names anyone can register)"
     if ANY_NAME in c.names:
         return Risk.HIGH, "egress to any name"
-    if c.family is not None and (c.widest_prefix() or 128) <= WIDE_PREFIX[c.family]:
-        return Risk.HIGH, "egress to a wide range"
+    if wide:
+        return Risk.HIGH, f"egress to a wide range ({amount})"
     if c.covers_port(Protocol.UDP, 53) or c.covers_port(Protocol.TCP, 53):
         return Risk.MEDIUM, "DNS can carry data out: check it goes to your resolvers only"
     return Risk.MEDIUM, "new egress"
 
 
+def _opened(changes: Sequence[ReachChange]) -> dict[tuple[Direction, int, str], int]:
+    """Addresses each rule newly opens, per direction and family (the union of its pieces)."""
+    spans: dict[tuple[Direction, int, str], list[tuple[int, int]]] = {}
+    for c in changes:
+        if c.widened and c.family is not None:
+            spans.setdefault((c.direction, c.family, c.new.rule_id), []).extend(c.intervals)
+    totals: dict[tuple[Direction, int, str], int] = {}
+    for key, intervals in spans.items():
+        total, end = 0, -1
+        for lo, hi in sorted(intervals):
+            if hi > end:
+                total += hi - max(lo, end + 1) + 1
+                end = hi
+        totals[key] = total
+    return totals
+
+
 def _reach(old: Policy, new: Policy) -> Iterator[Change]:
-    for c in reach_changes(old, new):
-        risk, why = _reach_risk(c)
+    changes = reach_changes(old, new)
+    opened = _opened(changes)
+    for c in changes:
+        total = opened.get((c.direction, c.family, c.new.rule_id), 0) if c.family is not None else 0
+        risk, why = reach_risk(c, total)
         where = "to" if c.direction is Direction.EGRESS else "from"
         verb = "now allowed" if c.widened else "now denied"
         summary = f"{c.direction.value} {where} {c.peers_text()} on {c.ports_text} {verb}"
         yield Change("", "reach", risk, summary, why, _decider_refs(old, c.old), _decider_refs(new, c.new),
                      Flow(c.direction, c.peers_text(), c.ports_text, c.widened))
+    yield from _protections(old, new)
+
+
+def _protections(old: Policy, new: Policy) -> Iterator[Change]:
+    """Explicit denies of dangerous destinations that are gone while default deny still
+    refuses them: reach is unchanged, but the documented intent and the defence in depth
+    (against a later, wider allow) are lost. Where the destination became reachable, the
+    reach change above already says so (high)."""
+    seen: set[str] = set()
+    for rule in old.rules:
+        for what, flow in protected_by(rule):
+            if what in seen:
+                continue
+            seen.add(what)
+            now = evaluate(new, flow)
+            if now.action is Action.DENY and now.cause == "default":
+                where = "to" if flow.direction is Direction.EGRESS else "from"
+                yield Change("", "reach", Risk.LOW,
+                             f"explicit deny of {what} removed",
+                             f"still denied by default; an allow added later would reach it "
+                             f"({flow.direction.value} {where} {flow.peer})",
+                             (_ref(old, rule.id),), (Ref("default deny"),))
 
 
 def _decider_refs(policy: Policy, d: Decider) -> tuple[Ref, ...]:

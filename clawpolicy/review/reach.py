@@ -54,6 +54,25 @@ class ReachChange:
     ports: tuple[tuple[Protocol, Interval], ...]
     old: Decider
     new: Decider
+    # Names a wildcard in `names` leaves out: atoms of their own (a rule names them), whose
+    # verdict this change does not describe (`*.example.org` added beside an allowed
+    # `api.example.org` widens every other name below example.org, not that one).
+    excluded: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """How many addresses the change holds (0 for names)."""
+        return sum(hi - lo + 1 for lo, hi in self.intervals)
+
+    def covers_name(self, name: str) -> bool:
+        """Whether a flow to `name` falls in this change, by the atoms' meaning."""
+        if name in self.names:
+            return True
+        if any(name.endswith(e[1:]) if e.startswith("*.") else name == e for e in self.excluded):
+            return False
+        if any(n.startswith("*.") and name.endswith(n[1:]) for n in self.names):
+            return True
+        return ANY_NAME in self.names
 
     @property
     def peers(self) -> tuple[str, ...]:
@@ -65,7 +84,10 @@ class ReachChange:
         """The peers for a reader: a CIDR list, or `NET except GAPS` when that is shorter
         (0.0.0.0/0 minus the tailnet is two items, not thirteen)."""
         direct = self.peers
-        if self.family is None or len(direct) <= 3:
+        if self.family is None:
+            shown = ", ".join(direct)
+            return f"{shown} (except {', '.join(self.excluded)})" if self.excluded else shown
+        if len(direct) <= 3:
             return ", ".join(direct)
         lo, hi = self.intervals[0][0], self.intervals[-1][1]
         bits = 32 if self.family == 4 else 128
@@ -213,6 +235,7 @@ def reach_changes(old: Policy, new: Policy) -> list[ReachChange]:
                     key = (direction, after.action is Action.ALLOW, protocol, ports,
                            _plain(before), _plain(after), "name")
                     grouped.setdefault(key, []).append(f"*.{name}" if wildcard else name)
+    atoms = {d: _name_atoms((old, new), d) for d in Direction}
     changes: dict[tuple[object, ...], ReachChange] = {}
     for (direction, widened, protocol, ports, before, after, kind), members in grouped.items():
         fam = None if kind == "name" else (4 if kind == "ipv4" else 6)
@@ -222,8 +245,18 @@ def reach_changes(old: Policy, new: Policy) -> list[ReachChange]:
         prev = changes.get(merged_key)
         merged_ports = (*(prev.ports if prev else ()), (protocol, ports))
         changes[merged_key] = ReachChange(direction, widened, fam, intervals, names,
-                                   tuple(sorted(merged_ports, key=_port_key)), before, after)
+                                          tuple(sorted(merged_ports, key=_port_key)), before, after,
+                                          _excluded(names, atoms[direction]))
     return sorted(changes.values(), key=_sort_key)
+
+
+def _excluded(names: Sequence[str], atoms: Sequence[tuple[str, bool]]) -> tuple[str, ...]:
+    """Atoms below a wildcard of `names` that are not themselves in `names`: the wildcard
+    atom stands for the other names below it, so a reader must see these left out."""
+    below = [n[2:] for n in names if n.startswith("*.")]
+    out = {f"*.{a}" if wild else a for a, wild in atoms if a != ANY_NAME
+           and any(a.endswith("." + w) for w in below)}
+    return tuple(sorted(out - set(names)))
 
 
 def _plain(decider: Decider) -> Decider:
@@ -263,3 +296,69 @@ def _port_key(p: tuple[Protocol, Interval]) -> tuple[int, Interval]:
 def _sort_key(c: ReachChange) -> tuple[object, ...]:
     return (c.direction.value, not c.widened, c.new.rule_id, c.old.rule_id, c.family or 0,
             c.intervals, c.names, [_port_key(p) for p in c.ports])
+
+
+def cancelled_allows(policy: Policy) -> list[tuple[Rule, tuple[str, ...]]]:
+    """Allow rules that deny rules (and `dns local`) cancel entirely, each with the IDs of
+    the denies that do: decided region by region as `reach_changes` decides, so the answer
+    is the evaluator's (deny overrides allow) on every address, name and port the rule names.
+    Loopback is left out: there the allow is moot, not cancelled."""
+    out: list[tuple[Rule, tuple[str, ...]]] = []
+    for rule in policy.rules:
+        if rule.action is not Action.ALLOW:
+            continue
+        denies = [(r, d) for r, d in _deciders(policy, "both")
+                  if r is not None and r.direction is rule.direction and d.action is not Action.ALLOW]
+        local = (Decider(1, policy.local_dns.id, Action.DENY, "both")
+                 if rule.direction is Direction.EGRESS and policy.local_dns is not None else None)
+        if not denies and local is None:
+            continue
+        cancelling = _cancelled_by(rule, denies, local, policy)
+        if cancelling is not None:
+            out.append((rule, cancelling))
+    return out
+
+
+def _cancelled_by(rule: Rule, denies: Sequence[tuple[Rule | None, Decider]], local: Decider | None,
+                  policy: Policy) -> tuple[str, ...] | None:
+    mine = Decider(3, rule.id, Action.ALLOW, "both")
+    used: set[str] = set()
+    regions: list[tuple[tuple[Interval, ...], frozenset[object]]] = []
+    for family in (4, 6):
+        whole = FAMILY_SPAN[family]
+        own = [whole] if rule.peers.any else [
+            network_interval(n) for n in (rule.peers.ipv4 if family == 4 else rule.peers.ipv6)]
+        if not own:
+            continue
+        boxes: list[tuple[tuple[Interval, ...], object]] = [
+            ((net, proto, ports), mine) for net in own for proto, ports in _port_boxes(rule.ports)]
+        for other, decider in denies:
+            assert other is not None
+            nets = [whole] if other.peers.any else [
+                network_interval(n) for n in (other.peers.ipv4 if family == 4 else other.peers.ipv6)]
+            boxes += [((net, proto, ports), decider) for net in nets for proto, ports in _port_boxes(other.ports)]
+        if local is not None and policy.local_dns is not None:
+            boxes += [((whole, proto, ports), local) for proto, ports in _port_boxes(policy.local_dns.ports)]
+        loopback = Decider(0, "loopback", Action.ALLOW, "both")
+        boxes += [((network_interval(n), (0, len(PROTOCOLS) - 1), ALL_PORTS), loopback)
+                  for n in LOOPBACK if n.version == family]
+        regions += [(bounds, labels) for bounds, labels in overlay(boxes) if mine in labels]
+    atoms = [(n, False) for n in rule.peers.names] + [(w, True) for w in rule.peers.wildcards]
+    if rule.peers.any:
+        atoms.append((ANY_NAME, False))
+    for name, wildcard in atoms:
+        boxes = [(box, mine) for box in _port_boxes(rule.ports)]
+        for other, decider in denies:
+            assert other is not None
+            if _rule_covers_atom(other, name, wildcard):
+                boxes += [(box, decider) for box in _port_boxes(other.ports)]
+        if local is not None and policy.local_dns is not None:
+            boxes += [(box, local) for box in _port_boxes(policy.local_dns.ports)]
+        regions += [(bounds, labels) for bounds, labels in overlay(boxes) if mine in labels]
+    for _, labels in regions:
+        winner = _decide(labels, "both")
+        if winner == mine:
+            return None  # somewhere this rule decides: alive
+        if winner.action is not Action.ALLOW:
+            used.add(winner.rule_id)
+    return tuple(sorted(used)) if used else None
