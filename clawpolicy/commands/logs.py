@@ -152,6 +152,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _user_id(text: str) -> tuple[str, int]:
+    name, sep, uid = text.partition("=")
+    if not sep or not name or not uid.isascii() or not uid.isdigit() or int(uid) >= 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"{shown(text)}: give NAME=UID, e.g. openclaw=995")
+    return name, int(uid)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     policies = _load([args.policy_file])
     if policies is None:
@@ -164,7 +171,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         flows = _read_flows(args.flows, args.flow_format, args.local)
     except (InputError, ValueError) as exc:
         return _fail("simulate", exc)
-    results = [simulate.simulate(p, flows.flows) for p in policies
+    users = dict(args.user)
+    results = [simulate.simulate(p, flows.flows, users) for p in policies
                if not args.policy or p.name == args.policy]
     note = f"{flows.unrecognised} of {flows.lines} lines were not flows"
     if args.format == "json":
@@ -270,6 +278,9 @@ def register(sub: Subparsers) -> None:
                         "--log-queries), decided as the gate would in enforce mode")
     p.add_argument("--policy", help="only the policy with this name")
     p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    p.add_argument("--user", action="append", default=[], type=_user_id, metavar="NAME=UID",
+                   help="the uid of an `applies-to user` on the host the flows come from, when "
+                        "this host's user database does not have it (flows may name either)")
     _flow_options(p)
     p.set_defaults(func=cmd_simulate)
 
