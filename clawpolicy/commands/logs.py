@@ -229,15 +229,20 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         return _fail("suggest", exc)
     try:
         proposal = suggest.suggest(policy.name, observations, syscalls,
-                                   min_hosts=args.min_hosts, min_names=args.min_names)
+                                   min_hosts=args.min_hosts, min_names=args.min_names, base=policy)
     except suggest.SuggestError as exc:
         print(f"clawpolicy suggest: error: {exc}", file=sys.stderr)
         return ExitCode.POLICY_ERROR
     for why in proposal.dropped:
         print(shown(f"clawpolicy suggest: warning: dropped {why}"), file=sys.stderr)
+    high = proposal.risks.count("high")
+    if high:
+        print(f"clawpolicy suggest: warning: {high} proposed rule(s) rated high risk (see the "
+              "`# risk high` comments): read them before pasting anything", file=sys.stderr)
     if args.format == "json":
         print(json.dumps({"policy": proposal.policy, "rules": proposal.rules, "flows": proposal.flows,
-                          "dropped": proposal.dropped, "text": proposal.text}, indent=2, sort_keys=True))
+                          "dropped": proposal.dropped, "risks": proposal.risks, "text": proposal.text},
+                         indent=2, sort_keys=True))
     else:
         print(proposal.text, end="")
     return ExitCode.OK

@@ -195,7 +195,7 @@ def reach_risk(c: ReachChange, total: int = 0) -> tuple[Risk, str]:
     return Risk.MEDIUM, "new egress"
 
 
-def _opened(changes: Sequence[ReachChange]) -> dict[tuple[Direction, int, str], int]:
+def opened(changes: Sequence[ReachChange]) -> dict[tuple[Direction, int, str], int]:
     """Addresses each rule newly opens, per direction and family (the union of its pieces)."""
     spans: dict[tuple[Direction, int, str], list[tuple[int, int]]] = {}
     for c in changes:
@@ -214,9 +214,9 @@ def _opened(changes: Sequence[ReachChange]) -> dict[tuple[Direction, int, str], 
 
 def _reach(old: Policy, new: Policy) -> Iterator[Change]:
     changes = reach_changes(old, new)
-    opened = _opened(changes)
+    totals = opened(changes)
     for c in changes:
-        total = opened.get((c.direction, c.family, c.new.rule_id), 0) if c.family is not None else 0
+        total = totals.get((c.direction, c.family, c.new.rule_id), 0) if c.family is not None else 0
         risk, why = reach_risk(c, total)
         where = "to" if c.direction is Direction.EGRESS else "from"
         verb = "now allowed" if c.widened else "now denied"
