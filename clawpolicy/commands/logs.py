@@ -99,7 +99,12 @@ def _load(paths: Sequence[Path]) -> list[Policy] | None:
     return loaded.policies if loaded.ok else None
 
 
-def _explain_logs(names: Sequence[str], policies: Sequence[Policy]) -> explain.Explanation:
+def _processes(args: argparse.Namespace) -> explain.Processes:
+    return explain.Processes(tuple(getattr(args, "comm", []) or ()), tuple(getattr(args, "exe", []) or ()))
+
+
+def _explain_logs(names: Sequence[str], policies: Sequence[Policy],
+                  processes: explain.Processes = explain.Processes()) -> explain.Explanation:
     from clawpolicy.dnsgate.querylog import GateLines  # the DNS gate's lines (clawpolicy dns serve)
 
     parsed = logparse.ParseResult()
@@ -110,7 +115,7 @@ def _explain_logs(names: Sequence[str], policies: Sequence[Policy]) -> explain.E
             logparse.parse_lines((x for line in lines for x in (
                 [line] if isinstance(line, textinput.Overlong) else gate.watch([line]))), parsed, name)
     _warn(parsed.unreadable)
-    base = explain.explain(parsed, policies)
+    base = explain.explain(parsed, policies, processes)
     return dataclasses.replace(gate.add_to(base, policies), unreadable=base.unreadable)
 
 
@@ -140,7 +145,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if policies is None:
         return ExitCode.POLICY_ERROR
     try:
-        result = _explain_logs(args.logs, policies)
+        result = _explain_logs(args.logs, policies, _processes(args))
     except InputError as exc:
         return _fail("explain", exc)
     if args.format == "json":
@@ -223,7 +228,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
             observations = suggest.from_simulation(simulate.simulate(policy, flows.flows))
             syscalls: list[tuple[str, int]] = []
         else:
-            result = _explain_logs(args.log, [policy])
+            result = _explain_logs(args.log, [policy], _processes(args))
             observations, syscalls = suggest.from_explanation(result, policy.name)
     except (InputError, ValueError) as exc:
         return _fail("suggest", exc)
@@ -248,6 +253,14 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _process_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--comm", action="append", default=[], metavar="NAME",
+                   help="seccomp records of this process name (comm, 15 bytes) are the policy's "
+                        "(repeatable; default: derived from the policy's executable)")
+    p.add_argument("--exe", action="append", default=[], metavar="PATH",
+                   help="seccomp records of this executable (a glob) are the policy's (repeatable)")
+
+
 def _flow_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flow-format", choices=flowfile.FORMATS, default="auto",
                    help="flow file format (default: detected per file)")
@@ -270,6 +283,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("-p", "--policy", action="append", type=Path, default=[], metavar="POLICY.claw",
                    help="policy files whose rules the logs name (repeatable)")
     p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    _process_options(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("simulate", help="replay recorded flows against a policy as if enforced",
@@ -297,6 +311,7 @@ def register(sub: Subparsers) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--flows", nargs="+", metavar="FLOWS", help="flow files, as for simulate")
     source.add_argument("--log", nargs="+", metavar="LOG", help="log files, as for explain ('-': stdin)")
+    _process_options(p)
     p.add_argument("--policy", help="the policy, when the file defines several")
     p.add_argument("--min-hosts", type=_at_least_one, default=8, metavar="N",
                    help="addresses of one /24 (IPv6 /64) that make the whole network (default 8)")
