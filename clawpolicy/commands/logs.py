@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
+from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics, progress
 from clawpolicy.errors import ExitCode, Severity
 from clawpolicy.ir import Policy
 from clawpolicy.lower import load_policies
@@ -173,12 +173,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not args.flows:
         return _fail("simulate", ValueError("give flow files, or --dns-log LOG"))
     try:
-        flows = _read_flows(args.flows, args.flow_format, args.local)
+        with progress.step("reading the flows"):
+            flows = _read_flows(args.flows, args.flow_format, args.local)
     except (InputError, ValueError) as exc:
         return _fail("simulate", exc)
     users = dict(args.user)
-    results = [simulate.simulate(p, flows.flows, users) for p in policies
-               if not args.policy or p.name == args.policy]
+    with progress.step(f"deciding {len(flows.flows):,} flows"):
+        results = [simulate.simulate(p, flows.flows, users) for p in policies
+                   if not args.policy or p.name == args.policy]
     note = f"{flows.unrecognised} of {flows.lines} lines were not flows"
     if args.format == "json":
         doc = {"lines": flows.lines, "unrecognised": flows.unrecognised,

@@ -64,6 +64,7 @@ class Change:
     old: tuple[Ref, ...] = ()
     new: tuple[Ref, ...] = ()
     flow: Flow | None = None
+    peers: tuple[str, ...] = ()  # reach: every peer the summary may count (JSON lists them)
 
     def sort_key(self) -> tuple[object, ...]:
         return (-self.risk.rank, self.policy, CATEGORIES.index(self.category), self.summary)
@@ -98,7 +99,7 @@ def diff_policies(old: Policy, new: Policy) -> list[Change]:
     for section in (_mode, _scope, _reach, _dns, _capabilities, _sockets, _files, _syscalls,
                     _executable, _rule_docs, _tests):
         found.extend(section(old, new))
-    return sorted((Change(name, c.category, c.risk, c.summary, c.why, c.old, c.new, c.flow)
+    return sorted((Change(name, c.category, c.risk, c.summary, c.why, c.old, c.new, c.flow, c.peers)
                    for c in found), key=Change.sort_key)
 
 
@@ -220,9 +221,11 @@ def _reach(old: Policy, new: Policy) -> Iterator[Change]:
         risk, why = reach_risk(c, total)
         where = "to" if c.direction is Direction.EGRESS else "from"
         verb = "now allowed" if c.widened else "now denied"
-        summary = f"{c.direction.value} {where} {c.peers_text()} on {c.ports_text} {verb}"
+        shown = c.peers_text()
+        summary = f"{c.direction.value} {where} {shown} on {c.ports_text} {verb}"
         yield Change("", "reach", risk, summary, why, _decider_refs(old, c.old), _decider_refs(new, c.new),
-                     Flow(c.direction, c.peers_text(), c.ports_text, c.widened))
+                     Flow(c.direction, shown, c.ports_text, c.widened),
+                     c.peers + tuple(f"not {e}" for e in c.excluded))
     yield from _protections(old, new)
 
 

@@ -26,6 +26,7 @@ from clawpolicy.netspace import Interval, interval_to_text, network_interval, ov
 PROTOCOLS = (Protocol.TCP, Protocol.UDP, Protocol.ICMP)
 ALL_PORTS = (0, 65535)
 ANY_NAME = "any other name"
+PEERS_SHOWN = 12  # peers a summary names before it counts them
 FAMILY_SPAN = {4: (0, (1 << 32) - 1), 6: (0, (1 << 128) - 1)}
 
 
@@ -80,13 +81,14 @@ class ReachChange:
             return self.names
         return tuple(t for lo, hi in self.intervals for t in _cidrs(lo, hi, self.family))
 
-    def peers_text(self) -> str:
+    def peers_text(self, limit: int = PEERS_SHOWN) -> str:
         """The peers for a reader: a CIDR list, or `NET except GAPS` when that is shorter
-        (0.0.0.0/0 minus the tailnet is two items, not thirteen)."""
+        (0.0.0.0/0 minus the tailnet is two items, not thirteen); past `limit` items, a count
+        (`0.0.0.0/0 except 100,000 networks`): the full list is `peers`, in the JSON."""
         direct = self.peers
         if self.family is None:
-            shown = ", ".join(direct)
-            return f"{shown} (except {', '.join(self.excluded)})" if self.excluded else shown
+            shown = _capped(direct, limit, "names")
+            return f"{shown} (except {_capped(self.excluded, limit, 'names')})" if self.excluded else shown
         if len(direct) <= 3:
             return ", ".join(direct)
         lo, hi = self.intervals[0][0], self.intervals[-1][1]
@@ -100,8 +102,11 @@ class ReachChange:
         gaps = _merge_intervals(_gaps(outer, self.intervals))
         gap_text = [t for g_lo, g_hi in gaps for t in _cidrs(g_lo, g_hi, self.family)]
         if len(gap_text) + 1 >= len(direct):
+            if len(direct) > limit:
+                return (f"{len(direct):,} networks from {direct[0]} to {direct[-1]} "
+                        f"({self.size:,} addresses)")
             return ", ".join(direct)
-        return f"{_cidrs(*outer, self.family)[0]} except {', '.join(gap_text)}"
+        return f"{_cidrs(*outer, self.family)[0]} except {_capped(gap_text, limit, 'networks')}"
 
     @property
     def ports_text(self) -> str:
@@ -152,8 +157,8 @@ def _address_regions(old: Policy, new: Policy, direction: Direction,
                 continue
             nets = [whole] if rule.peers.any else [
                 network_interval(n) for n in (rule.peers.ipv4 if family == 4 else rule.peers.ipv6)]
-            boxes += [((net, proto, ports), decider) for net in nets
-                      for proto, ports in _port_boxes(rule.ports)]
+            port_boxes = _port_boxes(rule.ports)
+            boxes += [((net, proto, ports), decider) for net in nets for proto, ports in port_boxes]
         if direction is Direction.EGRESS and policy.local_dns is not None:
             decider = Decider(1, policy.local_dns.id, Action.DENY, side)
             boxes += [((whole, proto, ports), decider)
@@ -216,10 +221,18 @@ def reach_changes(old: Policy, new: Policy) -> list[ReachChange]:
     """Every peer/port set whose verdict differs between `old` and `new`, sorted."""
     grouped: dict[tuple[Direction, bool, Protocol, Interval, Decider, Decider, str],
                   list[tuple[int, int] | str]] = {}
+    verdicts: dict[frozenset[object], tuple[Decider, Decider]] = {}  # label sets repeat
+
+    def both(labels: frozenset[object]) -> tuple[Decider, Decider]:
+        hit = verdicts.get(labels)
+        if hit is None:
+            hit = verdicts[labels] = (_decide(labels, "old"), _decide(labels, "new"))
+        return hit
+
     for direction in Direction:
         for family in (4, 6):
             for bounds, labels in _address_regions(old, new, direction, family):
-                before, after = _decide(labels, "old"), _decide(labels, "new")
+                before, after = both(labels)
                 if (before.action is Action.ALLOW) == (after.action is Action.ALLOW):
                     continue
                 for protocol, ports in _port_pieces(bounds[1], bounds[2]):
@@ -283,7 +296,17 @@ def _gaps(outer: Interval, inside: Sequence[Interval]) -> Iterator[Interval]:
         yield cursor, outer[1]
 
 
+def _capped(items: Sequence[str], limit: int, noun: str) -> str:
+    if len(items) <= limit:
+        return ", ".join(items)
+    return f"{len(items):,} {noun}" if limit <= 0 else (
+        f"{', '.join(items[:limit])} and {len(items) - limit:,} more {noun}")
+
+
 def _cidrs(lo: int, hi: int, family: int) -> list[str]:
+    size = hi - lo + 1
+    if size & (size - 1) == 0 and lo % size == 0:  # one aligned network: the common case
+        return [interval_to_text(lo, hi, family)]
     cls = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
     nets = ipaddress.summarize_address_range(cls(lo), cls(hi))
     return [interval_to_text(*network_interval(n), family) for n in nets]
@@ -319,9 +342,48 @@ def cancelled_allows(policy: Policy) -> list[tuple[Rule, tuple[str, ...]]]:
     return out
 
 
+def _ports_meet(a: Sequence[PortRange], b: Sequence[PortRange]) -> bool:
+    return not a or not b or any(p.protocol is q.protocol and p.bounds[0] <= q.bounds[1]
+                                 and q.bounds[0] <= p.bounds[1] for p in a for q in b)
+
+
+def _plainly_alive(rule: Rule, denies: Sequence[Rule], local: bool) -> bool:
+    """A cheap first answer, ports and names aside: some address of the rule lies outside
+    every deny that shares a port with it (a sweep over merged intervals, so 100,000
+    networks cost a sort, not an overlay)."""
+    if local:
+        return False
+    for family in (4, 6):
+        own = [FAMILY_SPAN[family]] if rule.peers.any else [
+            network_interval(n) for n in (rule.peers.ipv4 if family == 4 else rule.peers.ipv6)]
+        if not own:
+            continue
+        spans: list[Interval] = []
+        for d in denies:
+            if d.peers.any:
+                spans.append(FAMILY_SPAN[family])
+            else:
+                spans.extend(network_interval(n) for n in (d.peers.ipv4 if family == 4 else d.peers.ipv6))
+        cover = _merge_intervals(spans)
+        j = 0
+        for lo, hi in sorted(own):
+            while j < len(cover) and cover[j][1] < lo:
+                j += 1
+            if j == len(cover) or cover[j][0] > lo or cover[j][1] < hi:
+                return True  # not inside one merged deny interval (merged ones do not touch)
+    return False
+
+
 def _cancelled_by(rule: Rule, denies: Sequence[tuple[Rule | None, Decider]], local: Decider | None,
                   policy: Policy) -> tuple[str, ...] | None:
     mine = Decider(3, rule.id, Action.ALLOW, "both")
+    denies = [(r, d) for r, d in denies if r is not None and _ports_meet(rule.ports, r.ports)]
+    if local is not None and policy.local_dns is not None and not _ports_meet(rule.ports, policy.local_dns.ports):
+        local = None
+    if not denies and local is None:
+        return None
+    if _plainly_alive(rule, [r for r, _ in denies if r is not None], local is not None):
+        return None
     used: set[str] = set()
     regions: list[tuple[tuple[Interval, ...], frozenset[object]]] = []
     for family in (4, 6):
