@@ -3,7 +3,7 @@
 Floor 3, beside `suggest`. A reviewer reads intent more easily than a list: when most names of
 a catalog group were seen (four of GitHub's six), the proposal names the group, which brings
 the service's own names and ports. And a proposal is a change to the policy like any other, so
-each rule is rated by `diff`'s own rules (`review.diff.reach_risk` on what the rule makes
+each rule is rated by `diff`'s own rules (`review.risk.reach_risk` on what the rule makes
 newly reachable beside the policy as it is): the gateway port from the LAN or cloud metadata
 is high, and says so in the text, not only in a review later.
 """
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from clawpolicy.catalog import CatalogGroup, load_catalog
 from clawpolicy.ir import Policy, PortRange, Protocol, Rule
 from clawpolicy.netspace import merge_ports
-from clawpolicy.review.diff import Risk, opened, reach_risk
+from clawpolicy.review.risk import Risk, opened, reach_risk
 from clawpolicy.review.reach import reach_changes
 
 

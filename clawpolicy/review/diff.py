@@ -8,28 +8,20 @@ action, peers, ports), so reordering or re-wording a rule is not a change in rea
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from clawpolicy.evaluate import LOOPBACK, evaluate
-from clawpolicy.ir import Action, Direction, Mode, Policy, Protocol, Rule
-from clawpolicy.names import is_public_suffix
-from clawpolicy.review.lint import CREDENTIAL_DIRS, DANGEROUS_CAPS, WIDE_PREFIX
-from clawpolicy.review.protected import GATEWAY_PORT, MDNS, METADATA_ENDPOINTS, TAILNET, protected_by
-from clawpolicy.review.reach import ANY_NAME, Decider, ReachChange, reach_changes
+from clawpolicy.evaluate import evaluate
+from clawpolicy.ir import Action, Direction, Mode, Policy, Rule
+from clawpolicy.review.lint import CREDENTIAL_DIRS, DANGEROUS_CAPS
+from clawpolicy.review.protected import protected_by
+from clawpolicy.review.reach import Decider, reach_changes
+from clawpolicy.review.risk import Risk, opened, reach_risk
+
+__all__ = ["Change", "Flow", "Ref", "Risk", "at_or_above", "diff_policies", "diff_policy_sets", "opened",
+           "reach_risk"]
 
 RAW_SOCKET_FAMILIES = ("packet", "netlink")
-
-
-class Risk(str, enum.Enum):
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-
-    @property
-    def rank(self) -> int:
-        return {"high": 2, "medium": 1, "low": 0}[self.value]
 
 
 @dataclass(frozen=True)
@@ -71,7 +63,7 @@ class Change:
 
 
 CATEGORIES = ("policy", "mode", "scope", "reach", "dns", "capabilities", "sockets", "files",
-              "syscalls", "executable", "expiry", "documentation", "tests")
+              "syscalls", "executable", "expiry", "documentation", "ids", "tests")
 
 
 def diff_policy_sets(old: Sequence[Policy], new: Sequence[Policy]) -> list[Change]:
@@ -97,7 +89,7 @@ def diff_policies(old: Policy, new: Policy) -> list[Change]:
     name = new.name
     found: list[Change] = []
     for section in (_mode, _scope, _reach, _dns, _capabilities, _sockets, _files, _syscalls,
-                    _executable, _rule_docs, _tests):
+                    _executable, _rule_docs, _renamed_rules, _tests):
         found.extend(section(old, new))
     return sorted((Change(name, c.category, c.risk, c.summary, c.why, c.old, c.new, c.flow, c.peers)
                    for c in found), key=Change.sort_key)
@@ -141,76 +133,6 @@ def _scope(old: Policy, new: Policy) -> Iterator[Change]:
         text = ", ".join(str(p) for p in new.scope.agent_ports)
         yield Change("", "scope", Risk.MEDIUM, f"agent ports (ingress scope) now {text}",
                      "ingress outside the agent ports is not fenced")
-
-
-def _trusted(address_interval: tuple[int, int], family: int) -> bool:
-    lo, hi = address_interval
-    for net in (*LOOPBACK, *TAILNET):
-        if net.version == family and int(net.network_address) <= lo and hi <= int(net.broadcast_address):
-            return True
-    return False
-
-
-def wide_size(family: int) -> int:
-    """More addresses than this is "a wide range": more than half of a /8 (IPv6: a /32).
-
-    A size, not a prefix, so what is newly reachable counts whatever its shape: widening
-    10.20.4.0/22 to 10.0.0.0/8 opens a /8 less a /22, which no single CIDR of the change
-    shows as a /8, and two new /9s are as wide as one /8."""
-    bits = 32 if family == 4 else 128
-    return 1 << (bits - WIDE_PREFIX[family] - 1)
-
-
-def _wide(size: int, family: int | None) -> bool:
-    return family is not None and size > wide_size(family)
-
-
-def reach_risk(c: ReachChange, total: int = 0) -> tuple[Risk, str]:
-    """The risk of one reach change. `total`: the addresses the same rule newly opens in
-    the same direction and family across every change (the change may be one of several
-    pieces, cut where the old version decided differently); the larger of both counts."""
-    if not c.widened:
-        return Risk.LOW, "narrower reach"
-    size = max(c.size, total)
-    wide = _wide(size, c.family)
-    amount = f"{size:,} addresses newly reachable" if c.family is not None else ""
-    if c.direction is Direction.INGRESS:
-        if c.covers_port(Protocol.TCP, GATEWAY_PORT) and c.family is not None and not all(
-                _trusted(i, c.family) for i in c.intervals):
-            return Risk.HIGH, f"the gateway port {GATEWAY_PORT}/tcp is reachable beyond loopback and the tailnet"
-        if ANY_NAME in c.names or wide:
-            return Risk.HIGH, f"ingress from a wide range ({amount})" if wide else "ingress from any name"
-        return Risk.MEDIUM, "new ingress"
-    if c.covers_port(Protocol.UDP, 5353) and any(c.family is not None and c.covers_address(a) for a in MDNS):
-        return Risk.HIGH, "mDNS: the gateway can announce itself on the local network"
-    if c.family is not None and any(c.covers_address(a) for a, _ in METADATA_ENDPOINTS):
-        return Risk.HIGH, "the cloud metadata service hands out instance credentials"
-    if any(n.startswith("*.") and is_public_suffix(n[2:]) for n in c.names):
-        return Risk.HIGH, "egress to every name under a public suffix (names anyone can register)"
-    if ANY_NAME in c.names:
-        return Risk.HIGH, "egress to any name"
-    if wide:
-        return Risk.HIGH, f"egress to a wide range ({amount})"
-    if c.covers_port(Protocol.UDP, 53) or c.covers_port(Protocol.TCP, 53):
-        return Risk.MEDIUM, "DNS can carry data out: check it goes to your resolvers only"
-    return Risk.MEDIUM, "new egress"
-
-
-def opened(changes: Sequence[ReachChange]) -> dict[tuple[Direction, int, str], int]:
-    """Addresses each rule newly opens, per direction and family (the union of its pieces)."""
-    spans: dict[tuple[Direction, int, str], list[tuple[int, int]]] = {}
-    for c in changes:
-        if c.widened and c.family is not None:
-            spans.setdefault((c.direction, c.family, c.new.rule_id), []).extend(c.intervals)
-    totals: dict[tuple[Direction, int, str], int] = {}
-    for key, intervals in spans.items():
-        total, end = 0, -1
-        for lo, hi in sorted(intervals):
-            if hi > end:
-                total += hi - max(lo, end + 1) + 1
-                end = hi
-        totals[key] = total
-    return totals
 
 
 def _reach(old: Policy, new: Policy) -> Iterator[Change]:
@@ -405,6 +327,37 @@ def _rule_docs(old: Policy, new: Policy) -> Iterator[Change]:
         if fields:
             yield Change("", "documentation", Risk.LOW,
                          f"rule {rule.id}: {', '.join(fields)} changed", old=o, new=n)
+
+
+def _handle(rule: Rule) -> tuple[Direction, Action, str]:
+    """What a reader calls a rule across an edit: its kind and its first peer as written."""
+    first = rule.origin[0] if rule.origin else (rule.peers.describe() or [""])[0]
+    return (rule.direction, rule.action, first)
+
+
+def _base_id(rule_id: str) -> str:
+    return rule_id.split(".")[0]
+
+
+def _renamed_rules(old: Policy, new: Policy) -> Iterator[Change]:
+    """Rules that are still there but under another ID: an automatic ID follows the rule's
+    content (ruleids), so an edit of its ports or peers renames its nftables chain, log
+    prefix and counters, and every dashboard or alert built on them. Paired by kind and first
+    peer as written, where exactly one rule on each side fits (split rules `ID.n` as one)."""
+    before = {_base_id(r.id): r for r in old.rules}
+    after = {_base_id(r.id): r for r in new.rules}
+    gone = [r for i, r in before.items() if i not in after]
+    came = [r for i, r in after.items() if i not in before]
+    for key in sorted({_handle(r) for r in gone}, key=str):
+        o = [r for r in gone if _handle(r) == key]
+        n = [r for r in came if _handle(r) == key]
+        if len(o) == 1 and len(n) == 1:
+            a, b = _base_id(o[0].id), _base_id(n[0].id)
+            yield Change("", "ids", Risk.LOW, f"rule {a} is now {b} ({key[0].value} {key[1].value} "
+                         f"{'to' if key[0] is Direction.EGRESS else 'from'} {key[2]}, edited)",
+                         "nftables chain names, log prefixes and counters follow the ID: dashboards "
+                         "and alerts on the old one stop matching; an explicit `id` keeps it",
+                         (_ref(old, o[0].id),), (_ref(new, n[0].id),))
 
 
 def _tests(old: Policy, new: Policy) -> Iterator[Change]:

@@ -215,3 +215,31 @@ def test_a_wildcard_does_not_claim_names_already_allowed(tmp_path: Path, subtest
                 assert changed == covered, (flow, [(c.names, c.excluded, c.ports) for c in changes])
             shown = " ".join(c.peers_text() for c in changes)
             assert "except" in shown, shown
+
+
+# old body, new body, whether diff reports an ID the edit renamed
+RENAMES: dict[str, tuple[str, str, bool]] = {
+    "ports edited": ('allow egress to git.example.net port 22/tcp reason "git"',
+                     'allow egress to git.example.net port 22/tcp, 9418/tcp reason "git"', True),
+    "a second peer added": ('allow egress to 198.51.100.0/26 port 443/tcp reason "svc"',
+                            'allow egress to 198.51.100.0/26, 198.51.100.200 port 443/tcp reason "svc"', True),
+    "reason edited (the ID stays)": ('allow egress to git.example.net port 22/tcp reason "git"',
+                                     'allow egress to git.example.net port 22/tcp reason "source"', False),
+    "explicit id kept": ('allow egress to git.example.net port 22/tcp reason "git" id git',
+                         'allow egress to git.example.net port 22/tcp, 9418/tcp reason "git" id git', False),
+    "another rule entirely": ('allow egress to git.example.net port 22/tcp reason "git"',
+                              'allow egress to ci.example.net port 22/tcp reason "git"', False),
+}
+
+
+def test_renamed_rule_ids_are_reported(tmp_path: Path, subtests: pytest.Subtests) -> None:
+    for n, (name, (old_body, new_body, renamed)) in enumerate(RENAMES.items()):
+        with subtests.test(msg=name):
+            old = _load(tmp_path / f"{n}o", old_body)
+            new = _load(tmp_path / f"{n}n", new_body)
+            found = [c for c in diff_policies(old, new) if c.category == "ids"]
+            assert bool(found) is renamed, [c.summary for c in found]
+            if renamed:
+                (change,) = found
+                assert old.rules[0].id in change.summary and new.rules[0].id in change.summary
+                assert change.risk is Risk.LOW and "explicit `id`" in change.why
