@@ -149,9 +149,17 @@ def _locked_addresses(policy: Policy, diagnostics: list[Diagnostic]) -> dict[str
     is missing, unreadable or lacks a name the policy uses."""
     path = lock_path(Path(policy.source))
     try:
-        locked = load(path).addresses()
+        lock = load(path)
+        locked = lock.addresses()
     except LockError as exc:
         diagnostics.append(Diagnostic(Severity.ERROR, str(exc), Location(policy.source), code="lock"))
+        return None
+    empty = [n for n in lock.unaccepted_empty() if n in names_of([policy])[0]]
+    if empty:  # NXDOMAIN at resolve time: the rule would admit nothing
+        diagnostics.append(Diagnostic(
+            Severity.ERROR, f"{policy.name}: {path} holds no address for {', '.join(empty)}",
+            Location(policy.source), f"run `clawpolicy resolve --update {policy.source}`, or accept "
+            "the names with `resolve --allow-empty`", code="lock"))
         return None
     missing = [n for n in names_of([policy])[0] if n not in locked]
     if missing:

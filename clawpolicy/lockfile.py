@@ -76,10 +76,19 @@ class Lock(_Model):
     version: int = LOCK_VERSION
     names: dict[str, LockedName] = Field(default_factory=dict)
     wildcards: tuple[str, ...] = ()
+    # Names the operator accepted with no address (`resolve --allow-empty`): written only when
+    # there are some, so every other lock file reads as before.
+    accepted_empty: tuple[str, ...] = ()
 
     def addresses(self) -> dict[str, tuple[str, ...]]:
         """What compile reads: name -> locked addresses (IPv4 first, each family sorted)."""
         return {name: entry.addresses for name, entry in self.names.items()}
+
+    def unaccepted_empty(self) -> list[str]:
+        """Names locked with no address that nobody accepted: a lock that admits nothing for
+        a name the policy allows is a broken rule (NXDOMAIN, a typo, a retired host), so
+        `resolve`, `resolve --check` and `compile --lock` refuse it."""
+        return sorted(n for n, e in self.names.items() if not e.addresses and n not in self.accepted_empty)
 
 
 # ------------------------------------------------------------------------------ DNS
@@ -164,7 +173,10 @@ def names_of(policies: Iterable[Policy]) -> tuple[list[str], list[str]]:
 
 
 def dumps(lock: Lock) -> str:
-    return json.dumps(lock.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+    data = lock.model_dump(mode="json")
+    if not data["accepted_empty"]:
+        del data["accepted_empty"]
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
 
 def load(path: Path) -> Lock:
@@ -231,7 +243,8 @@ class Change:
 class Resolution:
     lock: Lock
     changes: list[Change]
-    empty: list[str]  # names that resolved to no address at all
+    empty: list[str]  # names locked with no address that nobody accepted: an error
+    accepted: list[str] = field(default_factory=list)  # ... that the operator accepted
 
     @property
     def changed(self) -> bool:
@@ -243,23 +256,22 @@ def _utc_now() -> str:
 
 
 def resolve(policies: Sequence[Policy], resolver: Resolver, old: Lock | None, *,
-            update: bool = False, now: Callable[[], str] = _utc_now) -> Resolution:
+            update: bool = False, now: Callable[[], str] = _utc_now,
+            allow_empty: bool = False) -> Resolution:
     """The lock for these policies. Names the old lock has keep their record unless `update`
     asks DNS again; then a name keeps its record when DNS gives the same addresses, so only
-    real changes reach the file."""
+    real changes reach the file. A name with no address is an error (`Resolution.empty`)
+    unless `allow_empty`, or the old lock accepted it already."""
     names, wildcards = names_of(policies)
     previous = old.names if old is not None else {}
     entries: dict[str, LockedName] = {}
     changes: list[Change] = []
-    empty: list[str] = []
     for name in names:
         kept = previous.get(name)
         if kept is not None and not update:
             entries[name] = kept
             continue
         answer = _plain_ipv6(resolver.lookup(name))
-        if not (answer.ipv4 or answer.ipv6):
-            empty.append(name)
         fresh = LockedName(ipv4=answer.ipv4, ipv6=answer.ipv6, observed=Observed(
             resolver=resolver.description, time=now(), ttl=dict(sorted(answer.ttl.items()))))
         if kept is not None and kept.addresses == fresh.addresses:
@@ -271,8 +283,11 @@ def resolve(policies: Sequence[Policy], resolver: Resolver, old: Lock | None, *,
                               tuple(a for a in (kept.addresses if kept else ()) if a not in
                                     set(fresh.addresses)), "changed" if kept else "new"))
     changes.extend(Change(n, kind="gone") for n in sorted(set(previous) - set(names)))
-    lock = Lock(names=entries, wildcards=tuple(wildcards))
-    return Resolution(lock, changes, empty)
+    before = set(old.accepted_empty) if old is not None else set()
+    empty = sorted(n for n, e in entries.items() if not e.addresses)
+    accepted = [n for n in empty if allow_empty or n in before]
+    lock = Lock(names=entries, wildcards=tuple(wildcards), accepted_empty=tuple(accepted))
+    return Resolution(lock, changes, [n for n in empty if n not in accepted], accepted)
 
 
 def _plain_ipv6(answer: Answer) -> Answer:

@@ -7,7 +7,8 @@ allows like the IR's denies, and `enableDefaultDeny`. So each IR rule maps to on
 per peer kind. FQDN rules only work when the pod's DNS goes through Cilium's DNS proxy: the
 policy allows DNS to kube-dns with an L7 `dns` rule (`matchPattern: "*"`), as the docs require.
 Deny rules cannot name domains and Cilium cannot match all of ICMP (its `icmps` needs types):
-those are reported. A lock is not needed (Cilium learns addresses from the DNS answers).
+those are reported (an ICMP deny only where an allow would let ICMP through, since elsewhere
+default deny holds it). A lock is not needed (Cilium learns addresses from the DNS answers).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def _ports(ctx: Context, rule: Rule) -> list[dict[str, Any]] | None:
     ports = []
     for p in rule.ports:
         if p.protocol is Protocol.ICMP:
-            ctx.report(rule, "ICMP", "Cilium's icmps field needs explicit ICMP types")
+            if rule.action is Action.ALLOW or _icmp_allowed_near(ctx, rule):
+                ctx.report(rule, "ICMP", "Cilium's icmps field needs explicit ICMP types")
             continue
         entry: dict[str, Any] = {"protocol": p.protocol.value.upper()}
         entry["port"] = str(p.first) if p.first is not None else "0"  # "0": every port
@@ -35,6 +37,22 @@ def _ports(ctx: Context, rule: Rule) -> list[dict[str, Any]] | None:
             entry["endPort"] = p.last
         ports.append(entry)
     return [{"ports": ports}] if ports else []
+
+
+def _icmp_allowed_near(ctx: Context, deny: Rule) -> bool:
+    """Whether an allow lets ICMP reach part of what an ICMP deny names. Only then is the
+    dropped deny a loss: elsewhere default deny refuses ICMP all the same."""
+    for allow in ctx.policy.rules:
+        if allow.direction is not deny.direction or allow.action is not Action.ALLOW:
+            continue
+        if allow.ports and not any(p.protocol is Protocol.ICMP for p in allow.ports):
+            continue
+        a, d = allow.peers, deny.peers
+        if a.any or d.any or (a.has_fqdns and (d.ipv4 or d.ipv6)) or any(
+                n.overlaps(m) for n in a.ipv4 for m in d.ipv4) or any(
+                n.overlaps(m) for n in a.ipv6 for m in d.ipv6):
+            return True
+    return False
 
 
 def _rules(ctx: Context, rule: Rule) -> list[dict[str, Any]]:

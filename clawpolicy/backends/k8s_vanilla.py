@@ -11,13 +11,15 @@ set is the allows covering it minus the denies covering it (`except` where a den
 an allowed range, the range dropped where a deny covers it). Pieces with the same addresses
 share one rule. Rules without ports ("every protocol") stay portless when no port-specific
 deny cuts into them; otherwise TCP and UDP are listed and the other protocols (ICMP) are lost,
-which compile reports. What remains unexpressible (names without a lock, wildcards, ICMP
-rules, logging, shadow mode) is reported by rule.
+which compile reports. An ICMP deny holds (ICMP is carved out of the every-protocol allows),
+but takes the other port-less protocols with it: reported on the deny. What remains
+unexpressible (names without a lock, wildcards, ICMP allows, logging, shadow mode) is reported
+by rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from clawpolicy.backends.k8s_common import (
@@ -76,8 +78,8 @@ def _port(protocol: Protocol, first: int, last: int) -> dict[str, Any]:
 def direction_rules(ctx: Context, direction: Direction) -> list[dict[str, Any]]:
     rules = [r for r in ctx.policy.rules if r.direction is direction]
     nets = {r.id: addresses(ctx, r) for r in rules}
-    for r in rules:
-        if any(p.protocol is Protocol.ICMP for p in r.ports):
+    for r in rules:  # an ICMP deny holds: nothing allows ICMP where it is carved out of `other`
+        if r.action is Action.ALLOW and any(p.protocol is Protocol.ICMP for p in r.ports):
             ctx.report(r, "ICMP", "NetworkPolicy has no ICMP protocol (its handling is up to "
                        "the network plugin); use --k8s-flavor calico")
 
@@ -87,6 +89,7 @@ def direction_rules(ctx: Context, direction: Direction) -> list[dict[str, Any]]:
 
     other = allowed([r for r in rules if _other(r)
                      and (r.action is Action.DENY or not r.ports)])  # allow icmp is not expressible
+    _report_icmp_deny_costs(ctx, rules, nets, allowed([r for r in rules if not r.ports]))
     pieces: dict[Blocks, list[tuple[Protocol, int, int]]] = {}
     other_fits = True
     for protocol in PORTED:
@@ -115,6 +118,23 @@ def direction_rules(ctx: Context, direction: Direction) -> list[dict[str, Any]]:
                             "podSelector": {"matchLabels": dict(DNS_LABELS)}}],
                     "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]})
     return out
+
+
+def _report_icmp_deny_costs(ctx: Context, rules: Sequence[Rule], nets: Mapping[str, Sequence[Net]],
+                            portless: Blocks) -> None:
+    """NetworkPolicy cannot name ICMP apart from the other port-less protocols (SCTP aside:
+    GRE, ESP, ...): where an ICMP deny cuts into an every-protocol allow, those protocols are
+    denied with ICMP. The deny holds; what is lost is part of the allow, said on the deny."""
+    reach = expand(portless)
+    if not reach:
+        return
+    for r in rules:
+        if r.action is Action.DENY and r.ports and any(p.protocol is Protocol.ICMP for p in r.ports):
+            if not covers(expand(carve(reach, nets[r.id])), reach):
+                ctx.report(r, "an ICMP-only deny: the other protocols without ports (GRE, ESP, "
+                           "...) are denied with it where it cuts into an every-protocol allow",
+                           "NetworkPolicy has no ICMP protocol; use --k8s-flavor calico, or "
+                           "deny every protocol there")
 
 
 def _merge(pieces: list[tuple[Protocol, int, int]]) -> list[dict[str, Any]]:

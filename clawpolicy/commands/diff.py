@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clawpolicy.backends.registry import DEFAULT_TARGETS
-from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
+from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics, progress
 from clawpolicy.compiler import compile_paths
 from clawpolicy.errors import ExitCode, Severity
 from clawpolicy.ir import Policy
@@ -51,7 +51,8 @@ class Side:
 
 def _load(paths: Sequence[str], label: str, artifacts: bool) -> Side:
     existing = [Path(p) for p in paths if Path(p).is_file()]
-    loaded = load_policies(existing)
+    with progress.step(f"loading {label}"):
+        loaded = load_policies(existing)
     errors = [d for d in loaded.diagnostics if d.severity is Severity.ERROR]
     if errors:
         print(f"clawpolicy diff: {label} does not load:", file=sys.stderr)
@@ -59,7 +60,8 @@ def _load(paths: Sequence[str], label: str, artifacts: bool) -> Side:
         return Side(label, ok=False)
     side = Side(label, list(loaded.policies))
     if artifacts and existing:
-        side.outputs = compile_paths(existing, list(DEFAULT_TARGETS)).outputs
+        with progress.step(f"compiling {label} (--no-artifacts skips this)"):
+            side.outputs = compile_paths(existing, list(DEFAULT_TARGETS)).outputs
     return side
 
 
@@ -106,10 +108,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
         new = _load(args.paths[1:], args.paths[1], artifacts)
     if not (old.ok and new.ok):
         return ExitCode.POLICY_ERROR
-    changes = diff_policy_sets(old.policies, new.policies)
+    with progress.step("comparing"):
+        changes = diff_policy_sets(old.policies, new.policies)
     if args.git:
         changes = _label_old(changes, args.git)
-    files: list[ArtifactChange] = artifact_changes(old.outputs, new.outputs) if artifacts else []
+    renames = {} if args.git else {args.paths[0]: args.paths[1]}
+    files: list[ArtifactChange] = artifact_changes(old.outputs, new.outputs, renames=renames) if artifacts else []
     if args.format == "json":
         print(json.dumps(to_json(changes, files, old.label, new.label), indent=2, sort_keys=True))
     elif args.format == "markdown":

@@ -9,6 +9,7 @@ Bad input lines are counted, never fatal; an unreadable file is a usage error (e
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import json
 import sys
@@ -17,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
+from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics, progress
 from clawpolicy.errors import ExitCode, Severity
 from clawpolicy.ir import Policy
 from clawpolicy.lower import load_policies
@@ -98,16 +99,24 @@ def _load(paths: Sequence[Path]) -> list[Policy] | None:
     return loaded.policies if loaded.ok else None
 
 
-def _explain_logs(names: Sequence[str], policies: Sequence[Policy]) -> explain.Explanation:
+def _processes(args: argparse.Namespace) -> explain.Processes:
+    return explain.Processes(tuple(getattr(args, "comm", []) or ()), tuple(getattr(args, "exe", []) or ()))
+
+
+def _explain_logs(names: Sequence[str], policies: Sequence[Policy],
+                  processes: explain.Processes = explain.Processes()) -> explain.Explanation:
     from clawpolicy.dnsgate.querylog import GateLines  # the DNS gate's lines (clawpolicy dns serve)
 
     parsed = logparse.ParseResult()
     gate = GateLines()
     for name in names or ["-"]:
         with _open(name) as fh:
-            logparse.parse_lines(gate.watch(textinput.read_lines(fh)), parsed, name)
+            lines = textinput.read_lines(fh)  # over-long lines pass by the gate to be counted
+            logparse.parse_lines((x for line in lines for x in (
+                [line] if isinstance(line, textinput.Overlong) else gate.watch([line]))), parsed, name)
     _warn(parsed.unreadable)
-    return gate.add_to(explain.explain(parsed, policies), policies)
+    base = explain.explain(parsed, policies, processes)
+    return dataclasses.replace(gate.add_to(base, policies), unreadable=base.unreadable)
 
 
 def _read_flows(names: Sequence[str], fmt: str, local: Sequence[str]) -> flowfile.FlowFile:
@@ -138,7 +147,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if args.follow:
         return _follow(args.logs, policies)
     try:
-        result = _explain_logs(args.logs, policies)
+        result = _explain_logs(args.logs, policies, _processes(args))
     except InputError as exc:
         return _fail("explain", exc)
     if args.format == "json":
@@ -168,6 +177,13 @@ def _follow(names: Sequence[str], policies: Sequence[Policy]) -> int:
     return ExitCode.OK
 
 
+def _user_id(text: str) -> tuple[str, int]:
+    name, sep, uid = text.partition("=")
+    if not sep or not name or not uid.isascii() or not uid.isdigit() or int(uid) >= 2**32 - 1:
+        raise argparse.ArgumentTypeError(f"{shown(text)}: give NAME=UID, e.g. openclaw=995")
+    return name, int(uid)
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     policies = _load([args.policy_file])
     if policies is None:
@@ -177,11 +193,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if not args.flows:
         return _fail("simulate", ValueError("give flow files, or --dns-log LOG"))
     try:
-        flows = _read_flows(args.flows, args.flow_format, args.local)
+        with progress.step("reading the flows"):
+            flows = _read_flows(args.flows, args.flow_format, args.local)
     except (InputError, ValueError) as exc:
         return _fail("simulate", exc)
-    results = [simulate.simulate(p, flows.flows) for p in policies
-               if not args.policy or p.name == args.policy]
+    users = dict(args.user)
+    with progress.step(f"deciding {len(flows.flows):,} flows"):
+        results = [simulate.simulate(p, flows.flows, users) for p in policies
+                   if not args.policy or p.name == args.policy]
     note = f"{flows.unrecognised} of {flows.lines} lines were not flows"
     if args.format == "json":
         doc = {"lines": flows.lines, "unrecognised": flows.unrecognised,
@@ -230,24 +249,37 @@ def cmd_suggest(args: argparse.Namespace) -> int:
             observations = suggest.from_simulation(simulate.simulate(policy, flows.flows))
             syscalls: list[tuple[str, int]] = []
         else:
-            result = _explain_logs(args.log, [policy])
+            result = _explain_logs(args.log, [policy], _processes(args))
             observations, syscalls = suggest.from_explanation(result, policy.name)
     except (InputError, ValueError) as exc:
         return _fail("suggest", exc)
     try:
         proposal = suggest.suggest(policy.name, observations, syscalls,
-                                   min_hosts=args.min_hosts, min_names=args.min_names)
+                                   min_hosts=args.min_hosts, min_names=args.min_names, base=policy)
     except suggest.SuggestError as exc:
         print(f"clawpolicy suggest: error: {exc}", file=sys.stderr)
         return ExitCode.POLICY_ERROR
     for why in proposal.dropped:
         print(shown(f"clawpolicy suggest: warning: dropped {why}"), file=sys.stderr)
+    high = proposal.risks.count("high")
+    if high:
+        print(f"clawpolicy suggest: warning: {high} proposed rule(s) rated high risk (see the "
+              "`# risk high` comments): read them before pasting anything", file=sys.stderr)
     if args.format == "json":
         print(json.dumps({"policy": proposal.policy, "rules": proposal.rules, "flows": proposal.flows,
-                          "dropped": proposal.dropped, "text": proposal.text}, indent=2, sort_keys=True))
+                          "dropped": proposal.dropped, "risks": proposal.risks, "text": proposal.text},
+                         indent=2, sort_keys=True))
     else:
         print(proposal.text, end="")
     return ExitCode.OK
+
+
+def _process_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--comm", action="append", default=[], metavar="NAME",
+                   help="seccomp records of this process name (comm, 15 bytes) are the policy's "
+                        "(repeatable; default: derived from the policy's executable)")
+    p.add_argument("--exe", action="append", default=[], metavar="PATH",
+                   help="seccomp records of this executable (a glob) are the policy's (repeatable)")
 
 
 def _flow_options(p: argparse.ArgumentParser) -> None:
@@ -275,6 +307,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--follow", action="store_true",
                    help="keep reading (stdin, or one file like tail -F) and print one JSON line "
                         "per denial as it arrives: policy, rule, source line, layer, process")
+    _process_options(p)
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("simulate", help="replay recorded flows against a policy as if enforced",
@@ -288,6 +321,9 @@ def register(sub: Subparsers) -> None:
                         "--log-queries), decided as the gate would in enforce mode")
     p.add_argument("--policy", help="only the policy with this name")
     p.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    p.add_argument("--user", action="append", default=[], type=_user_id, metavar="NAME=UID",
+                   help="the uid of an `applies-to user` on the host the flows come from, when "
+                        "this host's user database does not have it (flows may name either)")
     _flow_options(p)
     p.set_defaults(func=cmd_simulate)
 
@@ -299,6 +335,7 @@ def register(sub: Subparsers) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--flows", nargs="+", metavar="FLOWS", help="flow files, as for simulate")
     source.add_argument("--log", nargs="+", metavar="LOG", help="log files, as for explain ('-': stdin)")
+    _process_options(p)
     p.add_argument("--policy", help="the policy, when the file defines several")
     p.add_argument("--min-hosts", type=_at_least_one, default=8, metavar="N",
                    help="addresses of one /24 (IPv6 /64) that make the whole network (default 8)")

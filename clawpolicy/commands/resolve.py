@@ -18,6 +18,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
     from clawpolicy.write import atomic_write
 
     failed = False
+    empty_locked: list[str] = []
     resolver = lockfile.DnsResolver(args.resolver)
     for path in args.policies:
         loaded = load_policies([path])
@@ -36,12 +37,28 @@ def cmd_resolve(args: argparse.Namespace) -> int:
                     failed = True
                     continue
                 changes = lockfile.check(loaded.policies, resolver, old)
-            else:
-                resolution = lockfile.resolve(loaded.policies, resolver, old, update=args.update)
-                changes = resolution.changes
-                for name in resolution.empty:
-                    print(f"warning: {name} resolves to no address: the lock admits nothing for it",
+                empty_locked = old.unaccepted_empty()
+                for name in empty_locked:
+                    print(f"error: {target}: {name} is locked with no address: the lock admits "
+                          "nothing for it (resolve again, or accept it with --allow-empty)",
                           file=sys.stderr)
+                    failed = True
+            else:
+                resolution = lockfile.resolve(loaded.policies, resolver, old, update=args.update,
+                                              allow_empty=args.allow_empty)
+                changes = resolution.changes
+                for name in resolution.accepted:
+                    print(f"warning: {name} resolves to no address (accepted with --allow-empty): "
+                          "the lock admits nothing for it", file=sys.stderr)
+                if resolution.empty:
+                    for name in resolution.empty:
+                        print(f"error: {name} resolves to no address via {resolver.description} "
+                              "(NXDOMAIN, or no A/AAAA record): a lock would admit nothing for it",
+                              file=sys.stderr)
+                    print(f"  hint: fix or remove the name in {path}, or accept it with "
+                          "--allow-empty (recorded in the lock); nothing was written", file=sys.stderr)
+                    failed = True
+                    continue
         except LockError as exc:
             print(f"clawpolicy resolve: {exc}", file=sys.stderr)
             return ExitCode.POLICY_ERROR
@@ -49,13 +66,15 @@ def cmd_resolve(args: argparse.Namespace) -> int:
             for line in change.lines():
                 print(line)
         if args.check:
+            if empty_locked and not changes:
+                continue
             if changes:
                 print(f"{target}: DNS via {resolver.description} no longer matches the lock; "
                       f"run `clawpolicy resolve --update {path}` and review the diff", file=sys.stderr)
                 failed = True
             else:
                 print(f"{target}: matches DNS ({len(names)} names)")
-        elif old is None or changes:
+        elif old is None or changes or resolution.lock.accepted_empty != old.accepted_empty:
             atomic_write(target, lockfile.dumps(resolution.lock).encode("utf-8"))
             print(f"wrote {target} ({len(names)} names)")
         else:
@@ -80,5 +99,9 @@ def register(sub: Subparsers) -> None:
     how.add_argument("--update", action="store_true",
                      help="ask DNS again for every name, not only for names the lock lacks")
     how.add_argument("--check", action="store_true",
-                     help="write nothing; exit 1 if DNS no longer matches the lock")
+                     help="write nothing; exit 1 if DNS no longer matches the lock, or the lock "
+                          "holds a name with no address that was not accepted")
+    p.add_argument("--allow-empty", action="store_true",
+                   help="accept names that resolve to no address (else an error): recorded in "
+                        "the lock, so --check and compile --lock accept them too")
     p.set_defaults(func=cmd_resolve)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from clawpolicy.backends.registry import BACKENDS, DEFAULT_TARGETS
-from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
+from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics, progress
 from clawpolicy.errors import ExitCode, Severity
 from clawpolicy.lower import load_policies
 
@@ -31,14 +31,16 @@ def cmd_lint(args: argparse.Namespace) -> int:
     from clawpolicy.review.lint import at_or_above, lint, render_text, to_json
 
     today = dt.date.today()
-    loaded = load_policies(args.policies, today=today)
+    with progress.step("loading the policies"):
+        loaded = load_policies(args.policies, today=today)
     print_diagnostics([d for d in loaded.diagnostics if d.severity is Severity.ERROR], loaded.sources)
     if not loaded.ok:
         return ExitCode.POLICY_ERROR
     targets = args.target or list(DEFAULT_TARGETS)
-    findings = [f for p in loaded.policies
-                for f in lint(p, today=today, targets=targets, require_owner=args.require_owner,
-                              management_ports=args.management_port or (22,))]
+    with progress.step("linting"):
+        findings = [f for p in loaded.policies
+                    for f in lint(p, today=today, targets=targets, require_owner=args.require_owner,
+                                  management_ports=args.management_port or (22,))]
     if args.format == "sarif":
         print(sarif.dumps(findings), end="")
     elif args.format == "json":

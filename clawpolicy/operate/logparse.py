@@ -38,7 +38,7 @@ from clawpolicy.operate.textinput import Line, Overlong, Problems, json_depth
 # AUDIT_ARCH_* (include/uapi/linux/audit.h) as audit records print them, lower-case hex.
 AUDIT_ARCHES = {"c000003e": "x86_64", "c00000b7": "aarch64", "40000003": "i386", "40000028": "arm"}
 _ARCH_SCMP = {"x86_64": "SCMP_ARCH_X86_64", "aarch64": "SCMP_ARCH_AARCH64", "i386": "SCMP_ARCH_X86",
-              "arm": "SCMP_ARCH_ARM"}
+              "arm": "SCMP_ARCH_ARM", "x32": "SCMP_ARCH_X32"}
 X32_BIT = seccomp_loader.X32_SYSCALL_BIT
 
 _KMSG = re.compile(r"^(\d+),(\d+),(\d+),[^;]*;(.*)$")
@@ -292,7 +292,7 @@ def syscall_name(arch: str, number: int) -> str | None:
     scmp = _ARCH_SCMP.get(arch)
     if scmp is None:
         return None
-    if arch == "x86_64" and number & X32_BIT:  # the kernel reports x32 calls this way
+    if arch in ("x86_64", "x32") and number & X32_BIT:  # the kernel reports x32 calls this way
         scmp, number = "SCMP_ARCH_X32", number & ~X32_BIT
     try:
         return seccomp_loader.syscall_name(scmp, number)
@@ -308,12 +308,19 @@ def _action(code: str | None) -> str:
     return f"{name}({value & 0xFFFF})" if name == "ERRNO" and value & 0xFFFF else name
 
 
+def record_arch(raw: str, number: int) -> str:
+    """The architecture a call was made in: AUDIT_ARCH_* by name, and x32 for an x86_64
+    record whose number has __X32_SYSCALL_BIT (x32 shares x86_64's audit arch; its own
+    table is x86_64's numbers with that bit), so it is decoded and judged as x32."""
+    arch = AUDIT_ARCHES.get(raw, raw or "unknown")
+    return "x32" if arch == "x86_64" and number & X32_BIT else arch
+
+
 def _seccomp(env: _Envelope, f: dict[str, str], stamp: Stamp) -> SyscallRecord | None:
     if not f.get("syscall"):
         return None
     number = _bounded(f["syscall"], MAX_SYSCALL, "syscall number")
-    raw_arch = f.get("arch", "").lower()
-    arch = AUDIT_ARCHES.get(raw_arch, raw_arch or "unknown")
+    arch = record_arch(f.get("arch", "").lower(), number)
     return SyscallRecord(stamp, env.host, arch, number, syscall_name(arch, number),
                          _action(f.get("code")), _int(f.get("pid")), f.get("comm"), f.get("exe"))
 
@@ -356,8 +363,8 @@ def parse_line(line: str) -> Record | None:
         return None
     if m := _ILLUSTRATIVE_SECCOMP.match(message):
         f = fields(m["rest"])
-        arch = AUDIT_ARCHES.get(f.get("arch", "").lower().rstrip(".,"), f.get("arch", "unknown").rstrip(".,"))
         number = _bounded(m["nr"], MAX_SYSCALL, "syscall number")
+        arch = record_arch(f.get("arch", "").lower().rstrip(".,"), number)
         action = m["action"].removeprefix("SCMP_ACT_")
         return SyscallRecord(env.stamp, env.host or m["host"], arch, number,
                              syscall_name(arch, number) or m["name"], action,

@@ -15,7 +15,8 @@ every value through `clawpolicy.markdown`, the one escaper for Markdown.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+import pwd
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,7 @@ class Simulation:
     blocked: list[Blocked] = field(default_factory=list)
     unused: list[str] = field(default_factory=list)  # rules that matched no flow
     unused_where: dict[str, str] = field(default_factory=dict)
+    user: str = ""  # applies-to user: how flows' uids and names were matched to it
 
     @property
     def blocked_flows(self) -> int:
@@ -72,7 +74,62 @@ class Simulation:
         return {"policy": self.policy, "flows": self.flows, "passed": self.passed,
                 "allowed": self.allowed, "denied": self.denied, "blocked_flows": self.blocked_flows,
                 "blocked": [b.to_json() for b in self.blocked],
-                "unused_rules": [{"rule": r, "where": self.unused_where[r]} for r in self.unused]}
+                "unused_rules": [{"rule": r, "where": self.unused_where[r]} for r in self.unused],
+                "user": self.user}
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The spellings of the policy's user in flow records (its name and its uid), and how
+    they were found: a record may carry either (`ss` gives uids, a JSON exporter names)."""
+
+    forms: frozenset[str]
+    note: str
+
+
+Lookup = Callable[[str], "int | None"]
+ReverseLookup = Callable[[int], "str | None"]
+
+
+def _host_uid(name: str) -> int | None:
+    try:
+        return pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
+
+
+def _host_name(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
+
+
+def identity(policy: Policy, users: Mapping[str, int] | None = None, uid_of: Lookup = _host_uid,
+             name_of: ReverseLookup = _host_name) -> Identity | None:
+    """Both spellings of `applies-to user X`: given on the command line (`--user name=uid`),
+    else from this host's user database. None for host and pod policies. When the other
+    spelling is unknown the note says so: flows that use it count as other users' traffic."""
+    scope = policy.scope
+    if scope.kind != "user" or scope.user is None:
+        return None
+    if scope.uid is not None:  # `applies-to user 995`
+        name = next((n for n, u in (users or {}).items() if u == scope.uid), None)
+        how = "from --user"
+        if name is None:
+            name, how = name_of(scope.uid), "on this host"
+        if name is None:
+            return Identity(frozenset({scope.user}), f"uid {scope.uid} has no user name on this "
+                            "host: flows naming a user are matched to it only by --user NAME=UID")
+        return Identity(frozenset({scope.user, name}), f"uid {scope.uid} is user {name} {how}")
+    uid = (users or {}).get(scope.user)
+    how = "from --user"
+    if uid is None:
+        uid, how = uid_of(scope.user), "on this host"
+    if uid is None:
+        return Identity(frozenset({scope.user}), f"user {scope.user} does not exist on this host: "
+                        f"flows with a numeric uid are not matched to it (give --user {scope.user}=UID)")
+    return Identity(frozenset({scope.user, str(uid)}), f"user {scope.user} is uid {uid} {how}")
 
 
 def _flow(direction: Direction, peer: str, proto: str, port: int | None, uid: str | None) -> Flow:
@@ -95,24 +152,32 @@ def decide(policy: Policy, flows: Sequence[Flow]) -> Verdict:
     return verdicts[0]
 
 
-def _key(record: FlowRecord) -> _Key:
+def _key(record: FlowRecord, own: frozenset[str]) -> _Key:
+    """The flow as the evaluator sees it; a uid or name of the policy's user is its own
+    traffic (None), whichever spelling the record uses."""
     address = record.dst if record.direction == "egress" else record.src
-    return (record.direction, address, record.name or "", record.proto, record.port, record.uid)
+    uid = None if record.uid in own else record.uid
+    return (record.direction, address, record.name or "", record.proto, record.port, uid)
 
 
-def simulate(policy: Policy, records: Iterable[FlowRecord]) -> Simulation:
+def simulate(policy: Policy, records: Iterable[FlowRecord], users: Mapping[str, int] | None = None,
+             who: Identity | None = None) -> Simulation:
+    """`users`: name -> uid given by the operator (`--user`), before the host's user database;
+    `who`: the identity already worked out (tests)."""
     policy = policy.with_mode(Mode.ENFORCE)
-    out = Simulation(policy.name)
+    who = who if who is not None else identity(policy, users)
+    out = Simulation(policy.name, user=who.note if who else "")
+    own = who.forms if who else frozenset()
     decided: dict[_Key, tuple[Verdict, tuple[Flow, ...]]] = {}
     blocked: dict[tuple[str, str, str, int | None, str], Blocked] = {}
     for record in records:
         out.flows += 1
-        key = _key(record)
+        key = _key(record, own)
         hit = decided.get(key)
         if hit is None:
             direction = Direction(record.direction)
             peers = [p for p in (key[1], key[2] if direction is Direction.EGRESS else "") if p]
-            flows = tuple(_flow(direction, p, record.proto, record.port, record.uid) for p in peers)
+            flows = tuple(_flow(direction, p, record.proto, record.port, key[5]) for p in peers)
             hit = decided[key] = (decide(policy, flows), flows)
         verdict = hit[0]
         if verdict.cause in ("out-of-scope", "loopback"):
@@ -165,6 +230,8 @@ def _where(b: Blocked) -> str:
 
 def render_text(sim: Simulation, limit: int = 50) -> str:
     out = [f"policy {sim.policy}: {sim.flows} flows, as if enforced"]
+    if sim.user:
+        out.append(f"  ({sim.user})")
     for cause, n in sim.passed.items():
         out.append(f"  {n:>8}  pass ({cause})")
     for rule, n in sim.allowed.items():
@@ -183,6 +250,7 @@ def render_text(sim: Simulation, limit: int = 50) -> str:
 
 def render_markdown(sim: Simulation) -> str:
     out = [f"## Simulation of policy {md_code(sim.policy)} ({sim.flows} flows, as if enforced)", "",
+           *([md_text(sim.user), ""] if sim.user else []),
            "| rule | allowed | denied |", "|---|---:|---:|"]
     for rule in sorted(set(sim.allowed) | set(sim.denied)):
         out.append(f"| {md_code(rule)} | {sim.allowed.get(rule, 0)} | {sim.denied.get(rule, 0)} |")

@@ -33,15 +33,17 @@ from pathlib import Path
 from clawpolicy import seccomp_loader
 from clawpolicy.confine import SYSCALL_NAME
 from clawpolicy.errors import Diagnostics, Location
-from clawpolicy.ir import PortRange, Protocol
+from clawpolicy.ir import Policy, PortRange, Protocol
 from clawpolicy.lower import POLICY_NAME, load_policies
 from clawpolicy.names import is_public_suffix
 from clawpolicy.netspace import merge_ports
+from clawpolicy.operate import suggest_review
 from clawpolicy.operate.explain import Explanation
 from clawpolicy.operate.logparse import RULE_LABEL
 from clawpolicy.operate.simulate import Simulation
 from clawpolicy.parse import parser
 from clawpolicy.resolve import parse_literal
+from clawpolicy.review.risk import Risk
 from clawpolicy.syntax import Word
 
 REASON = "TODO"
@@ -79,6 +81,7 @@ class Suggestion:
     proposed: list[ProposedRule] = field(default_factory=list)
     syscalls: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # why each invalid observation was dropped
+    risks: list[str] = field(default_factory=list)  # diff's risk of each proposed rule, in order
 
 
 class SuggestError(Exception):
@@ -238,8 +241,9 @@ def _described(peer: str) -> str:
 
 
 def suggest(policy: str, observations: Sequence[Observation], syscalls: Sequence[tuple[str, int]] = (),
-            *, min_hosts: int = 8, min_names: int = 3) -> Suggestion:
-    """Rules (policy text, to paste inside `policy <name> { ... }`) that allow what was observed."""
+            *, min_hosts: int = 8, min_names: int = 3, base: Policy | None = None) -> Suggestion:
+    """Rules (policy text, to paste inside `policy <name> { ... }`) that allow what was observed.
+    `base`: the policy as it is, against which each rule's risk is rated (default: empty)."""
     if not POLICY_NAME.match(policy):
         raise ValueError(f"invalid policy name {policy!r}")
     dropped: list[str] = []
@@ -264,6 +268,13 @@ def suggest(policy: str, observations: Sequence[Observation], syscalls: Sequence
         key = (o.direction, o.peer)
         ports.setdefault(key, []).append(_port(o))
         counts[key] = counts.get(key, 0) + o.count
+    # names most of a catalog group's names: the group instead
+    picks = suggest_review.pick_groups({peer: merge_ports(found) for (direction, peer), found in ports.items()
+                                        if direction == "egress" and not _is_address(peer)})
+    picked = [(g, sum(counts.pop(("egress", n)) for n in g.seen)) for g in picks]
+    for g in picks:
+        for name in g.seen:
+            del ports[("egress", name)]
     # peers with the same ports share a rule
     rules: dict[tuple[str, tuple[PortRange, ...]], tuple[list[str], int]] = {}
     for (direction, peer), port_list in ports.items():
@@ -278,16 +289,25 @@ def suggest(policy: str, observations: Sequence[Observation], syscalls: Sequence
                      "(listed on stderr)")
     total = 0
     proposed: list[ProposedRule] = []
+    blocks: list[tuple[str, list[str]]] = []  # (comment, rule lines), rated below
+    for g, n in picked:
+        blocks.append((f"# {_count(n, 'flow')} to {', '.join(g.seen)}: catalog group {g.group} "
+                       f"(its own names and ports, {_ports_text(g.ports)})",
+                       [f"allow egress to {g.group}", f'  reason "{REASON}"']))
+        proposed.append(ProposedRule("egress", g.peers, g.ports))
+        total += n
     for (direction, port_ranges), (peers, n) in sorted(rules.items(), key=lambda kv: (kv[0][0], _ports_text(kv[0][1]))):
         names = _aggregate_names([p for p in peers if not _is_address(p)], min_names)
         nets = _aggregate_addresses([p for p in peers if _is_address(p)], min_hosts)
         keyword = "to" if direction == "egress" else "from"
-        lines += ["", f"# {_count(n, 'flow')} {keyword} {_count(len(peers), 'peer')}",
-                  f"allow {direction} {keyword} " + ",\n    ".join([*names, *nets])
-                  + f" port {_ports_text(port_ranges)}",
-                  f'  reason "{REASON}"']
+        blocks.append((f"# {_count(n, 'flow')} {keyword} {_count(len(peers), 'peer')}",
+                       [f"allow {direction} {keyword} " + ",\n    ".join([*names, *nets])
+                        + f" port {_ports_text(port_ranges)}", f'  reason "{REASON}"']))
         proposed.append(ProposedRule(direction, frozenset(_described(p) for p in [*names, *nets]), port_ranges))
         total += n
+    risks = _rate(policy, blocks, proposed, base)
+    for (comment, rule_lines), (risk, why) in zip(blocks, risks):
+        lines += ["", comment, f"# risk {risk.value}: {why}", *rule_lines]
     for name, n in calls:
         lines += ["", f"# {_count(n, 'call')} outside the seccomp baseline",
                   f"syscalls allow {name}", f'  reason "{REASON}"']
@@ -298,8 +318,8 @@ def suggest(policy: str, observations: Sequence[Observation], syscalls: Sequence
     for rule, n in sorted(explicit.items()):
         lines += ["", f"# {_count(n, 'flow')} denied by rule {rule}: deny overrides allow, so no rule here "
                   "admits them;", f"# narrow or remove {rule} if the agent should reach them."]
-    out = Suggestion(policy, "\n".join(lines) + "\n", len(rules) + len(calls), total, proposed,
-                     [name for name, _ in calls], dropped)
+    out = Suggestion(policy, "\n".join(lines) + "\n", len(rules) + len(picked) + len(calls), total, proposed,
+                     [name for name, _ in calls], dropped, [r.value for r, _ in risks])
     if parse_back(out) != (sorted(proposed, key=_order), sorted(out.syscalls)):
         raise SuggestError("the proposed text does not parse back to the proposed rules")
     return out
@@ -309,17 +329,40 @@ def _order(rule: ProposedRule) -> tuple[str, list[str], list[str]]:
     return (rule.direction, sorted(rule.peers), [str(p) for p in rule.ports])
 
 
-def parse_back(suggestion: Suggestion) -> tuple[list[ProposedRule], list[str]] | None:
-    """The rules and syscalls the text gives when pasted into a policy (None: it does not
-    load), read by the real front end from a throwaway file."""
-    text = f"policy {suggestion.policy} {{\n  applies-to host\n{suggestion.text}}}\n"
+def _rate(policy: str, blocks: Sequence[tuple[str, list[str]]], proposed: Sequence[ProposedRule],
+          base: Policy | None) -> list[tuple[Risk, str]]:
+    """`diff`'s risk of each proposed rule (suggest_review.rate), matched by meaning."""
+    if not blocks:
+        return []
+    ir = _load(policy, "\n".join(line for _, rule_lines in blocks for line in rule_lines) + "\n")
+    if ir is None:
+        raise SuggestError("the proposed rules do not load")
+    by_meaning = {(r.direction.value, frozenset(r.peers.describe()), r.ports): r for r in ir.rules}
+    chosen = [by_meaning.get((p.direction, p.peers, p.ports)) for p in proposed]
+    if any(r is None for r in chosen):
+        raise SuggestError("the proposed text does not load as the proposed rules")
+    empty = base if base is not None else ir.model_copy(update={"rules": ()})
+    return suggest_review.rate([r for r in chosen if r is not None], empty)
+
+
+def _load(policy: str, body: str) -> Policy | None:
+    """`body` pasted into a throwaway policy, read by the real front end (None: it does not load)."""
+    text = f"policy {policy} {{\n  applies-to host\n{body}}}\n"
     with tempfile.TemporaryDirectory(prefix="clawpolicy-suggest-") as tmp:
         path = Path(tmp) / "suggested.claw"
         path.write_text(text, encoding="utf-8")
         loaded = load_policies([path])
     if not loaded.ok or len(loaded.policies) != 1:
         return None
-    ir = loaded.policies[0]
+    return loaded.policies[0]
+
+
+def parse_back(suggestion: Suggestion) -> tuple[list[ProposedRule], list[str]] | None:
+    """The rules and syscalls the text gives when pasted into a policy (None: it does not
+    load), read by the real front end from a throwaway file."""
+    ir = _load(suggestion.policy, suggestion.text)
+    if ir is None:
+        return None
     rules = [ProposedRule(r.direction.value, frozenset(r.peers.describe()), r.ports) for r in ir.rules]
     calls = sorted(n for rule in ir.syscalls for n in rule.names)
     return sorted(rules, key=_order), calls

@@ -10,6 +10,8 @@ import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from clawpolicy.markdown import md_text
+
 
 @dataclass(frozen=True)
 class ArtifactChange:
@@ -35,12 +37,28 @@ def _text(data: bytes) -> list[str] | None:
     return None if "\x00" in text else text.splitlines(keepends=True)
 
 
+def _renamed(data: bytes | None, spellings: Mapping[str, str]) -> bytes | None:
+    """`data` with each spelling of an input's name (as given, and Markdown-escaped in the
+    docs target) written as the new input's name as given: the same on both sides, so the
+    names alone never make a difference."""
+    if data is None or not spellings:
+        return data
+    for old, new in spellings.items():
+        for spelling in sorted({md_text(old), old}, key=len, reverse=True):
+            if spelling != new:
+                data = data.replace(spelling.encode("utf-8"), new.encode("utf-8"))
+    return data
+
+
 def artifact_changes(old: Mapping[str, bytes], new: Mapping[str, bytes],
-                     prefix: str = "generated/") -> list[ArtifactChange]:
-    """Every artifact whose bytes differ, sorted by path."""
+                     prefix: str = "generated/", renames: Mapping[str, str] | None = None) -> list[ArtifactChange]:
+    """Every artifact whose bytes differ, sorted by path. `renames`: old input path -> new
+    one (`diff old.claw new.claw`): artifacts embed their source's name, and a difference
+    that only comes from the two files' names is no change."""
     out: list[ArtifactChange] = []
     for path in sorted(old.keys() | new.keys()):
-        before, after = old.get(path), new.get(path)
+        before = _renamed(old.get(path), renames or {})
+        after = _renamed(new.get(path), {n: n for n in (renames or {}).values()})
         if before == after:
             continue
         status = "added" if before is None else "removed" if after is None else "changed"

@@ -8,35 +8,20 @@ action, peers, ports), so reordering or re-wording a rule is not a change in rea
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from clawpolicy.evaluate import LOOPBACK
-from clawpolicy.ir import Action, Direction, Mode, Policy, Protocol, Rule
-from clawpolicy.review.lint import (
-    CREDENTIAL_DIRS,
-    DANGEROUS_CAPS,
-    GATEWAY_PORT,
-    MDNS,
-    METADATA_ENDPOINTS,
-    TAILNET,
-    WIDE_PREFIX,
-)
-from clawpolicy.names import is_public_suffix
-from clawpolicy.review.reach import ANY_NAME, Decider, ReachChange, reach_changes
+from clawpolicy.evaluate import evaluate
+from clawpolicy.ir import Action, Direction, Mode, Policy, Rule
+from clawpolicy.review.lint import CREDENTIAL_DIRS, DANGEROUS_CAPS
+from clawpolicy.review.protected import protected_by
+from clawpolicy.review.reach import Decider, reach_changes
+from clawpolicy.review.risk import Risk, opened, reach_risk
+
+__all__ = ["Change", "Flow", "Ref", "Risk", "at_or_above", "diff_policies", "diff_policy_sets", "opened",
+           "reach_risk"]
 
 RAW_SOCKET_FAMILIES = ("packet", "netlink")
-
-
-class Risk(str, enum.Enum):
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-
-    @property
-    def rank(self) -> int:
-        return {"high": 2, "medium": 1, "low": 0}[self.value]
 
 
 @dataclass(frozen=True)
@@ -71,13 +56,14 @@ class Change:
     old: tuple[Ref, ...] = ()
     new: tuple[Ref, ...] = ()
     flow: Flow | None = None
+    peers: tuple[str, ...] = ()  # reach: every peer the summary may count (JSON lists them)
 
     def sort_key(self) -> tuple[object, ...]:
         return (-self.risk.rank, self.policy, CATEGORIES.index(self.category), self.summary)
 
 
 CATEGORIES = ("policy", "mode", "scope", "reach", "dns", "capabilities", "sockets", "files",
-              "syscalls", "executable", "expiry", "documentation", "tests")
+              "syscalls", "executable", "expiry", "documentation", "ids", "tests")
 
 
 def diff_policy_sets(old: Sequence[Policy], new: Sequence[Policy]) -> list[Change]:
@@ -103,9 +89,9 @@ def diff_policies(old: Policy, new: Policy) -> list[Change]:
     name = new.name
     found: list[Change] = []
     for section in (_mode, _refusals, _scope, _reach, _dns, _capabilities, _sockets, _files,
-                    _syscalls, _executable, _rule_docs, _tests):
+                    _syscalls, _executable, _rule_docs, _renamed_rules, _tests):
         found.extend(section(old, new))
-    return sorted((Change(name, c.category, c.risk, c.summary, c.why, c.old, c.new, c.flow)
+    return sorted((Change(name, c.category, c.risk, c.summary, c.why, c.old, c.new, c.flow, c.peers)
                    for c in found), key=Change.sort_key)
 
 
@@ -171,47 +157,41 @@ def _scope(old: Policy, new: Policy) -> Iterator[Change]:
                      "ingress outside the agent ports is not fenced")
 
 
-def _trusted(address_interval: tuple[int, int], family: int) -> bool:
-    lo, hi = address_interval
-    for net in (*LOOPBACK, *TAILNET):
-        if net.version == family and int(net.network_address) <= lo and hi <= int(net.broadcast_address):
-            return True
-    return False
-
-
-def _reach_risk(c: ReachChange) -> tuple[Risk, str]:
-    if not c.widened:
-        return Risk.LOW, "narrower reach"
-    if c.direction is Direction.INGRESS:
-        if c.covers_port(Protocol.TCP, GATEWAY_PORT) and c.family is not None and not all(
-                _trusted(i, c.family) for i in c.intervals):
-            return Risk.HIGH, f"the gateway port {GATEWAY_PORT}/tcp is reachable beyond loopback and the tailnet"
-        if ANY_NAME in c.names or (c.family is not None and (c.widest_prefix() or 128) <= WIDE_PREFIX[c.family]):
-            return Risk.HIGH, "ingress from a wide range"
-        return Risk.MEDIUM, "new ingress"
-    if c.covers_port(Protocol.UDP, 5353) and any(c.family is not None and c.covers_address(a) for a in MDNS):
-        return Risk.HIGH, "mDNS: the gateway can announce itself on the local network"
-    if c.family is not None and any(c.covers_address(a) for a, _ in METADATA_ENDPOINTS):
-        return Risk.HIGH, "the cloud metadata service hands out instance credentials"
-    if any(n.startswith("*.") and is_public_suffix(n[2:]) for n in c.names):
-        return Risk.HIGH, "egress to every name under a public suffix (names anyone can register)"
-    if ANY_NAME in c.names:
-        return Risk.HIGH, "egress to any name"
-    if c.family is not None and (c.widest_prefix() or 128) <= WIDE_PREFIX[c.family]:
-        return Risk.HIGH, "egress to a wide range"
-    if c.covers_port(Protocol.UDP, 53) or c.covers_port(Protocol.TCP, 53):
-        return Risk.MEDIUM, "DNS can carry data out: check it goes to your resolvers only"
-    return Risk.MEDIUM, "new egress"
-
-
 def _reach(old: Policy, new: Policy) -> Iterator[Change]:
-    for c in reach_changes(old, new):
-        risk, why = _reach_risk(c)
+    changes = reach_changes(old, new)
+    totals = opened(changes)
+    for c in changes:
+        total = totals.get((c.direction, c.family, c.new.rule_id), 0) if c.family is not None else 0
+        risk, why = reach_risk(c, total)
         where = "to" if c.direction is Direction.EGRESS else "from"
         verb = "now allowed" if c.widened else "now denied"
-        summary = f"{c.direction.value} {where} {c.peers_text()} on {c.ports_text} {verb}"
+        shown = c.peers_text()
+        summary = f"{c.direction.value} {where} {shown} on {c.ports_text} {verb}"
         yield Change("", "reach", risk, summary, why, _decider_refs(old, c.old), _decider_refs(new, c.new),
-                     Flow(c.direction, c.peers_text(), c.ports_text, c.widened))
+                     Flow(c.direction, shown, c.ports_text, c.widened),
+                     c.peers + tuple(f"not {e}" for e in c.excluded))
+    yield from _protections(old, new)
+
+
+def _protections(old: Policy, new: Policy) -> Iterator[Change]:
+    """Explicit denies of dangerous destinations that are gone while default deny still
+    refuses them: reach is unchanged, but the documented intent and the defence in depth
+    (against a later, wider allow) are lost. Where the destination became reachable, the
+    reach change above already says so (high)."""
+    seen: set[str] = set()
+    for rule in old.rules:
+        for what, flow in protected_by(rule):
+            if what in seen:
+                continue
+            seen.add(what)
+            now = evaluate(new, flow)
+            if now.action is Action.DENY and now.cause == "default":
+                where = "to" if flow.direction is Direction.EGRESS else "from"
+                yield Change("", "reach", Risk.LOW,
+                             f"explicit deny of {what} removed",
+                             f"still denied by default; an allow added later would reach it "
+                             f"({flow.direction.value} {where} {flow.peer})",
+                             (_ref(old, rule.id),), (Ref("default deny"),))
 
 
 def _decider_refs(policy: Policy, d: Decider) -> tuple[Ref, ...]:
@@ -369,6 +349,37 @@ def _rule_docs(old: Policy, new: Policy) -> Iterator[Change]:
         if fields:
             yield Change("", "documentation", Risk.LOW,
                          f"rule {rule.id}: {', '.join(fields)} changed", old=o, new=n)
+
+
+def _handle(rule: Rule) -> tuple[Direction, Action, str]:
+    """What a reader calls a rule across an edit: its kind and its first peer as written."""
+    first = rule.origin[0] if rule.origin else (rule.peers.describe() or [""])[0]
+    return (rule.direction, rule.action, first)
+
+
+def _base_id(rule_id: str) -> str:
+    return rule_id.split(".")[0]
+
+
+def _renamed_rules(old: Policy, new: Policy) -> Iterator[Change]:
+    """Rules that are still there but under another ID: an automatic ID follows the rule's
+    content (ruleids), so an edit of its ports or peers renames its nftables chain, log
+    prefix and counters, and every dashboard or alert built on them. Paired by kind and first
+    peer as written, where exactly one rule on each side fits (split rules `ID.n` as one)."""
+    before = {_base_id(r.id): r for r in old.rules}
+    after = {_base_id(r.id): r for r in new.rules}
+    gone = [r for i, r in before.items() if i not in after]
+    came = [r for i, r in after.items() if i not in before]
+    for key in sorted({_handle(r) for r in gone}, key=str):
+        o = [r for r in gone if _handle(r) == key]
+        n = [r for r in came if _handle(r) == key]
+        if len(o) == 1 and len(n) == 1:
+            a, b = _base_id(o[0].id), _base_id(n[0].id)
+            yield Change("", "ids", Risk.LOW, f"rule {a} is now {b} ({key[0].value} {key[1].value} "
+                         f"{'to' if key[0] is Direction.EGRESS else 'from'} {key[2]}, edited)",
+                         "nftables chain names, log prefixes and counters follow the ID: dashboards "
+                         "and alerts on the old one stop matching; an explicit `id` keeps it",
+                         (_ref(old, o[0].id),), (_ref(new, n[0].id),))
 
 
 def _tests(old: Policy, new: Policy) -> Iterator[Change]:

@@ -30,24 +30,16 @@ from clawpolicy.ir import (
 from clawpolicy.names import is_public_suffix
 from clawpolicy.review import lockout
 from clawpolicy.netspace import IPNetwork, network_interval
-
-GATEWAY_PORT = 18789
-TAILNET = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("fd7a:115c:a1e0::/48"))
-MDNS = ("224.0.0.251", "ff02::fb")
-# Metadata services that hand out instance or workload credentials over HTTP (80/tcp). Left
-# out: Alibaba Cloud's 100.100.100.200, inside the Tailscale range 100.64.0.0/10 that tailnet
-# policies allow, where it would flag every such policy.
-METADATA_ENDPOINTS = (
-    ("169.254.169.254", "AWS, GCP, Azure, Oracle, OpenStack and DigitalOcean instance metadata"),
-    ("fd00:ec2::254", "AWS instance metadata over IPv6"),
-    ("169.254.170.2", "AWS ECS task credentials"),
-    ("169.254.170.23", "AWS EKS Pod Identity credentials"),
-    ("fd00:ec2::23", "AWS EKS Pod Identity credentials over IPv6"),
-    ("fd20:ce::254", "Google Cloud metadata over IPv6"),
-    ("fd00:c1::a9fe:a9fe", "Oracle Cloud metadata over IPv6"),
-    ("168.63.129.16", "Azure WireServer: VM agent configuration and certificates"),
+from clawpolicy.review.protected import (  # one list, shared with diff and suggest
+    GATEWAY_PORT,
+    MDNS,
+    METADATA,
+    METADATA_ENDPOINTS,
+    TAILNET,
+    protected_by,
 )
-METADATA = METADATA_ENDPOINTS[0][0]
+from clawpolicy.review.reach import cancelled_allows
+
 DANGEROUS_CAPS = ("net_admin", "net_raw", "sys_admin", "sys_ptrace")
 CREDENTIAL_DIRS = ("~/.ssh", "~/.aws", "~/.config/gcloud", "~/.kube")
 EXPIRY_WARNING_DAYS = 30
@@ -346,6 +338,14 @@ def check_shadowed(ctx: Context) -> Iterator[Hit]:
                 break
 
 
+def check_cancelled_allow(ctx: Context) -> Iterator[Hit]:
+    """Allows that denies cancel everywhere: decided region by region (review/reach.py), the
+    evaluator's deny-overrides-allow on every address, name and port the allow names."""
+    for rule, denies in cancelled_allows(ctx.policy):
+        yield Hit(f"a deny cancels everything this allow names: {', '.join(denies)}", rule.id,
+                  rule.span, "remove the allow, or narrow the deny if the allow is meant to work")
+
+
 def _peers_overlap(a: Peers, b: Peers) -> bool:
     if a.any or b.any:
         return True
@@ -369,8 +369,8 @@ def _ports_overlap(a: Sequence[PortRange], b: Sequence[PortRange]) -> bool:
 
 def check_redundant_deny(ctx: Context) -> Iterator[Hit]:
     for rule in ctx.policy.rules:
-        if rule.action is not Action.DENY:
-            continue
+        if rule.action is not Action.DENY or protected_by(rule):
+            continue  # an explicit deny of a dangerous destination is defence in depth
         if not any(_peers_overlap(rule.peers, a.peers) and _ports_overlap(rule.ports, a.ports)
                    for a in _allows(ctx.policy.rules, rule.direction)):
             yield Hit("no allow rule overlaps this deny, so default deny already refuses what it "
@@ -442,6 +442,9 @@ CHECKS: tuple[Check, ...] = (
     Check("shadowed", Severity.NOTE, "Allow rule shadowed",
           "Another allow rule of the same direction already allows everything this one does.",
           check_shadowed),
+    Check("cancelled-allow", Severity.WARNING, "Allow rule cancelled by a deny",
+          "Deny overrides allow: deny rules (or 'dns local') refuse everything this allow names, "
+          "so it never lets anything through.", check_cancelled_allow),
     Check("redundant-deny", Severity.NOTE, "Deny rule never matches",
           "No allow rule overlaps the deny, so default deny already covers it.",
           check_redundant_deny),

@@ -26,6 +26,7 @@ from clawpolicy.netspace import Interval, interval_to_text, network_interval, ov
 PROTOCOLS = (Protocol.TCP, Protocol.UDP, Protocol.ICMP)
 ALL_PORTS = (0, 65535)
 ANY_NAME = "any other name"
+PEERS_SHOWN = 12  # peers a summary names before it counts them
 FAMILY_SPAN = {4: (0, (1 << 32) - 1), 6: (0, (1 << 128) - 1)}
 
 
@@ -54,6 +55,25 @@ class ReachChange:
     ports: tuple[tuple[Protocol, Interval], ...]
     old: Decider
     new: Decider
+    # Names a wildcard in `names` leaves out: atoms of their own (a rule names them), whose
+    # verdict this change does not describe (`*.example.org` added beside an allowed
+    # `api.example.org` widens every other name below example.org, not that one).
+    excluded: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> int:
+        """How many addresses the change holds (0 for names)."""
+        return sum(hi - lo + 1 for lo, hi in self.intervals)
+
+    def covers_name(self, name: str) -> bool:
+        """Whether a flow to `name` falls in this change, by the atoms' meaning."""
+        if name in self.names:
+            return True
+        if any(name.endswith(e[1:]) if e.startswith("*.") else name == e for e in self.excluded):
+            return False
+        if any(n.startswith("*.") and name.endswith(n[1:]) for n in self.names):
+            return True
+        return ANY_NAME in self.names
 
     @property
     def peers(self) -> tuple[str, ...]:
@@ -61,11 +81,15 @@ class ReachChange:
             return self.names
         return tuple(t for lo, hi in self.intervals for t in _cidrs(lo, hi, self.family))
 
-    def peers_text(self) -> str:
+    def peers_text(self, limit: int = PEERS_SHOWN) -> str:
         """The peers for a reader: a CIDR list, or `NET except GAPS` when that is shorter
-        (0.0.0.0/0 minus the tailnet is two items, not thirteen)."""
+        (0.0.0.0/0 minus the tailnet is two items, not thirteen); past `limit` items, a count
+        (`0.0.0.0/0 except 100,000 networks`): the full list is `peers`, in the JSON."""
         direct = self.peers
-        if self.family is None or len(direct) <= 3:
+        if self.family is None:
+            shown = _capped(direct, limit, "names")
+            return f"{shown} (except {_capped(self.excluded, limit, 'names')})" if self.excluded else shown
+        if len(direct) <= 3:
             return ", ".join(direct)
         lo, hi = self.intervals[0][0], self.intervals[-1][1]
         bits = 32 if self.family == 4 else 128
@@ -78,8 +102,11 @@ class ReachChange:
         gaps = _merge_intervals(_gaps(outer, self.intervals))
         gap_text = [t for g_lo, g_hi in gaps for t in _cidrs(g_lo, g_hi, self.family)]
         if len(gap_text) + 1 >= len(direct):
+            if len(direct) > limit:
+                return (f"{len(direct):,} networks from {direct[0]} to {direct[-1]} "
+                        f"({self.size:,} addresses)")
             return ", ".join(direct)
-        return f"{_cidrs(*outer, self.family)[0]} except {', '.join(gap_text)}"
+        return f"{_cidrs(*outer, self.family)[0]} except {_capped(gap_text, limit, 'networks')}"
 
     @property
     def ports_text(self) -> str:
@@ -130,8 +157,8 @@ def _address_regions(old: Policy, new: Policy, direction: Direction,
                 continue
             nets = [whole] if rule.peers.any else [
                 network_interval(n) for n in (rule.peers.ipv4 if family == 4 else rule.peers.ipv6)]
-            boxes += [((net, proto, ports), decider) for net in nets
-                      for proto, ports in _port_boxes(rule.ports)]
+            port_boxes = _port_boxes(rule.ports)
+            boxes += [((net, proto, ports), decider) for net in nets for proto, ports in port_boxes]
         if direction is Direction.EGRESS and policy.local_dns is not None:
             decider = Decider(1, policy.local_dns.id, Action.DENY, side)
             boxes += [((whole, proto, ports), decider)
@@ -194,10 +221,18 @@ def reach_changes(old: Policy, new: Policy) -> list[ReachChange]:
     """Every peer/port set whose verdict differs between `old` and `new`, sorted."""
     grouped: dict[tuple[Direction, bool, Protocol, Interval, Decider, Decider, str],
                   list[tuple[int, int] | str]] = {}
+    verdicts: dict[frozenset[object], tuple[Decider, Decider]] = {}  # label sets repeat
+
+    def both(labels: frozenset[object]) -> tuple[Decider, Decider]:
+        hit = verdicts.get(labels)
+        if hit is None:
+            hit = verdicts[labels] = (_decide(labels, "old"), _decide(labels, "new"))
+        return hit
+
     for direction in Direction:
         for family in (4, 6):
             for bounds, labels in _address_regions(old, new, direction, family):
-                before, after = _decide(labels, "old"), _decide(labels, "new")
+                before, after = both(labels)
                 if (before.action is Action.ALLOW) == (after.action is Action.ALLOW):
                     continue
                 for protocol, ports in _port_pieces(bounds[1], bounds[2]):
@@ -213,6 +248,7 @@ def reach_changes(old: Policy, new: Policy) -> list[ReachChange]:
                     key = (direction, after.action is Action.ALLOW, protocol, ports,
                            _plain(before), _plain(after), "name")
                     grouped.setdefault(key, []).append(f"*.{name}" if wildcard else name)
+    atoms = {d: _name_atoms((old, new), d) for d in Direction}
     changes: dict[tuple[object, ...], ReachChange] = {}
     for (direction, widened, protocol, ports, before, after, kind), members in grouped.items():
         fam = None if kind == "name" else (4 if kind == "ipv4" else 6)
@@ -222,8 +258,18 @@ def reach_changes(old: Policy, new: Policy) -> list[ReachChange]:
         prev = changes.get(merged_key)
         merged_ports = (*(prev.ports if prev else ()), (protocol, ports))
         changes[merged_key] = ReachChange(direction, widened, fam, intervals, names,
-                                   tuple(sorted(merged_ports, key=_port_key)), before, after)
+                                          tuple(sorted(merged_ports, key=_port_key)), before, after,
+                                          _excluded(names, atoms[direction]))
     return sorted(changes.values(), key=_sort_key)
+
+
+def _excluded(names: Sequence[str], atoms: Sequence[tuple[str, bool]]) -> tuple[str, ...]:
+    """Atoms below a wildcard of `names` that are not themselves in `names`: the wildcard
+    atom stands for the other names below it, so a reader must see these left out."""
+    below = [n[2:] for n in names if n.startswith("*.")]
+    out = {f"*.{a}" if wild else a for a, wild in atoms if a != ANY_NAME
+           and any(a.endswith("." + w) for w in below)}
+    return tuple(sorted(out - set(names)))
 
 
 def _plain(decider: Decider) -> Decider:
@@ -250,7 +296,17 @@ def _gaps(outer: Interval, inside: Sequence[Interval]) -> Iterator[Interval]:
         yield cursor, outer[1]
 
 
+def _capped(items: Sequence[str], limit: int, noun: str) -> str:
+    if len(items) <= limit:
+        return ", ".join(items)
+    return f"{len(items):,} {noun}" if limit <= 0 else (
+        f"{', '.join(items[:limit])} and {len(items) - limit:,} more {noun}")
+
+
 def _cidrs(lo: int, hi: int, family: int) -> list[str]:
+    size = hi - lo + 1
+    if size & (size - 1) == 0 and lo % size == 0:  # one aligned network: the common case
+        return [interval_to_text(lo, hi, family)]
     cls = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
     nets = ipaddress.summarize_address_range(cls(lo), cls(hi))
     return [interval_to_text(*network_interval(n), family) for n in nets]
@@ -263,3 +319,108 @@ def _port_key(p: tuple[Protocol, Interval]) -> tuple[int, Interval]:
 def _sort_key(c: ReachChange) -> tuple[object, ...]:
     return (c.direction.value, not c.widened, c.new.rule_id, c.old.rule_id, c.family or 0,
             c.intervals, c.names, [_port_key(p) for p in c.ports])
+
+
+def cancelled_allows(policy: Policy) -> list[tuple[Rule, tuple[str, ...]]]:
+    """Allow rules that deny rules (and `dns local`) cancel entirely, each with the IDs of
+    the denies that do: decided region by region as `reach_changes` decides, so the answer
+    is the evaluator's (deny overrides allow) on every address, name and port the rule names.
+    Loopback is left out: there the allow is moot, not cancelled."""
+    out: list[tuple[Rule, tuple[str, ...]]] = []
+    for rule in policy.rules:
+        if rule.action is not Action.ALLOW:
+            continue
+        denies = [(r, d) for r, d in _deciders(policy, "both")
+                  if r is not None and r.direction is rule.direction and d.action is not Action.ALLOW]
+        local = (Decider(1, policy.local_dns.id, Action.DENY, "both")
+                 if rule.direction is Direction.EGRESS and policy.local_dns is not None else None)
+        if not denies and local is None:
+            continue
+        cancelling = _cancelled_by(rule, denies, local, policy)
+        if cancelling is not None:
+            out.append((rule, cancelling))
+    return out
+
+
+def _ports_meet(a: Sequence[PortRange], b: Sequence[PortRange]) -> bool:
+    return not a or not b or any(p.protocol is q.protocol and p.bounds[0] <= q.bounds[1]
+                                 and q.bounds[0] <= p.bounds[1] for p in a for q in b)
+
+
+def _plainly_alive(rule: Rule, denies: Sequence[Rule], local: bool) -> bool:
+    """A cheap first answer, ports and names aside: some address of the rule lies outside
+    every deny that shares a port with it (a sweep over merged intervals, so 100,000
+    networks cost a sort, not an overlay)."""
+    if local:
+        return False
+    for family in (4, 6):
+        own = [FAMILY_SPAN[family]] if rule.peers.any else [
+            network_interval(n) for n in (rule.peers.ipv4 if family == 4 else rule.peers.ipv6)]
+        if not own:
+            continue
+        spans: list[Interval] = []
+        for d in denies:
+            if d.peers.any:
+                spans.append(FAMILY_SPAN[family])
+            else:
+                spans.extend(network_interval(n) for n in (d.peers.ipv4 if family == 4 else d.peers.ipv6))
+        cover = _merge_intervals(spans)
+        j = 0
+        for lo, hi in sorted(own):
+            while j < len(cover) and cover[j][1] < lo:
+                j += 1
+            if j == len(cover) or cover[j][0] > lo or cover[j][1] < hi:
+                return True  # not inside one merged deny interval (merged ones do not touch)
+    return False
+
+
+def _cancelled_by(rule: Rule, denies: Sequence[tuple[Rule | None, Decider]], local: Decider | None,
+                  policy: Policy) -> tuple[str, ...] | None:
+    mine = Decider(3, rule.id, Action.ALLOW, "both")
+    denies = [(r, d) for r, d in denies if r is not None and _ports_meet(rule.ports, r.ports)]
+    if local is not None and policy.local_dns is not None and not _ports_meet(rule.ports, policy.local_dns.ports):
+        local = None
+    if not denies and local is None:
+        return None
+    if _plainly_alive(rule, [r for r, _ in denies if r is not None], local is not None):
+        return None
+    used: set[str] = set()
+    regions: list[tuple[tuple[Interval, ...], frozenset[object]]] = []
+    for family in (4, 6):
+        whole = FAMILY_SPAN[family]
+        own = [whole] if rule.peers.any else [
+            network_interval(n) for n in (rule.peers.ipv4 if family == 4 else rule.peers.ipv6)]
+        if not own:
+            continue
+        boxes: list[tuple[tuple[Interval, ...], object]] = [
+            ((net, proto, ports), mine) for net in own for proto, ports in _port_boxes(rule.ports)]
+        for other, decider in denies:
+            assert other is not None
+            nets = [whole] if other.peers.any else [
+                network_interval(n) for n in (other.peers.ipv4 if family == 4 else other.peers.ipv6)]
+            boxes += [((net, proto, ports), decider) for net in nets for proto, ports in _port_boxes(other.ports)]
+        if local is not None and policy.local_dns is not None:
+            boxes += [((whole, proto, ports), local) for proto, ports in _port_boxes(policy.local_dns.ports)]
+        loopback = Decider(0, "loopback", Action.ALLOW, "both")
+        boxes += [((network_interval(n), (0, len(PROTOCOLS) - 1), ALL_PORTS), loopback)
+                  for n in LOOPBACK if n.version == family]
+        regions += [(bounds, labels) for bounds, labels in overlay(boxes) if mine in labels]
+    atoms = [(n, False) for n in rule.peers.names] + [(w, True) for w in rule.peers.wildcards]
+    if rule.peers.any:
+        atoms.append((ANY_NAME, False))
+    for name, wildcard in atoms:
+        boxes = [(box, mine) for box in _port_boxes(rule.ports)]
+        for other, decider in denies:
+            assert other is not None
+            if _rule_covers_atom(other, name, wildcard):
+                boxes += [(box, decider) for box in _port_boxes(other.ports)]
+        if local is not None and policy.local_dns is not None:
+            boxes += [(box, local) for box in _port_boxes(policy.local_dns.ports)]
+        regions += [(bounds, labels) for bounds, labels in overlay(boxes) if mine in labels]
+    for _, labels in regions:
+        winner = _decide(labels, "both")
+        if winner == mine:
+            return None  # somewhere this rule decides: alive
+        if winner.action is not Action.ALLOW:
+            used.add(winner.rule_id)
+    return tuple(sorted(used)) if used else None

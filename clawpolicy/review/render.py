@@ -20,6 +20,7 @@ from clawpolicy.review.diff import Change, Ref, Risk
 
 MARKER = {Risk.HIGH: "🔴 high", Risk.MEDIUM: "🟠 medium", Risk.LOW: "🟢 low"}
 MERMAID_LABEL_MAX = 60
+MARKDOWN_MAX = 60_000  # characters: under GitHub's 65,536 per comment, with room for a header
 
 
 def counts(changes: Sequence[Change]) -> dict[str, int]:
@@ -40,7 +41,8 @@ def to_json(changes: Sequence[Change], artifacts: Sequence[ArtifactChange],
         "old": old_label, "new": new_label, "counts": counts(changes),
         "changes": [{"policy": c.policy, "category": c.category, "risk": c.risk.value,
                      "summary": c.summary, "why": c.why, "old": [ref(r) for r in c.old],
-                     "new": [ref(r) for r in c.new]} for c in changes],
+                     "new": [ref(r) for r in c.new], **({"peers": list(c.peers)} if c.peers else {})}
+                    for c in changes],
         "artifacts": [{"path": a.path, "status": a.status, "added": a.added, "removed": a.removed,
                        "diff": a.diff} for a in artifacts],
     }
@@ -126,17 +128,43 @@ def _fence(text: str, info: str = "") -> str:
 
 
 def to_markdown(changes: Sequence[Change], artifacts: Sequence[ArtifactChange],
-                old_label: str, new_label: str) -> str:
+                old_label: str, new_label: str, budget: int = MARKDOWN_MAX) -> str:
+    """The comment, within `budget` characters whatever the change (GitHub caps a comment at
+    65,536): artifact diffs are dropped first (their list stays), then changes past the
+    first ones (the JSON output has them all), the riskiest first since they sort first."""
+    for lines in (None, 400, 100, 25):  # artifact diffs shortened first
+        text = _markdown(changes, artifacts, old_label, new_label, lines, len(changes))
+        if len(text) <= budget:
+            return text
+    text = _markdown(changes, artifacts, old_label, new_label, 0, len(changes))
+    shown = len(changes)
+    while len(text) > budget and shown > 0:
+        shown = shown // 2
+        text = _markdown(changes, artifacts, old_label, new_label, False, shown)
+    if len(text) > budget:  # artifact list alone too long: keep the head
+        text = text[:budget - 80].rsplit("\n", 1)[0] + "\n\n… cut to fit a comment: see `--format json`.\n"
+    return text
+
+
+def _markdown(changes: Sequence[Change], artifacts: Sequence[ArtifactChange], old_label: str,
+              new_label: str, lines: int | None, shown: int) -> str:
+    """`lines`: at most this many lines of each artifact diff (None: all; 0: none)."""
     n = counts(changes)
+    rest = len(changes) - shown
+    more = ["", f"… and {rest:,} more change{'s' if rest != 1 else ''}: see "
+            "`clawpolicy diff --format json` for all of them."] if rest > 0 else []
+    every = changes
+    changes = every[:shown]
     out = [f"## clawpolicy diff: {md_text(old_label)} → {md_text(new_label)}", ""]
     if not changes:
         out += ["No change in what the policies allow or deny.", ""]
     else:
         out += [f"**{n['high']} high**, {n['medium']} medium, {n['low']} low risk "
-                f"change{'s' if len(changes) != 1 else ''}.", "",
+                f"change{'s' if len(every) != 1 else ''}.", "",
                 "| risk | policy | change | why |", "|---|---|---|---|"]
         out += [f"| {MARKER[c.risk]} | {md_text(c.policy)} | {md_text(c.summary)} | "
                 f"{md_text(c.why) or '—'} |" for c in changes]
+        out += more
         out += ["", "### Details", ""]
         for c in changes:
             out.append(f"- **{c.risk.value}** · {md_text(c.policy)} · {c.category}: "
@@ -150,6 +178,15 @@ def to_markdown(changes: Sequence[Change], artifacts: Sequence[ArtifactChange],
     if artifacts:
         out += ["", f"### Generated artifacts that change ({len(artifacts)})", ""]
         for a in artifacts:
+            if lines == 0:
+                out.append(f"- {md_text(a.path)} ({a.status}, {a.stat()})")
+                continue
+            body = a.diff.splitlines()
+            if lines is not None and len(body) > lines:
+                body = [*body[:lines], f"… {len(body) - lines:,} more lines"]
             out += ["<details>", f"<summary>{md_text(a.path)} ({a.status}, {a.stat()})</summary>",
-                    "", _fence(a.diff, "" if a.binary else "diff"), "", "</details>"]
+                    "", _fence("\n".join(body), "" if a.binary else "diff"), "", "</details>"]
+        if lines is not None:
+            out += ["", "Artifact diffs are shortened to fit a comment: run `clawpolicy diff "
+                    "--artifact-diffs` to read them whole."]
     return "\n".join(out).rstrip() + "\n"

@@ -115,7 +115,7 @@ def _check_explanation(result: explain.Explanation) -> None:
     assert inert_lines(table)
     rows = [r for r in table.splitlines() if r.startswith("| ")]
     assert len(rows) == len(result.findings) + 1
-    assert all(_cells(r) == 10 for r in rows), table
+    assert all(_cells(r) == 11 for r in rows), table
     assert json.loads(json.dumps(result.to_json()))["lines"] == result.lines
 
 

@@ -144,8 +144,11 @@ def test_seccomp_log_record_is_explained(tmp_path: Path) -> None:
             break
     assert ours, "no SCMP_ACT_LOG record for socket() in /dev/kmsg"
     _save("captured-kmsg.txt", ours[:1])
-    explained = explain.explain(logparse.parse_lines(ours[:1]), [policy])
+    # the confined child is this interpreter: its records are the policy's, by exe
+    explained = explain.explain(logparse.parse_lines(ours[:1]), [policy],
+                                explain.Processes(exes=(os.path.realpath(sys.executable),)))
     (finding,) = explained.findings
     assert (finding.mechanism, finding.verdict, finding.rule) == ("seccomp", "LOG", "sockets")
+    assert finding.pids == [child.pid] and finding.exe == os.path.realpath(sys.executable)
     assert finding.what.startswith("syscall socket (41) on x86_64")
     assert json.dumps(explained.to_json())

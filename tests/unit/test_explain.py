@@ -87,7 +87,7 @@ def test_captured_lines_name_the_rules(policy: Policy) -> None:
     """Lines this kernel wrote (see tests/data/logs/README.md) lead back to the policy."""
     parsed = _read("captured-kmsg.txt")
     assert parsed.unrecognised == 0
-    result = explain.explain(parsed, [policy])
+    result = explain.explain(parsed, [policy], explain.Processes(comms=("python",)))  # the capture's agent
     got = {(f.mechanism, f.verdict, f.rule) for f in result.findings}
     assert got == {("nftables", "deny", "no-exfil-host"), ("nftables", "deny", "default-egress"),
                    ("nftables", "would-deny", "no-exfil-host"), ("nftables", "would-deny", "default-egress"),
@@ -99,7 +99,7 @@ def test_captured_lines_name_the_rules(policy: Policy) -> None:
 
 def test_formats_fixture(policy: Policy) -> None:
     parsed = _read("formats.txt")
-    result = explain.explain(parsed, [policy])
+    result = explain.explain(parsed, [policy], explain.Processes(exes=("/usr/bin/node",)))
     assert (parsed.lines, parsed.unrecognised) == (14, 5)
     by_what = {f.what: f for f in result.findings}
     repeated = by_what["egress tcp 203.0.113.9:443"]
@@ -177,7 +177,7 @@ def test_text_report_escapes_every_hidden_character(policy: Policy, subtests: An
             result = explain.explain(logparse.parse_lines([line]), [policy])
             text = explain.render_text(result)
             assert all(c.isprintable() for c in text.replace("\n", "")), repr(text)
-            assert len(text.splitlines()) == 5  # one finding (4 lines) and the summary
+            assert len(text.splitlines()) == 6  # one finding (5 lines, with its process) and the summary
             assert not any(row.lstrip().startswith("9 x") for row in text.splitlines())
             table = explain.render_markdown(result)
             assert len(table.splitlines()) == 5 and all(c.isprintable() for c in table.replace("\n", ""))
@@ -282,3 +282,102 @@ def test_split_rules_in_compiled_prefixes_are_attributed(tmp_path: Path) -> None
         finding = explain.explain_record(record, {pol.name: pol})
         if record.label in ids:
             assert finding.where and finding.reason and "no rule" not in (finding.note or ""), prefix
+
+
+def _seccomp_line(stamp: str = "1795465001.25:7", comm: str | None = "node", exe: str | None = "/usr/bin/node",
+                  arch: str = "c000003e", number: int = 41, pid: int = 4242) -> str:
+    who = (f' comm="{comm}"' if comm else "") + (f' exe="{exe}"' if exe else "")
+    return (f"type=SECCOMP msg=audit({stamp}): auid=1000 uid=1000 pid={pid}{who} sig=0 arch={arch} "
+            f"syscall={number} compat=0 ip=0x7f code=0x7ffc0000")
+
+
+def _load_policy(tmp_path: Path, extra: str = "") -> Policy:
+    path = tmp_path / "agent.claw"
+    path.write_text("policy agent {\n  mode shadow\n  applies-to host\n" + extra +
+                    '  sockets allow unix, inet stream reason "no raw sockets"\n}\n')
+    loaded = load_policies([path])
+    assert loaded.ok, loaded.diagnostics
+    return loaded.policies[0]
+
+
+# (executable line, --comm/--exe, record comm, record exe, whether the record is the policy's)
+PROCESSES: list[tuple[str, explain.Processes, str | None, str | None, bool]] = [
+    ("  executable /opt/agent/bin/agent\n", explain.Processes(), "agent", "/opt/agent/bin/agent", True),
+    ("  executable /opt/agent/bin/agent\n", explain.Processes(), "agent", "/usr/bin/node", True),  # a script
+    ("  executable /opt/agent/bin/agent\n", explain.Processes(), "python3", "/usr/bin/python3.12", False),
+    ("  executable /opt/agent/bin/*\n", explain.Processes(), "runner", "/opt/agent/bin/runner", True),
+    ("", explain.Processes(), "openclaw", "/usr/bin/node", True),  # the OpenClaw CLI by default
+    ("", explain.Processes(), "openclaw.mjs", "/usr/bin/node", True),
+    ("", explain.Processes(), "sshd", "/usr/sbin/sshd", False),
+    ("", explain.Processes(comms=("node",)), "node", "/usr/bin/node", True),
+    ("", explain.Processes(comms=("node",)), "chrome", "/opt/google/chrome/chrome", False),
+    ("", explain.Processes(exes=("/usr/bin/node*",)), "worker", "/usr/bin/node22", True),
+    ("", explain.Processes(comms=("node",)), None, None, True),  # the record names no process
+]
+
+
+def test_seccomp_records_are_the_policy_s_only_for_its_process(tmp_path: Path, subtests: Any) -> None:
+    for n, (extra, processes, comm, exe, mine) in enumerate(PROCESSES):
+        with subtests.test(msg=f"#{n} {comm} {exe}"):
+            (tmp_path / str(n)).mkdir()
+            policy = _load_policy(tmp_path / str(n), extra)
+            line = _seccomp_line(comm=comm, exe=exe, number=321)  # bpf: outside the baseline
+            (finding,) = explain.explain(logparse.parse_lines([line]), [policy], processes).findings
+            assert (finding.policy == "agent") is mine, finding
+            assert (finding.rule is not None) is mine
+            assert (finding.note is not None and "not the profile's process" in finding.note) is not mine
+            doc = finding.to_json()
+            assert (doc["comm"], doc["exe"], doc["pids"]) == (comm, exe, [4242])
+            if comm or exe:
+                assert f"process: comm {comm}" in explain.render_text(explain.Explanation([finding], 1, 0))
+
+
+# (audit arch, number, decoded name or None when libseccomp is absent, architecture shown, refused by)
+ARCHES: list[tuple[str, int, str, str, str]] = [
+    ("c000003e", 0x40000000 | 42, "connect", "x32", "architecture"),
+    ("c000003e", 0x40000000 | 41, "socket", "x32", "architecture"),
+    ("40000003", 102, "socketcall", "i386", "architecture"),
+    ("40000003", 359, "socket", "i386", "architecture"),  # i386's own table: 41 there is dup
+    ("40000028", 281, "socket", "arm", "architecture"),
+    ("c00000b7", 198, "socket", "aarch64", "sockets"),
+    ("c000003e", 41, "socket", "x86_64", "sockets"),
+]
+
+
+def test_records_are_decoded_and_judged_per_architecture(tmp_path: Path, subtests: Any) -> None:
+    policy = _load_policy(tmp_path)
+    known = logparse.syscall_name("x86_64", 41) is not None  # libseccomp here
+    for arch, number, name, shown, rule in ARCHES:
+        with subtests.test(msg=f"{shown} {number}"):
+            line = _seccomp_line(comm="openclaw", arch=arch, number=number)
+            (record,) = logparse.parse_lines([line]).records
+            assert isinstance(record, logparse.SyscallRecord) and record.arch == shown
+            if known:
+                assert record.name == name
+            (finding,) = explain.explain(logparse.parse_lines([line]), [policy]).findings
+            assert finding.rule == rule, finding
+            if rule == "architecture":
+                assert "allowed" not in (finding.reason or "") and "kills" in (finding.reason or "")
+
+
+def test_first_and_last_follow_the_time_stamps(tmp_path: Path, subtests: Any) -> None:
+    policy = _load_policy(tmp_path)
+    cases = {
+        "audit, fractions as numbers": (["1795465005.5:1", "1795465001.25:2", "1795465005.25:3", "1795465003.0:4"],
+                                        "2026-11-23T20:16:41.25Z", "2026-11-23T20:16:45.5Z"),
+        "audit, one second apart": (["1795465002.0:1", "1795465001.999:2"],
+                                    "2026-11-23T20:16:41.999Z", "2026-11-23T20:16:42.0Z"),
+    }
+    for name, (stamps, first, last) in cases.items():
+        with subtests.test(msg=name):
+            lines = [_seccomp_line(stamp=s, comm="openclaw", pid=100 + i) for i, s in enumerate(stamps)]
+            (finding,) = explain.explain(logparse.parse_lines(lines), [policy]).findings
+            assert (finding.count, finding.first, finding.last) == (len(stamps), first, last)
+            assert finding.pids == sorted(100 + i for i in range(len(stamps)))
+    uptime = [f"[{t}] audit: type=1326 audit(1795465001.0:1): pid=1 comm=\"openclaw\" arch=c000003e "
+              "syscall=321 code=0x7ffc0000" for t in (" 90.5", "100.25", " 9.75")]
+    nft = [f"[{t}] clawpolicy:agent:would-deny:default-egress IN= OUT=e SRC=10.0.0.2 DST=203.0.113.9 "
+           "PROTO=TCP SPT=1 DPT=443" for t in (" 90.5", "100.25", " 9.75")]
+    (finding,) = explain.explain(logparse.parse_lines(nft), [policy]).findings
+    assert (finding.first, finding.last) == ("9.75s after boot", "100.25s after boot")
+    assert explain.explain(logparse.parse_lines(uptime), [policy]).findings[0].count == 3

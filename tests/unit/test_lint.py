@@ -111,6 +111,38 @@ CASES: list[tuple[str, str, bool]] = [
                        'deny egress to 10.0.0.1 reason "d"'), False),
     ("redundant-deny", ('dns local\nallow egress to api.example.com port 443/tcp reason "a"\n'
                        'deny egress to 169.254.169.254 reason "d"'), False),
+    # explicit denies of dangerous destinations are defence in depth, never "redundant"
+    ("redundant-deny", ('allow egress to 192.0.2.0/24 port 443/tcp reason "a"\n'
+                       'deny egress to ff02::fb port 5353/udp reason "no mDNS"'), False),
+    ("redundant-deny", ('allow egress to 192.0.2.0/24 port 443/tcp reason "a"\n'
+                       'deny egress to 168.63.129.16, fd00:c1::a9fe:a9fe reason "no metadata"'), False),
+    ("redundant-deny", ('allow egress to 192.0.2.0/24 port 443/tcp reason "a"\n'
+                       'deny ingress from 172.20.0.0/16 port 18789/tcp reason "not from the LAN"'), False),
+    ("redundant-deny", ('allow egress to 192.0.2.0/24 port 443/tcp reason "a"\n'
+                       'deny ingress from 172.20.0.0/16 port 22/tcp reason "no ssh"'), True),
+    # allows a deny (or `dns local`) cancels entirely, decided region by region
+    ("cancelled-allow", ('allow egress to 10.8.0.0/16 port 8080/tcp reason "a"\n'
+                        'deny egress to 10.0.0.0/12 reason "d"'), True),
+    ("cancelled-allow", ('allow egress to 10.8.0.0/16 port 8080/tcp reason "a"\n'
+                        'deny egress to 10.8.0.0/17, 10.8.128.0/18, 10.8.192.0/18 port 8000-9000/tcp '
+                        'reason "pieces"'), True),
+    ("cancelled-allow", ('allow egress to 10.8.0.0/16 port 8080/tcp reason "a"\n'
+                        'deny egress to 10.8.0.0/17, 10.8.192.0/18 port 8000-9000/tcp reason "gap"'), False),
+    ("cancelled-allow", ('allow egress to 10.8.0.0/16 port 8080/tcp, 8443/tcp reason "a"\n'
+                        'deny egress to 10.8.0.0/16 port 8080/tcp reason "one port"'), False),
+    ("cancelled-allow", ('dns local\nallow egress to git.example.net port 22/tcp reason "a"\n'
+                        'deny egress to *.example.net reason "d"'), True),
+    ("cancelled-allow", ('dns local\nallow egress to *.cdn.example.net port 443/tcp reason "a"\n'
+                        'deny egress to *.example.net port 443/tcp reason "d"'), True),
+    ("cancelled-allow", ('dns local\nallow egress to *.example.net port 443/tcp reason "a"\n'
+                        'deny egress to *.cdn.example.net port 443/tcp reason "d"'), False),
+    ("cancelled-allow", ('dns local\nallow egress to 10.0.0.10 port 53/udp, 53/tcp reason "dns"'), True),
+    ("cancelled-allow", ('allow ingress from any port 9100/tcp reason "a"\n'
+                        'deny ingress from any reason "d"'), True),
+    ("cancelled-allow", ('allow ingress from any port 9100/tcp reason "a"\n'
+                        'deny ingress from 0.0.0.0/0 reason "v4 only"'), False),
+    ("cancelled-allow", ('allow egress to 2001:db8::/48 port 443/tcp reason "a"\n'
+                        'deny egress to 2001:db8::/32 port 443/tcp reason "d"'), True),
 ]
 
 

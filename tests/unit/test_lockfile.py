@@ -207,3 +207,58 @@ def test_lock_errors_never_quote_the_file(tmp_path: Path, subtests: pytest.Subte
         os.mkfifo(fifo)
         with pytest.raises(LockError, match="not a regular file"):
             load(fifo)
+
+
+# (answers, --allow-empty, exit status of resolve, names accepted in the lock)
+EMPTY_CASES: dict[str, tuple[dict[str, tuple[str, ...]], bool, int, list[str]]] = {
+    "every name answers": (DNS, False, 0, []),
+    "a deny name is NXDOMAIN": ({**DNS, "evil.example": ()}, False, 1, []),
+    "a catalog name is NXDOMAIN": ({k: v for k, v in DNS.items() if k != "api.telegram.org"}, False, 1, []),
+    "accepted": ({**DNS, "api.example.com": ()}, True, 0, ["api.example.com"]),
+}
+
+
+def test_names_without_addresses_are_errors_unless_accepted(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        subtests: pytest.Subtests) -> None:
+    for n, (name, (answers, allow, status, accepted)) in enumerate(EMPTY_CASES.items()):
+        with subtests.test(msg=name):
+            folder = tmp_path / str(n)
+            folder.mkdir()
+            monkeypatch.chdir(folder)
+            _policies(folder)
+            monkeypatch.setattr(lockfile, "DnsResolver", lambda nameserver=None, a=answers: Stub(a))
+            args = ["resolve", "demo.claw", *(["--allow-empty"] if allow else [])]
+            assert main(args) == status
+            out, err = capsys.readouterr()
+            lock_file = Path("demo.lock.json")
+            if status:
+                assert not lock_file.exists() and "resolves to no address" in err and "--allow-empty" in err
+                continue
+            doc = json.loads(lock_file.read_text())
+            assert doc.get("accepted_empty", []) == accepted
+            # --check and compile --lock accept exactly what the lock accepted
+            assert main(["resolve", "demo.claw", "--check"]) == 0, capsys.readouterr()
+            assert compile_paths([Path("demo.claw")], ["nftables"], lock=True).ok
+
+
+def test_check_and_compile_refuse_an_empty_name_nobody_accepted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """A lock written before empty answers were errors (or edited by hand): DNS still gives
+    nothing, so --check sees no change, yet the lock admits nothing for the name."""
+    monkeypatch.chdir(tmp_path)
+    policies = _policies(tmp_path)
+    answers = {**DNS, "api.telegram.org": ()}
+    lock = resolve(policies, Stub(answers), None).lock
+    legacy = lock.model_copy(update={"accepted_empty": ()})
+    Path("demo.lock.json").write_text(dumps(legacy))
+    monkeypatch.setattr(lockfile, "DnsResolver", lambda nameserver=None: Stub(answers))
+    assert main(["resolve", "demo.claw", "--check"]) == 1
+    assert "api.telegram.org is locked with no address" in capsys.readouterr().err
+    result = compile_paths([Path("demo.claw")], ["nftables"], lock=True)
+    assert not result.ok and "holds no address for api.telegram.org" in result.diagnostics[-1].message
+    # accepting it later is recorded, and kept by the next resolve without the flag
+    assert main(["resolve", "demo.claw", "--update", "--allow-empty"]) == 0
+    assert main(["resolve", "demo.claw", "--update"]) == 0
+    assert json.loads(Path("demo.lock.json").read_text())["accepted_empty"] == ["api.telegram.org"]
+    assert main(["resolve", "demo.claw", "--check"]) == 0

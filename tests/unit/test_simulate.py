@@ -291,3 +291,56 @@ def test_suggest_merges_repeated_syscalls() -> None:
     out = suggest.suggest("sim", [], [("bpf", 1), ("ptrace", 2), ("bpf", 3)])
     assert out.syscalls == ["bpf", "ptrace"] and out.text.count("syscalls allow bpf") == 1
     assert "# 4 calls outside the seccomp baseline\nsyscalls allow bpf" in out.text
+
+
+USER_POLICY = """policy agent {{
+  mode shadow
+  applies-to user {who}
+  allow egress to 192.0.2.53 port 53/udp reason "resolver"
+}}
+"""
+
+# (scope, host database name -> uid, --user, record spellings of the policy's user, others,
+#  words of the note)
+IDENTITIES: list[tuple[str, dict[str, int], dict[str, int], list[str], list[str], str]] = [
+    ("agentx", {"agentx": 1234}, {}, ["agentx", "1234"], ["1235", "root"], "is uid 1234 on this host"),
+    ("2345", {"svc": 2345}, {}, ["2345", "svc"], ["svc2", "2346"], "uid 2345 is user svc on this host"),
+    ("ghost", {}, {"ghost": 777}, ["ghost", "777"], ["778"], "from --user"),
+    ("ghost", {"ghost": 10}, {"ghost": 777}, ["777"], ["10"], "from --user"),  # --user wins
+    ("ghost", {}, {}, ["ghost"], ["777"], "does not exist on this host"),
+    ("3456", {}, {}, ["3456"], ["svc"], "has no user name"),
+]
+
+
+def test_simulate_matches_the_user_by_name_and_uid(tmp_path: Path, subtests: Any) -> None:
+    for n, (who, host, given, own, others, note) in enumerate(IDENTITIES):
+        with subtests.test(msg=f"{who} #{n}"):
+            (tmp_path / str(n)).mkdir()
+            policy = _policy(tmp_path / str(n), USER_POLICY.format(who=who))
+            ident = simulate.identity(policy, given, uid_of=host.get,
+                                      name_of=lambda uid, h=host: next((k for k, v in h.items() if v == uid), None))
+            assert ident is not None and note in ident.note, ident
+            flows = [flowfile.FlowRecord("egress", "", "203.0.113.9", 443, "tcp", f"t{i}", uid)
+                     for i, uid in enumerate(own + others)]
+            sim = simulate.simulate(policy, flows, who=ident)
+            assert sim.denied == {"default-egress": len(own)}, (sim.denied, sim.passed)
+            assert sim.passed == {"out-of-scope": len(others)}
+            assert note in simulate.render_text(sim) and sim.to_json()["user"] == ident.note
+
+
+def test_simulate_cli_takes_the_uid_of_a_user_this_host_lacks(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from clawpolicy.cli import main
+    policy = tmp_path / "agent.claw"
+    policy.write_text(USER_POLICY.format(who="nosuchuser-17"))
+    flows = tmp_path / "flows.jsonl"
+    flows.write_text("".join(json.dumps({"dst": "203.0.113.9", "port": 443, "uid": u}) + "\n"
+                             for u in (4242, 4242, "nosuchuser-17", 1)))
+    assert main(["simulate", str(policy), str(flows), "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)["policies"][0]
+    assert doc["denied"] == {"default-egress": 1} and "does not exist" in doc["user"]
+    assert main(["simulate", str(policy), str(flows), "--format", "json", "--user", "nosuchuser-17=4242"]) == 0
+    doc = json.loads(capsys.readouterr().out)["policies"][0]
+    assert doc["denied"] == {"default-egress": 3} and doc["passed"] == {"out-of-scope": 1}
+    assert main(["simulate", str(policy), str(flows), "--user", "nosuchuser-17"]) == 2
+    assert "give NAME=UID" in capsys.readouterr().err
