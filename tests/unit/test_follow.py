@@ -14,6 +14,7 @@ from pathlib import Path
 
 from clawpolicy.lower import load_policies
 from clawpolicy.operate import follow
+from clawpolicy.operate.explain import Processes
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests/data/logs"
@@ -28,7 +29,10 @@ def _policies() -> list[object]:
 
 
 def test_events_from_real_denials() -> None:
-    events = list(follow.events(["not a log line\n", *LINES], _policies()))  # type: ignore[arg-type]
+    """The seccomp record is the captured child's (comm `python`): named as the profile's
+    process it is attributed; otherwise it is another program's and carries no rule."""
+    events = list(follow.events(["not a log line\n", *LINES], _policies(),  # type: ignore[arg-type]
+                                Processes(comms=("python",))))
     assert [(e["layer"], e["verdict"], e["rule"]) for e in events] == [
         ("nftables", "deny", "default-egress"), ("nftables", "deny", "no-exfil-host"),
         ("nftables", "would-deny", "no-exfil-host"), ("nftables", "would-deny", "default-egress"),
@@ -38,6 +42,9 @@ def test_events_from_real_denials() -> None:
     assert (events[1]["dst"], events[1]["dport"]) == ("198.51.100.66", 443)
     seccomp = events[4]
     assert (seccomp["pid"], seccomp["comm"]) == (7147, "python") and seccomp["exe"].endswith("python3.11")
+    assert seccomp["policy"] == "logdemo"
+    other = list(follow.events(LINES, _policies()))[4]  # type: ignore[arg-type]
+    assert "rule" not in other and "policy" not in other and "not the profile's process" in other["note"]
 
 
 def test_unreadable_lines_are_reported_not_guessed() -> None:
