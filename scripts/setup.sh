@@ -41,5 +41,5 @@ fi
 echo "setup: creating $VENV with clawpolicy and its test tools"
 python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
-"$VENV/bin/python" -m pip install --quiet -e '.[test]'
+"$VENV/bin/python" -m pip install --quiet -e '.[test,fleet]'
 echo "$want" > "$STAMP"
