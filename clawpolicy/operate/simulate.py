@@ -20,10 +20,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from clawpolicy.evaluate import Flow, Verdict, evaluate, rule_matches
+from clawpolicy.evaluate import Flow, Verdict, evaluate
 from clawpolicy.ir import Action, Direction, Mode, Policy, Protocol
 from clawpolicy.markdown import md_cell, md_code, md_text
 from clawpolicy.operate.flowfile import FlowRecord
+from clawpolicy.operate.ruleindex import RuleIndex
 from clawpolicy.printable import shown
 
 _Key = tuple[str, str, str, str, int | None, str | None]  # direction, address, name, proto, port, uid
@@ -137,9 +138,9 @@ def _flow(direction: Direction, peer: str, proto: str, port: int | None, uid: st
     return Flow(direction, peer, protocol, None if protocol is Protocol.ICMP else port, uid)
 
 
-def decide(policy: Policy, flows: Sequence[Flow]) -> Verdict:
+def decide(policy: Policy | RuleIndex, flows: Sequence[Flow]) -> Verdict:
     """One decision for the same connection seen by address and by name (see the docstring)."""
-    verdicts = [evaluate(policy, f) for f in flows]
+    verdicts = [policy.evaluate(f) if isinstance(policy, RuleIndex) else evaluate(policy, f) for f in flows]
     for v in verdicts:
         if v.cause in ("out-of-scope", "loopback"):
             return v
@@ -168,6 +169,7 @@ def simulate(policy: Policy, records: Iterable[FlowRecord], users: Mapping[str, 
     who = who if who is not None else identity(policy, users)
     out = Simulation(policy.name, user=who.note if who else "")
     own = who.forms if who else frozenset()
+    index = RuleIndex(policy)  # the evaluator, on the rules that can match each address
     decided: dict[_Key, tuple[Verdict, tuple[Flow, ...]]] = {}
     blocked: dict[tuple[str, str, str, int | None, str], Blocked] = {}
     for record in records:
@@ -178,7 +180,7 @@ def simulate(policy: Policy, records: Iterable[FlowRecord], users: Mapping[str, 
             direction = Direction(record.direction)
             peers = [p for p in (key[1], key[2] if direction is Direction.EGRESS else "") if p]
             flows = tuple(_flow(direction, p, record.proto, record.port, key[5]) for p in peers)
-            hit = decided[key] = (decide(policy, flows), flows)
+            hit = decided[key] = (decide(index, flows), flows)
         verdict = hit[0]
         if verdict.cause in ("out-of-scope", "loopback"):
             out.passed[verdict.cause] = out.passed.get(verdict.cause, 0) + 1
@@ -198,8 +200,7 @@ def simulate(policy: Policy, records: Iterable[FlowRecord], users: Mapping[str, 
         group.last = record.time
         if record.name:
             group.names.add(record.name)
-    matched = {r.id for _, flows in decided.values() for f in flows for r in policy.rules
-               if rule_matches(r, f)}
+    matched = {i for _, flows in decided.values() for f in flows for i in index.matching_ids(f)}
     out.unused = sorted(r.id for r in policy.rules if r.id not in matched)
     out.unused_where = {r.id: r.span.where() for r in policy.rules if r.id in out.unused}
     out.blocked = sorted(blocked.values(), key=lambda b: (-b.count, b.direction, _sort_peer(b.peer),

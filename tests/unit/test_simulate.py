@@ -344,3 +344,45 @@ def test_simulate_cli_takes_the_uid_of_a_user_this_host_lacks(tmp_path: Path,
     assert doc["denied"] == {"default-egress": 3} and doc["passed"] == {"out-of-scope": 1}
     assert main(["simulate", str(policy), str(flows), "--user", "nosuchuser-17"]) == 2
     assert "give NAME=UID" in capsys.readouterr().err
+
+
+INDEX_POLICIES = {
+    "overlapping networks, denies, any": """policy ix {
+  applies-to host
+  dns local
+  allow egress to 10.0.0.0/8 port 443/tcp reason "a"
+  allow egress to 10.1.0.0/16, 192.0.2.0/24, 2001:db8::/32 reason "b"
+  deny egress to 10.1.2.0/24 port 443/tcp reason "c"
+  allow egress to any port 8080/tcp reason "d"
+  allow egress to api.example.com, *.cdn.example port 443/tcp reason "e"
+  allow ingress from 100.64.0.0/10 port 22/tcp reason "f"
+  deny ingress from 100.64.1.0/24 reason "g"
+}
+""",
+    "no address rules": """policy ix {
+  applies-to user openclaw
+  dns local
+  allow egress to api.example.com port 443/tcp reason "e"
+}
+""",
+}
+
+
+def test_the_rule_index_decides_as_the_evaluator(tmp_path: Path, subtests: Any) -> None:
+    from clawpolicy.evaluate import Flow, evaluate, rule_matches
+    from clawpolicy.ir import Direction
+    from clawpolicy.operate.ruleindex import RuleIndex
+    rng = random.Random(17)
+    peers = ["10.0.0.1", "10.1.2.3", "10.1.3.4", "10.255.255.255", "11.0.0.0", "192.0.2.200", "127.0.0.1",
+             "2001:db8::5", "2001:db9::1", "::1", "100.64.1.9", "100.64.2.9", "api.example.com",
+             "x.cdn.example", "other.example"]
+    for name, text in INDEX_POLICIES.items():
+        with subtests.test(msg=name):
+            (tmp_path / name).mkdir()
+            policy = _policy(tmp_path / name, text)
+            index = RuleIndex(policy)
+            for _ in range(400):
+                flow = Flow(rng.choice(list(Direction)), rng.choice(peers), rng.choice(list(Protocol)),
+                            rng.choice([22, 53, 443, 8080, None]), rng.choice([None, "openclaw", "root"]))
+                assert index.evaluate(flow) == evaluate(policy, flow), flow
+                assert index.matching_ids(flow) == [r.id for r in policy.rules if rule_matches(r, flow)]
