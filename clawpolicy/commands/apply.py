@@ -19,6 +19,7 @@ from clawpolicy.printable import shown
 
 if TYPE_CHECKING:
     from clawpolicy.operate.apply import Plan
+    from clawpolicy.operate.resolver import ResolverPlan
 
 APPLY_HELP = """\
 examples:
@@ -27,6 +28,8 @@ examples:
   sudo clawpolicy apply --confirm
       (from any session) keep what the waiting apply loaded
   sudo clawpolicy apply agent.claw --mode shadow --confirm-within 300 --deny-action reject
+  sudo clawpolicy apply agent.claw --resolver gate --dns-upstream 192.0.2.53 --start
+      also install the DNS gate's unit (after the ruleset, which creates its sets) and start it
   sudo clawpolicy status
       policy, mode, source hash and per-rule counters of each loaded table
 
@@ -34,18 +37,30 @@ Before loading an enforcing host policy, apply checks the SSH session it runs in
 (SSH_CONNECTION) and every established connection to a management port against the
 policy, and refuses, naming the rule, when the policy would refuse that client; --force
 loads anyway. Each step is logged to stderr and to STATE_DIR/log.
+
+A policy with names needs a resolver that fills its sets: --resolver gate writes the
+DNS gate's systemd unit (the dnsgate target) into --resolver-dir (/etc/systemd/system),
+--resolver dnsmasq the dnsmasq fragment (/etc/dnsmasq.d); --start restarts the service.
+The files are written after the ruleset is loaded and put back as they were (kept under
+STATE_DIR) before a rollback restores the table. resolv.conf is never rewritten: apply
+prints the line. The default, none, installs nothing and says so when the policy has names.
 Exit status: 0 kept, 1 refused, failed or rolled back (the host has what it had), 2 usage.
 """
 
 
-def _plan(args: argparse.Namespace) -> Plan | int:
-    """The policy compiled in memory (nftables only), stamped; or an exit status."""
-    from clawpolicy.backends.nftables import table_name
+def _plan(args: argparse.Namespace) -> tuple[Plan, ResolverPlan | None] | int:
+    """The policy compiled in memory (nftables, and the resolver's target when one is
+    asked for), stamped; or an exit status."""
+    from clawpolicy.backends.base import CompileOptions
+    from clawpolicy.backends.nftables import fqdn_groups, table_name
     from clawpolicy.compiler import compile_paths
     from clawpolicy.operate.apply import Plan, source_hash, stamped
 
     refusal = (ir.Refusal(args.deny_action) if args.deny_action else None, None)
-    result = compile_paths([args.policy], ["nftables"], mode=ir.Mode(args.mode) if args.mode else None,
+    target = {"gate": "dnsgate", "dnsmasq": "dnsmasq"}.get(args.resolver)
+    options = CompileOptions(dns_upstreams=tuple(args.dns_upstream or ()))
+    result = compile_paths([args.policy], ["nftables", *([target] if target else [])],
+                           mode=ir.Mode(args.mode) if args.mode else None, options=options,
                            explicit=True, include_root=args.include_root, refusal=refusal)
     print_diagnostics([d for d in result.diagnostics if d.severity is Severity.ERROR], result.sources)
     if not result.ok:
@@ -59,7 +74,41 @@ def _plan(args: argparse.Namespace) -> Plan | int:
     policy = policies[0]
     text = result.outputs[f"{policy.name}/nftables/ruleset.nft"].decode("utf-8")
     bare = Plan(policy, table_name(policy), text, source_hash(result.sources))
-    return Plan(policy, bare.table, stamped(text, bare.table, bare.stamp), bare.sha256)
+    plan = Plan(policy, bare.table, stamped(text, bare.table, bare.stamp), bare.sha256)
+    has_names = bool(fqdn_groups(policy) or policy.resolve)
+    if not has_names:
+        if target:
+            print(f"clawpolicy apply: policy {policy.name} names no hosts: no resolver to install",
+                  file=sys.stderr)
+        return plan, None
+    if not target:
+        print(f"clawpolicy apply: policy {policy.name} allows names: their sets stay empty until a "
+              "resolver fills them (--resolver gate or --resolver dnsmasq, or install one yourself)",
+              file=sys.stderr)
+        return plan, None
+    return plan, _resolver_plan(args, policy, {k.split("/", 2)[2]: v.decode("utf-8")
+                                               for k, v in result.outputs.items()
+                                               if k.startswith(f"{policy.name}/{target}/")})
+
+
+def _resolver_plan(args: argparse.Namespace, policy: ir.Policy, files: dict[str, str]) -> ResolverPlan:
+    """What `--resolver` installs: the gate's unit (its resolv.conf line is printed, not
+    written), or the dnsmasq fragment."""
+    from clawpolicy.backends import dnsgate, dnsmasq
+    from clawpolicy.operate.resolver import DEFAULT_DIRS, ResolverPlan
+
+    directory = args.resolver_dir or DEFAULT_DIRS[args.resolver]
+    if args.resolver == "gate":
+        unit = dnsgate.unit_name(policy)
+        resolv = " / ".join(line for line in files.get("resolv.conf", "").splitlines()
+                            if line and not line.startswith("#"))
+        upstreams = "" if args.dns_upstream else f", its upstreams in {dnsgate.UPSTREAMS_FILE}"
+        note = (f"the unit reads {dnsgate.INSTALL_DIR}/{policy.name}.claw{upstreams}; "
+                f"enable it (systemctl enable {unit}) and point /etc/resolv.conf at it: {resolv}")
+        return ResolverPlan("gate", directory, ((unit, files[unit]),), unit, note)
+    name = dnsmasq.artifact_name(policy)
+    return ResolverPlan("dnsmasq", directory, ((name, files[name]),), "dnsmasq.service",
+                        "dnsmasq must be the host's resolver (resolv.conf: nameserver 127.0.0.1)")
 
 
 def _terminal_wait(deadline: float, confirmed: Callable[[], bool]) -> bool:
@@ -92,12 +141,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.policy is None:
         print("clawpolicy apply: name a policy file (or --confirm)", file=sys.stderr)
         return ExitCode.USAGE
+    if args.start and args.resolver == "none":
+        print("clawpolicy apply: --start needs --resolver gate or --resolver dnsmasq", file=sys.stderr)
+        return ExitCode.USAGE
     if os.geteuid() != 0:
         print("clawpolicy apply: needs root (it loads an nftables ruleset)", file=sys.stderr)
         return ExitCode.POLICY_ERROR
-    plan = _plan(args)
-    if isinstance(plan, int):
-        return plan
+    planned = _plan(args)
+    if isinstance(planned, int):
+        return planned
+    plan, resolver = planned
     nft = Nft(args.netns)
     ports = tuple(dict.fromkeys((22, *(args.management_port or ()))))
     live = sessions(nft, os.environ, ports)
@@ -118,7 +171,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     try:
         outcome = apply(plan, nft, state, window=window, wait=wait, loaded=lambda: print(
             f"loaded {plan.stamp}; confirm within {window} s: clawpolicy apply --confirm",
-            file=sys.stderr, flush=True))
+            file=sys.stderr, flush=True), resolver=resolver, start=args.start)
     except ApplyError as exc:
         print(shown(f"clawpolicy apply: {exc}"), file=sys.stderr)
         return ExitCode.POLICY_ERROR
@@ -149,6 +202,11 @@ def _window(text: str) -> int:
     return int(text)
 
 
+def _dns_upstream(text: str) -> str:
+    from clawpolicy.commands.compile import _dns_upstream as check
+    return check(text)
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"a TCP port, not {text!r}")
@@ -174,6 +232,16 @@ def register(sub: Subparsers) -> None:
                    help="load even when the policy would refuse the SSH session apply runs in")
     p.add_argument("--management-port", action="append", type=_port, metavar="N",
                    help="another TCP port operators log in on (22 is always checked)")
+    p.add_argument("--resolver", choices=["none", "gate", "dnsmasq"], default="none",
+                   help="also install what fills the policy's name sets, after the ruleset: "
+                        "the DNS gate's systemd unit or the dnsmasq fragment (default none)")
+    p.add_argument("--resolver-dir", type=Path, metavar="DIR",
+                   help="where the resolver's file goes (default /etc/systemd/system for the "
+                        "gate, /etc/dnsmasq.d for dnsmasq)")
+    p.add_argument("--start", action="store_true",
+                   help="with --resolver: systemctl daemon-reload and restart the service")
+    p.add_argument("--dns-upstream", action="append", type=_dns_upstream, metavar="IP[:PORT]",
+                   help="the resolver's upstream (as compile --dns-upstream)")
     p.add_argument("--netns", metavar="NAME", help="act in this network namespace (ip netns)")
     p.add_argument("--state-dir", type=Path, default=Path("/run/clawpolicy"),
                    help="where a pending load and the log are kept (default /run/clawpolicy)")

@@ -42,6 +42,9 @@ from typing import Any
 
 from clawpolicy.evaluate import Flow, Verdict, evaluate
 from clawpolicy.ir import Action, Direction, Mode, Policy, Protocol
+from clawpolicy.operate.resolver import Installed, ResolverError, ResolverPlan
+from clawpolicy.operate.resolver import install as install_resolver
+from clawpolicy.operate.resolver import undo as undo_resolver
 from clawpolicy.validate import validate_nft
 
 STAMP_CHAIN = "clawpolicy_applied"
@@ -330,10 +333,13 @@ class Outcome:
 
 
 def apply(plan: Plan, nft: Nft, state: State, *, window: int, wait: Waiter = poll_until,
-          loaded: Callable[[], None] = lambda: None) -> Outcome:
-    """Check, remember, load, then keep (confirmed within `window` seconds; 0: at once) or
-    roll back. Any failure after the load rolls back; a failed load changed nothing (one
-    transaction). `loaded` runs right after the load (the CLI prints how to confirm)."""
+          loaded: Callable[[], None] = lambda: None, resolver: ResolverPlan | None = None,
+          start: bool = False) -> Outcome:
+    """Check, remember, load, install the resolver (after the ruleset: it creates the sets
+    the resolver fills), then keep (confirmed within `window` seconds; 0: at once) or roll
+    back: the resolver's files first, then the table. Any failure after the load rolls back;
+    a failed load changed nothing (one transaction). `loaded` runs right after the load and
+    the resolver (the CLI prints how to confirm)."""
     table = plan.table
     state.log(f"apply {plan.stamp} to table inet {table}{' in netns ' + nft.netns if nft.netns else ''}")
     for check in validate_nft(plan.ruleset):  # libnftables (dry run), as compile --validate
@@ -347,6 +353,7 @@ def apply(plan: Plan, nft: Nft, state: State, *, window: int, wait: Waiter = pol
               f"no table inet {table} loaded now: a rollback deletes it")
     deadline = time.monotonic() + window
     nonce = state.begin(table, time.time() + window)
+    installed: Installed | None = None
     try:
         with _signals():
             try:
@@ -359,6 +366,9 @@ def apply(plan: Plan, nft: Nft, state: State, *, window: int, wait: Waiter = pol
                 if stamp != plan.stamp:
                     raise _Broken(f"loaded, but the table says {stamp!r}, not {plan.stamp!r}")
                 state.log(f"loaded ({plan.stamp})")
+                if resolver is not None:
+                    installed = install_resolver(resolver, state.log, start=start,
+                                                 backup_dir=state.root / f"{table}.resolver")
                 if window <= 0:
                     state.log("kept (no confirmation window)")
                     return Outcome(True, previous, "loaded")
@@ -368,11 +378,15 @@ def apply(plan: Plan, nft: Nft, state: State, *, window: int, wait: Waiter = pol
                     state.log("confirmed: kept")
                     return Outcome(True, previous, "confirmed")
                 reason = f"not confirmed within {window} s"
+            except ResolverError as exc:  # its files are back already
+                reason = f"the resolver failed ({exc})"
             except (_Broken, _Stop, OSError) as exc:  # a stop during the load rolls back too
                 reason = f"stopped ({exc})"
             for sig in (signal.SIGINT, signal.SIGTERM):  # the rollback is not interrupted
                 signal.signal(sig, signal.SIG_IGN)
             state.log(f"{reason}: rolling back")
+            if installed is not None:  # the reverse order: the resolver, then the sets
+                undo_resolver(installed, state.log)
             restore(nft, previous)
             state.log("rolled back to the previous table" if previous.text is not None
                       else f"rolled back: table inet {table} deleted")
