@@ -97,8 +97,7 @@ def install(plan: ResolverPlan, log: Callable[[str], None], *, start: bool,
             _write(path, text.encode("utf-8"))
             log(f"resolver ({plan.kind}): wrote {path}" + (" (kept the old one)" if old is not None else ""))
         if start:
-            _restart(plan, log, run)
-            done.started = True
+            _restart(done, log, run)
     except (OSError, ResolverError) as exc:
         log(f"resolver ({plan.kind}) failed: {exc}; putting its files back")
         undo(done, log, run=run)
@@ -108,7 +107,10 @@ def install(plan: ResolverPlan, log: Callable[[str], None], *, start: bool,
     return done
 
 
-def _restart(plan: ResolverPlan, log: Callable[[str], None], run: Runner) -> None:
+def _restart(done: Installed, log: Callable[[str], None], run: Runner) -> None:
+    """daemon-reload and restart. `started` is set once systemd has seen the new files, so
+    an undo after a failed restart reloads (and restarts or stops) on the old ones."""
+    plan = done.plan
     if not systemd_running():
         log(f"resolver ({plan.kind}): systemd is not running here; start {plan.service} yourself")
         return
@@ -116,6 +118,7 @@ def _restart(plan: ResolverPlan, log: Callable[[str], None], run: Runner) -> Non
         r = run(argv)
         if r.returncode != 0:
             raise ResolverError(f"{' '.join(argv)} failed: {r.stderr.strip()}")
+        done.started = True
         log(f"resolver ({plan.kind}): {' '.join(argv)}")
 
 
