@@ -102,6 +102,10 @@ def install(plan: ResolverPlan, log: Callable[[str], None], *, start: bool,
         log(f"resolver ({plan.kind}) failed: {exc}; putting its files back")
         undo(done, log, run=run)
         raise ResolverError(str(exc)) from exc
+    except BaseException:  # a stop (SIGTERM) half-way: the caller never sees `done`
+        log(f"resolver ({plan.kind}) interrupted; putting its files back")
+        undo(done, log, run=run)
+        raise
     if plan.note:
         log(f"resolver ({plan.kind}): {plan.note}")
     return done

@@ -80,3 +80,18 @@ def test_without_systemd_nothing_is_started(tmp_path: Path, monkeypatch: pytest.
     done = install(_plan(tmp_path), lines.append, start=True, run=run)
     assert run.calls == [] and not done.started
     assert any("systemd is not running here" in line for line in lines)
+
+
+def test_interrupted_install_puts_files_back(tmp_path: Path, systemd: None) -> None:
+    """A SIGTERM half-way (here, while systemctl restarts) leaves no new file behind."""
+    def stopped(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+        if "restart" in argv:
+            raise KeyboardInterrupt
+        return subprocess.CompletedProcess(list(argv), 0, "", "")
+    (tmp_path / "a.service").write_text("old a\n")
+    lines: list[str] = []
+    with pytest.raises(KeyboardInterrupt):
+        install(_plan(tmp_path), lines.append, start=True, run=stopped)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.service"]
+    assert (tmp_path / "a.service").read_text() == "old a\n"
+    assert any("interrupted; putting its files back" in line for line in lines)
