@@ -239,8 +239,8 @@ class DnsmasqBackend:
                 Severity.ERROR, f"{policy.name}: dnsmasq would misread the fragment: a line of "
                 f"{len(longest.encode('utf-8'))} bytes ({longest[:40]}...); dnsmasq reads "
                 f"{LINE_MAX_BYTES - 1} bytes of a line and parses the rest as another option",
-                Location(policy.source), "a name served by many port sets needs one nftset= line "
-                "for all of them: give its rules fewer distinct port lists", code="dnsmasq")])
+                Location(policy.source), "a name needs one nftset= line for the sets of every rule "
+                "that names it (one set per rule and family): name it in fewer rules", code="dnsmasq")])
         # one conf-dir holds every policy's fragment; the sets are the nftables target's names
         names = [NameClaim("dnsmasq fragment", artifact_name(policy), f"policy {policy.name}")]
         names += [NameClaim(f"nftables set in table {table_name(policy)}", g.set_name(family),

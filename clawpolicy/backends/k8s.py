@@ -31,7 +31,9 @@ from clawpolicy.backends.base import (
     Support,
     annotations_problem,
 )
-from clawpolicy.backends.k8s_common import DNS_REASON, Context, context, needs_dns
+from clawpolicy.backends.k8s_common import (
+    DNS_REASON, Context, context, dns_denies, needs_dns, report_dns_denies,
+)
 from clawpolicy.backends.naming import NameClaim, apparmor_profile_name, seccomp_resource_name
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Mode, Policy
@@ -155,9 +157,17 @@ def readme(ctx: Context, manifest: str, applied: bool) -> str:
               "resource). Without the operator, copy ../seccomp/profile.json to "
               "/var/lib/kubelet/seccomp/ on each node and change `localhostProfile` to its path "
               "relative to that directory.", "", "## DNS", ""]
-    if needs_dns(policy):
+    denies = dns_denies(ctx)
+    if needs_dns(policy) and denies and ctx.flavour == "vanilla":
+        lines.append(f"The policy names domains, but {', '.join(f'`{r.id}`' for r in denies)} may "
+                     "deny the cluster DNS, and deny overrides allow: NetworkPolicy cannot carve a "
+                     "deny out of a pod selector, so no cluster DNS rule is added.")
+    elif needs_dns(policy):
         lines.append(f"The policy names domains, so the manifest also allows: {DNS_REASON} "
                      "(rule `cluster-dns`).")
+        if denies:
+            lines.append(f"It comes after the denies: {', '.join(f'`{r.id}`' for r in denies)} "
+                         "may deny the cluster DNS, and deny overrides allow.")
     else:
         lines.append("The policy names no domains, so no DNS rule is added: pods that resolve "
                      "names need a rule for it.")
@@ -212,6 +222,7 @@ class K8sBackend:
                 "write 'applies-to pods app=openclaw in namespace NAME', or pass "
                 "--k8s-selector app=openclaw --k8s-namespace NAME", code="k8s")])
         objects = BUILDERS[ctx.flavour](ctx)
+        report_dns_denies(ctx)
         for obj in objects:  # namespaced: two policies in one namespace must not share a name
             ctx.names.append(NameClaim(f"Kubernetes {obj['kind']} in namespace {ctx.namespace}",
                                        obj["metadata"]["name"], f"policy {policy.name}"))

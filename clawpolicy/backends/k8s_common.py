@@ -20,7 +20,7 @@ from typing import Any
 from clawpolicy.backends.base import CompileOptions, clip
 from clawpolicy.backends.naming import NameClaim
 from clawpolicy.errors import Diagnostic, Location, Severity
-from clawpolicy.ir import Policy, Rule
+from clawpolicy.ir import Action, Direction, Policy, Protocol, Rule
 from clawpolicy.kubernetes import DEFAULT_NAMESPACE
 from clawpolicy.ruleids import CLUSTER_DNS_ID
 
@@ -33,6 +33,10 @@ DNS_LABELS = {"k8s-app": "kube-dns"}
 DNS_RULE_ID = CLUSTER_DNS_ID  # reserved: no rule of the policy has it
 DNS_REASON = ("FQDN rules need name resolution: egress to the cluster DNS (kube-dns/CoreDNS "
               "pods in kube-system) on 53/udp and 53/tcp")
+# Where the cluster DNS pods may live: pod and service networks are private (RFC 1918, the
+# shared 100.64.0.0/10 that EKS and GKE use, IPv6 ULA). Their exact range is not known here.
+CLUSTER_RANGES: tuple[Net, ...] = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7"))
 
 
 @dataclass
@@ -92,6 +96,46 @@ def context(policy: Policy, options: CompileOptions) -> Context:
 
 def needs_dns(policy: Policy) -> bool:
     return any(r.direction.value == "egress" and r.peers.has_fqdns for r in policy.rules)
+
+
+def dns_denies(ctx: Context) -> tuple[Rule, ...]:
+    """The egress denies that may cover the cluster DNS on 53/udp or 53/tcp. The added
+    cluster-dns allow must obey deny-overrides like every rule (the evaluator knows no such
+    allow, so it says deny there): Calico orders it after the denies and Cilium's egressDeny
+    wins over any allow, but NetworkPolicy has no deny and a pod selector cannot carry an
+    ipBlock `except`, so the vanilla flavour leaves the allow out. The DNS pods' addresses are
+    unknown at compile time: any deny reaching a private range (CLUSTER_RANGES) counts."""
+    if not needs_dns(ctx.policy):
+        return ()
+    lock = ctx.options.lock or {}
+    out = []
+    for r in ctx.policy.rules:
+        if r.direction is not Direction.EGRESS or r.action is not Action.DENY:
+            continue
+        if r.ports and not any(p.covers(proto, 53) for p in r.ports
+                               for proto in (Protocol.UDP, Protocol.TCP)):
+            continue
+        nets: Sequence[Net] = EVERYWHERE if r.peers.any else (
+            *r.peers.ipv4, *r.peers.ipv6,
+            *(ipaddress.ip_network(a) for n in r.peers.names for a in lock.get(n, ())))
+        if any(n.version == c.version and n.overlaps(c) for n in nets for c in CLUSTER_RANGES):
+            out.append(r)
+    return tuple(out)
+
+
+def report_dns_denies(ctx: Context) -> None:
+    """Say once, on each deny, that name resolution through the cluster DNS is denied with it
+    (FQDN rules then only reach what the pod resolves otherwise)."""
+    for r in dns_denies(ctx):
+        ctx.diagnostics.append(Diagnostic(
+            Severity.WARNING,
+            f"{r.id}: this deny may cover the cluster DNS (kube-dns pods in {DNS_NAMESPACE}) on "
+            f"53: deny overrides the added `{DNS_RULE_ID}` allow"
+            + (", so k8s (vanilla) leaves that allow out" if ctx.flavour == "vanilla" else "")
+            + ", and the policy's domain names may not resolve in the pod",
+            Location(r.span.file, r.span.line, r.span.col),
+            "narrow the deny (ports, or ranges that spare the cluster's pod and service "
+            "networks) if pods must resolve names", code="cluster-dns"))
 
 
 def addresses(ctx: Context, rule: Rule) -> tuple[Net, ...]:

@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from clawpolicy.backends.k8s_common import (
-    DNS_LABELS, DNS_NAMESPACE, DNS_REASON, DNS_RULE_ID, Context, Net, addresses, carve, covers, expand,
-    lock_note, needs_dns,
+    DNS_LABELS, DNS_NAMESPACE, DNS_REASON, DNS_RULE_ID, Context, Net, addresses, carve, covers,
+    dns_denies, expand, lock_note, needs_dns,
 )
 from clawpolicy.ir import Action, Direction, Protocol, Rule
 
@@ -112,7 +112,7 @@ def direction_rules(ctx: Context, direction: Direction) -> list[dict[str, Any]]:
         if not blocks or (other_fits and other and expand(blocks) == expand(other)):
             continue
         out.append({key: _peers(blocks), "ports": _merge(ports)})
-    if direction is Direction.EGRESS and needs_dns(ctx.policy):
+    if direction is Direction.EGRESS and needs_dns(ctx.policy) and not dns_denies(ctx):
         out.append({"to": [{"namespaceSelector": {"matchLabels": {
                                 "kubernetes.io/metadata.name": DNS_NAMESPACE}},
                             "podSelector": {"matchLabels": dict(DNS_LABELS)}}],
@@ -154,7 +154,7 @@ def manifests(ctx: Context) -> list[dict[str, Any]]:
             "egress": direction_rules(ctx, Direction.EGRESS),
             "ingress": direction_rules(ctx, Direction.INGRESS)}
     extra = lock_note(ctx)
-    if needs_dns(ctx.policy):
+    if needs_dns(ctx.policy) and not dns_denies(ctx):
         extra["clawpolicy.dev/" + DNS_RULE_ID] = DNS_REASON
     return [{"apiVersion": API_VERSION, "kind": "NetworkPolicy",
              "metadata": ctx.metadata(ctx.policy.rules, extra), "spec": spec}]

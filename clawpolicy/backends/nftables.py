@@ -12,7 +12,9 @@ Shape (see the nft wiki, "Sets", "Verdict maps", "Concatenations"):
   without ports is matched on the address alone and a whole-protocol entry (`icmp`,
   `any/udp`) on `meta l4proto` alone, so a packet whose port cannot be read (IP protocol
   253, a 1-byte payload) meets every deny that covers it;
-- FQDN peers become address sets grouped by direction, action and ports (`FqdnGroup`),
+- FQDN peers become address sets, one per rule (`FqdnGroup`), jumping to the rule's own
+  chain (its counter, comment and log prefix, as for address rules: two rules with the same
+  ports never share a counter, so a counter or a log line names the rule that matched),
   filled at run time by the dnsmasq target's resolver (`nftset=`), so they are empty at load
   and never stop the ruleset loading. Elements expire `fqdn_timeout` seconds after DNS added
   them or the agent last opened a connection to them (`update` from the packet path: an
@@ -132,17 +134,20 @@ def port_signature(ports: Sequence[PortRange]) -> str:
     return sig
 
 
-def fqdn_set_name(direction: Direction, action: Action, family: int, ports: Sequence[PortRange],
+def fqdn_set_name(direction: Direction, action: Action, family: int, rule_id: str,
                   entries: Sequence[str], *, locked: bool = False,
                   refusal: Refusal = Refusal.DROP) -> str:
-    """The set DNS fills for these names (`entries`: exact names and `*.suffix` wildcards)
-    with these ports; the dnsmasq target writes the same names into its `nftset=` lines.
-    The hash of the names makes a set serve exactly one list of names, so a changed list
-    starts an empty set (see the module docstring). `locked`: the static companion set that
-    holds a lock file's addresses (rebuilt on every load, so no hash). Denies that reject
-    have sets of their own (`_reject`), so the same names may be denied both ways."""
+    """The set DNS fills for one rule's names (`entries`: exact names and `*.suffix`
+    wildcards); the dnsmasq target and the DNS gate write the same names. One set per rule,
+    so its addresses lead to the rule's own chain and counter. The name carries the rule ID
+    (rule IDs are nft identifiers: see `chain_name`) and a hash of the names, so a set serves
+    exactly one rule's list of names: a changed list starts an empty set (see the module
+    docstring), while an edit of the rule's ports or reason keeps it. `locked`: the static
+    companion set that holds a lock file's addresses (rebuilt on every load, so no hash).
+    Denies that reject have their own kind (`fqdnr`), so a rule that changes how it refuses
+    starts another set."""
     kind = ("lock" if locked else "fqdn") + ("r" if refusal is Refusal.REJECT else "")
-    stem = f"{direction.value}_{action.value}_{kind}{family}_{port_signature(ports)}"
+    stem = f"{direction.value}_{action.value}_{kind}{family}_{rule_id}"
     if locked:
         return stem
     return stem + "_" + hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:8]
@@ -150,8 +155,9 @@ def fqdn_set_name(direction: Direction, action: Action, family: int, ports: Sequ
 
 @dataclass(frozen=True)
 class FqdnGroup:
-    """The egress FQDN peers of one action and one port set: one DNS-filled set per family
-    serves them all (rules with the same ports share it)."""
+    """The egress FQDN peers of one rule: one DNS-filled set per family. (Rules with the same
+    ports once shared a set and a chain, and so a counter and a log prefix: nothing could
+    tell which rule matched.) `rules` is that one rule, for the callers that index by rule."""
 
     direction: Direction
     action: Action
@@ -162,37 +168,35 @@ class FqdnGroup:
     refusal: Refusal = Refusal.DROP  # how its denies refuse (allow groups: drop, unused)
 
     @property
+    def rule(self) -> Rule:
+        return self.rules[0]
+
+    @property
     def entries(self) -> tuple[str, ...]:
         return tuple(sorted([*self.names, *(f"*.{w}" for w in self.wildcards)]))
 
     def set_name(self, family: int, *, locked: bool = False) -> str:
-        return fqdn_set_name(self.direction, self.action, family, self.ports, self.entries,
+        return fqdn_set_name(self.direction, self.action, family, self.rule.id, self.entries,
                              locked=locked, refusal=self.refusal)
 
 
 def fqdn_groups(policy: Policy) -> list[FqdnGroup]:
-    """Every group, deny before allow, then by port signature and refusal (the order of the
-    lookups). Denies that drop and denies that reject never share a group."""
+    """Every egress rule with FQDN peers, deny before allow, then by rule ID (the order of the
+    lookups: the lowest ID decides, as in `evaluate`)."""
     out = []
     for action in (Action.DENY, Action.ALLOW):
-        groups: dict[tuple[tuple[PortRange, ...], Refusal], list[Rule]] = {}
         for rule in sorted(policy.rules, key=lambda r: r.id):
             if rule.direction is Direction.EGRESS and rule.action is action and rule.peers.has_fqdns:
                 how = policy.refusal(rule.direction, rule) if action is Action.DENY else Refusal.DROP
-                groups.setdefault((rule.ports, how), []).append(rule)
-        for (ports, how), members in sorted(groups.items(),
-                                            key=lambda kv: (port_signature(kv[0][0]), kv[0][1].value)):
-            out.append(FqdnGroup(
-                Direction.EGRESS, action, ports, tuple(members),
-                tuple(sorted({n for r in members for n in r.peers.names})),
-                tuple(sorted({w for r in members for w in r.peers.wildcards})), how))
+                out.append(FqdnGroup(Direction.EGRESS, action, rule.ports, (rule,),
+                                     tuple(sorted(set(rule.peers.names))),
+                                     tuple(sorted(set(rule.peers.wildcards))), how))
     return out
 
 
 def group_owner(group: FqdnGroup) -> str:
-    """The identity of a DNS-filled set and of the chain its rules share: the group's rules."""
-    return (f"FQDN group of {group.direction.value} {group.action.value} rules "
-            f"{', '.join(r.id for r in group.rules)}")
+    """The identity of a DNS-filled set: its rule."""
+    return f"FQDN peers of {group.direction.value} {group.action.value} rule {group.rule.id}"
 
 
 def group_of(policy: Policy, rule: Rule) -> FqdnGroup | None:
@@ -335,16 +339,7 @@ class _Builder:
 
     def _fqdn_sets(self, model: DirectionModel, group: FqdnGroup) -> None:
         direction, action, ports = group.direction, group.action, group.ports
-        if len(group.rules) == 1:
-            target = self.rule_chain(group.rules[0])
-        else:  # several rules share the set: one chain names them all
-            rejects = "_reject" if group.refusal is Refusal.REJECT else ""
-            target = f"{direction.value}_{action.value}_fqdn_{port_signature(ports)}{rejects}"
-            label = ("would-deny" if self.shadow else "deny") + f":{target}"
-            owner = group_owner(group)
-            self.claim("chain", target, owner)
-            self.chains[target] = RuleChain(target, nft_string(", ".join(r.id for r in group.rules)),
-                                            self.verdict_statements(action, label, owner, group.refusal))
+        target = self.rule_chain(group.rule)
         locked = self._locked(group)
         for family in (4, 6):
             name = group.set_name(family)
@@ -356,8 +351,8 @@ class _Builder:
                 ([f" meta l4proto . th dport {{ {', '.join(ranged)} }}"] if ranged else [])
                 + ([f" meta l4proto {{ {', '.join(whole)} }}"] if whole else []))
             who = " ".join(group.entries)
-            comment = nft_string(f"{direction.value} {action.value} {port_signature(ports)}, filled "
-                                 f"by DNS: {who}")
+            comment = nft_string(f"{direction.value} {action.value} {group.rule.id} "
+                                 f"{port_signature(ports)}, filled by DNS: {who}")
             model.fqdn_sets.append(FqdnSet(name, family, comment))
             # `update` restarts the element's timeout: an address in use is not dropped (it is
             # in the set already, or the lookup would not have matched: nothing is added here)
@@ -371,8 +366,8 @@ class _Builder:
                 lock_name = group.set_name(family, locked=True)
                 self.claim("set", lock_name, f"locked addresses of {group_owner(group)}, IPv{family}")
                 model.lock_sets.append(FqdnSet(lock_name, family, nft_string(
-                    f"{direction.value} {action.value} {port_signature(ports)}: locked addresses "
-                    f"of {' '.join(group.names)}"), elements))
+                    f"{direction.value} {action.value} {group.rule.id} {port_signature(ports)}: "
+                    f"locked addresses of {' '.join(group.names)}"), elements))
                 model.lookups.extend(f"{fam} daddr @{lock_name}{keys} jump {target}"
                                      for keys in keys_list)
 

@@ -142,8 +142,8 @@ def _packet(record: PacketRecord, policies: dict[str, Policy]) -> Finding:
     else:
         shared = [g for g in nftables.fqdn_groups(policy)
                   if f"{g.direction.value}_{g.action.value}_fqdn_{nftables.port_signature(g.ports)}" == label]
-        if shared:
-            rules = shared[0].rules
+        if shared:  # a log line of an older ruleset: FQDN rules with these ports shared a chain
+            rules = [r for g in shared for r in g.rules]
             finding.where = ", ".join(r.span.where() for r in rules)
             finding.reason = "; ".join(f"{r.id}: {r.reason}" for r in rules)
         else:

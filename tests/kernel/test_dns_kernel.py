@@ -82,6 +82,12 @@ def _sets(policy: Policy, family: int = 4) -> list[str]:
     return [g.set_name(family) for g in fqdn_groups(policy)]
 
 
+def _set_of(policy: Policy, rule_id: str, family: int = 4) -> str:
+    """The DNS-filled set of one rule (every FQDN rule has its own)."""
+    (name,) = [g.set_name(family) for g in fqdn_groups(policy) if g.rule.id == rule_id]
+    return name
+
+
 # ------------------------------------------------------------------------- lock file
 
 
@@ -129,7 +135,7 @@ def test_reload_keeps_dns_filled_elements(lab: Lab, tmp_path: Path) -> None:
     policy = _policy(tmp_path / "dnslab.claw")
     table = table_name(policy)
     lab.load_ruleset(render(policy, CompileOptions()))
-    (set4,) = _sets(policy)
+    set4 = _set_of(policy, "llm")
     lab.nft("add", "element", "inet", table, set4, "{ 198.18.1.10 }")  # as the resolver would
     assert _connect(lab, "198.18.1.10", "198.18.9.9") == [True, False]
 
@@ -147,7 +153,7 @@ def test_reload_keeps_dns_filled_elements(lab: Lab, tmp_path: Path) -> None:
     reload(with_static("first words").with_mode(Mode.SHADOW))
     changed = with_static("second words")
     reload(changed, fqdn_timeout=900)
-    assert _sets(changed) == [set4]
+    assert _set_of(changed, "llm") == set4
     assert "198.18.1.10" in lab.set_elements("inet", table, set4)
     listing = lab.nft("list", "table", "inet", table)
     assert "timeout 15m" in listing  # the set's default timeout is updated in place
@@ -162,7 +168,7 @@ def test_reload_keeps_dns_filled_elements(lab: Lab, tmp_path: Path) -> None:
     # a name added: the names' set changes, the old addresses are revoked at once
     more = _policy(tmp_path / "dnslab.claw", POLICY.replace("api.llm.test port", "api.llm.test, evil.test port"))
     reload(more)
-    assert _sets(more) != [set4]
+    assert _set_of(more, "llm") != set4
     assert _connect(lab, "198.18.1.10") == [False]
 
 
@@ -235,10 +241,15 @@ def test_dns_fills_the_sets_and_nothing_else(lab: Lab, runtime: Callable[..., Po
         ("x.api.llm.test", "A"): ("NXDOMAIN", ()),  # api.llm.test does not name x.api.llm.test
     }
     assert all(a.ttl is None or a.ttl <= 600 for a in answers)  # capped at the set timeout
-    (group,) = fqdn_groups(policy)
-    assert set(lab.set_elements("inet", table, group.set_name(4))) == {api4, files}
-    assert set(lab.set_elements("inet", table, group.set_name(6))) == {api6}
+    # each rule's set holds its own names' addresses, and each counts on its own chain
+    assert set(lab.set_elements("inet", table, _set_of(policy, "llm"))) == {api4}
+    assert set(lab.set_elements("inet", table, _set_of(policy, "llm", 6))) == {api6}
+    assert set(lab.set_elements("inet", table, _set_of(policy, "chat"))) == {files}
+    assert set(lab.set_elements("inet", table, _set_of(policy, "chat", 6))) == set()
+    before = lab.counters("inet", table)
     assert _connect(lab, api4, api6, files, evil, chat, below) == [True, True, True, False, False, False]
+    after = lab.counters("inet", table)
+    assert (after["rule_llm"] - before["rule_llm"], after["rule_chat"] - before["rule_chat"]) == (2, 1)
 
     # the agent's DNS goes to its resolver only: the upstream (or any server) is dropped,
     # over UDP and TCP, while root (outside the policy) still reaches it
@@ -248,13 +259,14 @@ def test_dns_fills_the_sets_and_nothing_else(lab: Lab, runtime: Callable[..., Po
 
     # a reload while elements are present keeps them
     lab.load_ruleset(render(policy, CompileOptions()), flush=False)
-    assert set(lab.set_elements("inet", table, group.set_name(4))) == {api4, files}
+    assert set(lab.set_elements("inet", table, _set_of(policy, "llm"))) == {api4}
+    assert set(lab.set_elements("inet", table, _set_of(policy, "chat"))) == {files}
     assert _connect(lab, api4, files) == [True, True]
 
 
 def test_elements_expire_unless_in_use(lab: Lab, runtime: Callable[..., Policy]) -> None:
     policy = runtime(fqdn_timeout=2)
-    set4 = fqdn_groups(policy)[0].set_name(4)
+    set4 = _set_of(policy, "llm")
     api4 = NAMES["api.llm.test"][0]
     (answer,) = _lookup(lab, "api.llm.test")
     assert answer.addresses == (api4,) and answer.ttl is not None and answer.ttl <= 2
@@ -280,7 +292,7 @@ def test_shadow_drops_nothing_and_counts_would_deny(lab: Lab, runtime: Callable[
     assert _connect(lab, api4) == [True]
     after = lab.counters("inet", table)
     delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
-    assert delta == {"egress_default": 2, "rule_local-dns-only": 1, "egress_allow_fqdn_tcp443": 1}
+    assert delta == {"egress_default": 2, "rule_local-dns-only": 1, "rule_llm": 1}
 
 
 def test_host_wide_policy_exempts_only_the_resolver(lab: Lab, runtime: Callable[..., Policy]) -> None:

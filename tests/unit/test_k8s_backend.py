@@ -290,3 +290,41 @@ def test_icmp_losses_are_reported_per_flavour(tmp_path: Path, subtests: pytest.S
             assert set(said) == set(expected), said
             for rule_id, words in expected.items():
                 assert words in said[rule_id], said[rule_id]
+
+
+DNS_DENIES = [  # (deny, whether it may cover the cluster DNS on 53)
+    ('deny egress to 172.16.0.0/12 reason "lan"', True),
+    ('deny egress to 192.168.0.0/16 port 53/udp reason "lan dns"', True),
+    ('deny egress to any port 50-60/tcp reason "low ports"', True),
+    ('deny egress to fd00::/8 reason "ula"', True),
+    ('deny egress to 100.64.0.0/10 port 53/tcp reason "cgnat"', True),
+    ('deny egress to 10.0.0.0/8 port 443/tcp reason "lan https"', False),
+    ('deny egress to 169.254.169.254 reason "metadata"', False),
+    ('deny egress to 203.0.113.0/24 reason "public"', False),
+]
+
+
+def test_cluster_dns_allow_obeys_deny_overrides(tmp_path: Path, subtests: Any) -> None:
+    """The added cluster-dns allow never overrides a deny of the policy (the evaluator knows no
+    such allow): vanilla leaves it out, Calico orders it after the denies, Cilium's egressDeny
+    wins; every flavour warns on the deny that names may not resolve."""
+    for i, (deny, blocks) in enumerate(DNS_DENIES):
+        with subtests.test(deny=deny):
+            (tmp_path / str(i)).mkdir()
+            policy = snippet_policy(tmp_path / str(i), 'allow egress to api.example.com port 443/tcp '
+                                    f'reason "api"\n{deny}', PODS)
+            for flavor in ("vanilla", "calico", "cilium"):
+                result = k8s.BACKEND.compile(policy, CompileOptions(k8s_flavor=flavor))  # type: ignore[arg-type]
+                warned = [d for d in result.diagnostics if d.code == "cluster-dns"]
+                assert bool(warned) == blocks, (flavor, result.diagnostics)
+                files = {a.path: a.content.decode() for a in result.artifacts}
+                text = "".join(v for k, v in files.items() if k.endswith(".yaml"))
+                if flavor == "vanilla":
+                    assert ("kube-dns" in text) == (not blocks)
+                else:
+                    assert "kube-dns" in text
+                if flavor == "calico":
+                    egress = yaml.safe_load(files["calico-networkpolicy.yaml"])["spec"]["egress"]
+                    actions = [e["action"] for e in egress]
+                    assert actions.index("Deny") < len(actions) - 2  # DNS allows come last
+                    assert actions[-2:] == ["Allow", "Allow"]

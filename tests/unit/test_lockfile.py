@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def test_compile_with_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert '192.0.2.9 comment "api.example.com"' in text
     assert '2001:db8::a comment "api.example.com"' in text
     assert '198.51.100.66 comment "evil.example"' in text  # deny names are locked too
-    assert "set egress_deny_lock4_all {" in text
+    assert re.search(r"set egress_deny_lock4_[a-z0-9.-]+ \{", text)  # one per rule: egress_deny_lock4_<id>
     # a name the lock lacks is an error, not a silently empty set
     (tmp_path / "demo.claw").write_text(POLICY.replace("evil.example", "worse.example"))
     stale = compile_paths([src], ["nftables"], lock=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from policy_snippets import snippet_policy as _policy
@@ -110,20 +111,23 @@ def test_fqdn_sets_are_declared_empty(tmp_path: Path) -> None:
         # the packet path refreshes an element in use, never adds one (the lookup came first)
         assert re.search(rf"daddr @{group.set_name(fam)} meta l4proto . th dport {{ tcp . 443 }} "
                          rf"update @{group.set_name(fam)} {{ ip6? daddr }} jump rule_", text)
-    assert re.fullmatch(r"egress_allow_fqdn4_tcp443_[0-9a-f]{8}", group.set_name(4))
+    assert re.fullmatch(rf"egress_allow_fqdn4_{group.rule.id}_[0-9a-f]{{8}}", group.set_name(4))
 
 
 def test_fqdn_set_names_follow_the_names_only(tmp_path: Path) -> None:
-    """A set keeps its name (and so its DNS-filled elements across reloads) while it serves
-    the same names; any other list of names gets another set."""
+    """A set keeps its name (and so its DNS-filled elements across reloads) while its rule
+    serves the same names, whatever its ports and reason; other names, or another rule, get
+    another set (one set per rule: its addresses lead to that rule's counter)."""
     def names(body: str) -> list[str]:
         return [g.set_name(4) for g in fqdn_groups(_policy(tmp_path, body))]
     base = names('allow egress to a.example, *.b.example port 443/tcp reason "r" id one')
-    assert names('allow egress to *.b.example port 443/tcp reason "other" id two\n'
-                 ' allow egress to a.example port 443/tcp reason "x" id three\n'
+    assert names('allow egress to *.b.example, a.example port 80/tcp, 8443/tcp reason "x" id one\n'
                  ' allow egress to 192.0.2.1 reason "y"') == base
-    assert names('allow egress to a.example, b.example port 443/tcp reason "r"') != base
-    assert names('allow egress to a.example port 443/tcp reason "r"') != base
+    assert names('allow egress to a.example, b.example port 443/tcp reason "r" id one') != base
+    assert names('allow egress to a.example, *.b.example port 443/tcp reason "r" id two') != base
+    split = names('allow egress to *.b.example port 443/tcp reason "r" id one\n'
+                  ' allow egress to a.example port 443/tcp reason "r" id three')
+    assert len(split) == 2 and base[0] not in split
 
 
 def test_reload_keeps_dns_sets_and_rebuilds_the_rest(tmp_path: Path) -> None:
@@ -139,7 +143,7 @@ def test_reload_keeps_dns_sets_and_rebuilds_the_rest(tmp_path: Path) -> None:
     assert defined_chains == set(re.findall(r"\n\tchain (\S+) { }", persistent))
     assert defined_chains == set(re.findall(r"^delete chain inet clawpolicy_p (\S+)$", rebuilt, re.M))
     deleted_sets = set(re.findall(r"^delete set inet clawpolicy_p (\S+)$", rebuilt, re.M))
-    assert deleted_sets == {"agent_ports", "egress_allow_lock4_tcp443", "egress_allow_lock6_tcp443"}
+    assert deleted_sets == {"agent_ports", "egress_allow_lock4_a", "egress_allow_lock6_a"}
     # every map name there can be, and those of the earlier `addr . proto . port` layout
     assert len(re.findall(r"^delete map ", rebuilt, re.M)) == 16
     (group,) = fqdn_groups(policy)
@@ -153,11 +157,11 @@ def test_locked_addresses_fill_a_static_companion_set(tmp_path: Path) -> None:
     lock = {"a.example": ("192.0.2.7", "2001:db8::7"), "b.example": ("192.0.2.7", "192.0.2.8")}
     text = render(policy, CompileOptions(lock=lock))
     sets = _sets(text)
-    assert re.findall(r"^\t\t\t(.*),$", sets["egress_allow_lock4_tcp443"], re.M) == [
+    assert re.findall(r"^\t\t\t(.*),$", sets["egress_allow_lock4_r"], re.M) == [
         '192.0.2.7 comment "a.example, b.example"', '192.0.2.8 comment "b.example"']
-    assert "flags" not in sets["egress_allow_lock4_tcp443"]  # no timeout: rebuilt by every load
-    assert '2001:db8::7 comment "a.example"' in sets["egress_allow_lock6_tcp443"]
-    assert "ip daddr @egress_allow_lock4_tcp443 meta l4proto . th dport { tcp . 443 } jump rule_r" in text
+    assert "flags" not in sets["egress_allow_lock4_r"]  # no timeout: rebuilt by every load
+    assert '2001:db8::7 comment "a.example"' in sets["egress_allow_lock6_r"]
+    assert "ip daddr @egress_allow_lock4_r meta l4proto . th dport { tcp . 443 } jump rule_r" in text
     assert "_lock4_" not in render(policy, CompileOptions())  # only with a lock
 
 
@@ -197,4 +201,32 @@ def test_fqdn_whole_protocols_match_without_a_port(tmp_path: Path) -> None:
         assert f"daddr @{name} meta l4proto . th dport {{ tcp . 443 }} update" in text
         assert f"daddr @{name} meta l4proto {{ {icmp}, udp }} update" in text
     portless = render(_policy(tmp_path, 'deny egress to bad.example reason "d" id d'), CompileOptions())
-    assert re.search(r"ip daddr @egress_deny_fqdn4_all_\w+ update @\S+ \{ ip daddr \} jump rule_d", portless)
+    assert re.search(r"ip daddr @egress_deny_fqdn4_d_\w+ update @\S+ \{ ip daddr \} jump rule_d", portless)
+
+
+def test_fqdn_rules_with_the_same_ports_count_and_log_apart(tmp_path: Path, subtests: Any) -> None:
+    """Each FQDN rule has its own set and jumps to its own chain (counter, comment, log prefix),
+    whatever other rules share its ports, action or names (issue 17, item 5)."""
+    cases = [
+        ('allow egress to a.example port 8443/tcp reason "x"\n'
+         ' allow egress to b.example port 8443/tcp reason "y"', "allow"),
+        ('deny egress to *.bad.example reason "x"\n deny egress to worse.example reason "y"', "deny"),
+        ('deny egress to same.example port 53/udp reason "x" id one\n'
+         ' deny egress to same.example, other.example port 53/udp reason "y" id two', "deny"),
+    ]
+    for body, action in cases:
+        with subtests.test(body=body):
+            policy = _policy(tmp_path, body)
+            text = render(policy, CompileOptions())
+            groups = fqdn_groups(policy)
+            assert [g.rule.id for g in groups] == sorted(r.id for r in policy.rules)
+            assert len({g.set_name(fam) for g in groups for fam in (4, 6)}) == 2 * len(groups)
+            for g in groups:
+                for fam in (4, 6):
+                    assert re.search(rf"daddr @{re.escape(g.set_name(fam))}\b[^\n]* jump "
+                                     rf"rule_{re.escape(g.rule.id)}\n", text)
+                chain = re.search(rf"\n\tchain rule_{re.escape(g.rule.id)} {{\n(.*?)\n\t}}", text, re.S)
+                assert chain is not None and "counter" in chain.group(1)
+                if action == "deny":
+                    assert f'log prefix "clawpolicy:p:deny:{g.rule.id} "' in chain.group(1)
+            assert "_fqdn_" not in " ".join(re.findall(r"\n\tchain (\S+)", text))

@@ -149,13 +149,14 @@ def test_fqdn_denies_of_each_refusal_never_share_a_set(tmp_path: Path) -> None:
         '  deny egress to bad.example reason "r" id b',
         '  deny egress to other.example reason "r" id c reject']))
     groups = fqdn_groups(policy)
-    by_rules = {tuple(r.id for r in g.rules): g for g in groups}
-    assert set(by_rules) == {("a", "c"), ("b",)}
-    assert by_rules[("a", "c")].refusal is Refusal.REJECT
+    by_rule = {g.rule.id: g for g in groups}  # one set per rule: each refuses its own way
+    assert {k: g.refusal for k, g in by_rule.items()} == {
+        "a": Refusal.REJECT, "b": Refusal.DROP, "c": Refusal.REJECT}
     names = {g.set_name(4) for g in groups}
-    assert len(names) == 2
+    assert len(names) == 3 and "_fqdnr4_a_" in by_rule["a"].set_name(4)
     text = render(policy, CompileOptions())
-    assert _chain(text, "egress_deny_fqdn_all_reject")[-2:] == [RESET, ICMPX]
+    for rule_id in ("a", "c"):
+        assert _chain(text, f"rule_{rule_id}")[-2:] == [RESET, ICMPX]
     assert _chain(text, "rule_b")[-1] == "counter drop"
 
 
