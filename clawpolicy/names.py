@@ -121,3 +121,18 @@ def wire_address(text: str) -> Address:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped
     return address
+
+
+# Metadata services that hand out instance or workload credentials over HTTP (80/tcp). Left
+# out: Alibaba Cloud's 100.100.100.200, inside the Tailscale range 100.64.0.0/10 that tailnet
+# policies allow, where it would flag every such policy.
+METADATA_ENDPOINTS = (
+    ("169.254.169.254", "AWS, GCP, Azure, Oracle, OpenStack and DigitalOcean instance metadata"),
+    ("fd00:ec2::254", "AWS instance metadata over IPv6"),
+    ("169.254.170.2", "AWS ECS task credentials"),
+    ("169.254.170.23", "AWS EKS Pod Identity credentials"),
+    ("fd00:ec2::23", "AWS EKS Pod Identity credentials over IPv6"),
+    ("fd20:ce::254", "Google Cloud metadata over IPv6"),
+    ("fd00:c1::a9fe:a9fe", "Oracle Cloud metadata over IPv6"),
+    ("168.63.129.16", "Azure WireServer: VM agent configuration and certificates"),
+)

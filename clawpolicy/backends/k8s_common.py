@@ -22,6 +22,7 @@ from clawpolicy.backends.naming import NameClaim
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Action, Direction, Policy, Protocol, Rule
 from clawpolicy.kubernetes import DEFAULT_NAMESPACE
+from clawpolicy.names import METADATA_ENDPOINTS
 from clawpolicy.ruleids import CLUSTER_DNS_ID
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -98,13 +99,18 @@ def needs_dns(policy: Policy) -> bool:
     return any(r.direction.value == "egress" and r.peers.has_fqdns for r in policy.rules)
 
 
+_METADATA = frozenset(str(ipaddress.ip_address(a)) for a, _ in METADATA_ENDPOINTS)
+
+
 def dns_denies(ctx: Context) -> tuple[Rule, ...]:
     """The egress denies that may cover the cluster DNS on 53/udp or 53/tcp. The added
     cluster-dns allow must obey deny-overrides like every rule (the evaluator knows no such
     allow, so it says deny there): Calico orders it after the denies and Cilium's egressDeny
     wins over any allow, but NetworkPolicy has no deny and a pod selector cannot carry an
     ipBlock `except`, so the vanilla flavour leaves the allow out. The DNS pods' addresses are
-    unknown at compile time: any deny reaching a private range (CLUSTER_RANGES) counts."""
+    unknown at compile time: any deny reaching a private range (CLUSTER_RANGES) counts, but for
+    networks that are only cloud metadata endpoints (`fd00:ec2::254` is inside fc00::/7), which
+    are never a cluster's DNS."""
     if not needs_dns(ctx.policy):
         return ()
     lock = ctx.options.lock or {}
@@ -118,6 +124,7 @@ def dns_denies(ctx: Context) -> tuple[Rule, ...]:
         nets: Sequence[Net] = EVERYWHERE if r.peers.any else (
             *r.peers.ipv4, *r.peers.ipv6,
             *(ipaddress.ip_network(a) for n in r.peers.names for a in lock.get(n, ())))
+        nets = [n for n in nets if n.num_addresses > 1 or str(n.network_address) not in _METADATA]
         if any(n.version == c.version and n.overlaps(c) for n in nets for c in CLUSTER_RANGES):
             out.append(r)
     return tuple(out)

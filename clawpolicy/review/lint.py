@@ -27,14 +27,13 @@ from clawpolicy.ir import (
     Rule,
     Span,
 )
-from clawpolicy.names import is_public_suffix
+from clawpolicy.names import METADATA_ENDPOINTS, is_public_suffix
 from clawpolicy.review import lockout
 from clawpolicy.netspace import IPNetwork, network_interval
 from clawpolicy.review.protected import (  # one list, shared with diff and suggest
     GATEWAY_PORT,
     MDNS,
     METADATA,
-    METADATA_ENDPOINTS,
     TAILNET,
     protected_by,
 )

@@ -13,25 +13,13 @@ from collections.abc import Iterator
 
 from clawpolicy.evaluate import Flow, rule_matches
 from clawpolicy.ir import Action, Direction, Protocol, Rule
+from clawpolicy.names import METADATA_ENDPOINTS
 from clawpolicy.netspace import interval_to_text, network_interval
 
 GATEWAY_PORT = 18789
 TAILNET = (ipaddress.ip_network("100.64.0.0/10"), ipaddress.ip_network("fd7a:115c:a1e0::/48"))
 MDNS = ("224.0.0.251", "ff02::fb")
 MDNS_PORT = 5353
-# Metadata services that hand out instance or workload credentials over HTTP (80/tcp). Left
-# out: Alibaba Cloud's 100.100.100.200, inside the Tailscale range 100.64.0.0/10 that tailnet
-# policies allow, where it would flag every such policy.
-METADATA_ENDPOINTS = (
-    ("169.254.169.254", "AWS, GCP, Azure, Oracle, OpenStack and DigitalOcean instance metadata"),
-    ("fd00:ec2::254", "AWS instance metadata over IPv6"),
-    ("169.254.170.2", "AWS ECS task credentials"),
-    ("169.254.170.23", "AWS EKS Pod Identity credentials"),
-    ("fd00:ec2::23", "AWS EKS Pod Identity credentials over IPv6"),
-    ("fd20:ce::254", "Google Cloud metadata over IPv6"),
-    ("fd00:c1::a9fe:a9fe", "Oracle Cloud metadata over IPv6"),
-    ("168.63.129.16", "Azure WireServer: VM agent configuration and certificates"),
-)
 METADATA = METADATA_ENDPOINTS[0][0]
 # The local network a gateway must not be reachable from (RFC 1918, RFC 4193, link-local).
 LAN = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 from clawpolicy.evaluate import LOOPBACK
 from clawpolicy.ir import Direction, Protocol
-from clawpolicy.names import is_public_suffix
+from clawpolicy.names import METADATA_ENDPOINTS, is_public_suffix
 from clawpolicy.review.lint import WIDE_PREFIX
-from clawpolicy.review.protected import GATEWAY_PORT, MDNS, METADATA_ENDPOINTS, TAILNET
+from clawpolicy.review.protected import GATEWAY_PORT, MDNS, TAILNET
 from clawpolicy.review.reach import ANY_NAME, ReachChange
 
 

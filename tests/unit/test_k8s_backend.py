@@ -300,6 +300,8 @@ DNS_DENIES = [  # (deny, whether it may cover the cluster DNS on 53)
     ('deny egress to 100.64.0.0/10 port 53/tcp reason "cgnat"', True),
     ('deny egress to 10.0.0.0/8 port 443/tcp reason "lan https"', False),
     ('deny egress to 169.254.169.254 reason "metadata"', False),
+    ('deny egress to fd00:ec2::254, fd20:ce::254 reason "metadata over IPv6, inside fc00::/7"', False),
+    ('deny egress to fd00:ec2::254, 10.96.0.10 reason "metadata and a DNS service address"', True),
     ('deny egress to 203.0.113.0/24 reason "public"', False),
 ]
 
