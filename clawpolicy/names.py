@@ -114,6 +114,15 @@ def _ipv4_hint(net: ipaddress.IPv6Network, embedded: ipaddress.IPv6Network) -> s
             "narrow the IPv6 network so it leaves that range out")
 
 
+def is_address(text: str) -> bool:
+    """Whether `text` is one IPv4 or IPv6 address as written (not a network, not a name)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def wire_address(text: str) -> Address:
     """An address as packets carry it (observed flows, URLs): an IPv4-mapped address is the IPv4 packet
     the kernel sent, so it becomes that IPv4 address. Raises ValueError for junk."""

@@ -35,7 +35,7 @@ from clawpolicy.confine import SYSCALL_NAME
 from clawpolicy.errors import Diagnostics, Location
 from clawpolicy.ir import Policy, PortRange, Protocol
 from clawpolicy.lower import POLICY_NAME, load_policies
-from clawpolicy.names import is_public_suffix
+from clawpolicy.names import is_address, is_public_suffix
 from clawpolicy.netspace import merge_ports
 from clawpolicy.operate import suggest_review
 from clawpolicy.operate.explain import Explanation
@@ -191,14 +191,6 @@ def _ports_text(ports: Sequence[PortRange]) -> str:
     return ", ".join(str(p) for p in ports)
 
 
-def _is_address(peer: str) -> bool:
-    try:
-        ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    return True
-
-
 def _aggregate_addresses(addresses: Iterable[str], min_hosts: int) -> list[str]:
     buckets: dict[IPv4Net | IPv6Net, set[ipaddress.IPv4Address | ipaddress.IPv6Address]] = {}
     for text in addresses:
@@ -237,7 +229,7 @@ def _aggregate_names(names: Iterable[str], min_names: int) -> list[str]:
 
 def _described(peer: str) -> str:
     """A written peer as `Peers.describe()` gives it back (an address is a /32 or /128)."""
-    return str(ipaddress.ip_network(peer)) if _is_address(peer) or "/" in peer else peer
+    return str(ipaddress.ip_network(peer)) if is_address(peer) or "/" in peer else peer
 
 
 def suggest(policy: str, observations: Sequence[Observation], syscalls: Sequence[tuple[str, int]] = (),
@@ -270,7 +262,7 @@ def suggest(policy: str, observations: Sequence[Observation], syscalls: Sequence
         counts[key] = counts.get(key, 0) + o.count
     # names most of a catalog group's names: the group instead
     picks = suggest_review.pick_groups({peer: merge_ports(found) for (direction, peer), found in ports.items()
-                                        if direction == "egress" and not _is_address(peer)})
+                                        if direction == "egress" and not is_address(peer)})
     picked = [(g, sum(counts.pop(("egress", n)) for n in g.seen)) for g in picks]
     for g in picks:
         for name in g.seen:
@@ -297,8 +289,8 @@ def suggest(policy: str, observations: Sequence[Observation], syscalls: Sequence
         proposed.append(ProposedRule("egress", g.peers, g.ports))
         total += n
     for (direction, port_ranges), (peers, n) in sorted(rules.items(), key=lambda kv: (kv[0][0], _ports_text(kv[0][1]))):
-        names = _aggregate_names([p for p in peers if not _is_address(p)], min_names)
-        nets = _aggregate_addresses([p for p in peers if _is_address(p)], min_hosts)
+        names = _aggregate_names([p for p in peers if not is_address(p)], min_names)
+        nets = _aggregate_addresses([p for p in peers if is_address(p)], min_hosts)
         keyword = "to" if direction == "egress" else "from"
         blocks.append((f"# {_count(n, 'flow')} {keyword} {_count(len(peers), 'peer')}",
                        [f"allow {direction} {keyword} " + ",\n    ".join([*names, *nets])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from clawpolicy.errors import Severity
 from clawpolicy.evaluate import Flow, evaluate
 from clawpolicy.ir import Action, Direction, Policy, Protocol, Rule, Span
+from clawpolicy.names import is_address
 from clawpolicy.netspace import IPNetwork
 
 TAILNET: tuple[IPNetwork, ...] = (ipaddress.ip_network("100.64.0.0/10"),
@@ -89,7 +90,7 @@ def reachable(policy: Policy, direction: Direction, protocol: Protocol, port: in
                 not rule.ports or any(p.covers(protocol, port) for p in rule.ports)):
             candidates += _probes(rule)
     for peer in dict.fromkeys(candidates):
-        if _is_address(peer) and ipaddress.ip_address(peer).is_loopback:
+        if is_address(peer) and ipaddress.ip_address(peer).is_loopback:
             continue
         verdict = evaluate(policy, Flow(direction, peer, protocol, port, user))
         if verdict.action is Action.ALLOW and verdict.cause == "rule":
@@ -100,14 +101,6 @@ def reachable(policy: Policy, direction: Direction, protocol: Protocol, port: in
 def _on_tailnet(rule: Rule) -> bool:
     nets: list[IPNetwork] = [*rule.peers.ipv4, *rule.peers.ipv6]
     return any(n.version == t.version and n.overlaps(t) for n in nets for t in TAILNET)
-
-
-def _is_address(peer: str) -> bool:
-    try:
-        ipaddress.ip_address(peer)
-    except ValueError:
-        return False
-    return True
 
 
 # ------------------------------------------------------------------------------ checks
