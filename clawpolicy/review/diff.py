@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from clawpolicy.evaluate import evaluate
 from clawpolicy.ir import Action, Direction, Mode, Policy, Rule
-from clawpolicy.review.lint import CREDENTIAL_DIRS, DANGEROUS_CAPS
+from clawpolicy.review.exposure import CREDENTIAL_DIRS, DANGEROUS_CAPS
 from clawpolicy.review.protected import protected_by
 from clawpolicy.review.reach import Decider, reach_changes
 from clawpolicy.review.risk import Risk, opened, reach_risk

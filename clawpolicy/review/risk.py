@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from clawpolicy.evaluate import LOOPBACK
 from clawpolicy.ir import Direction, Protocol
 from clawpolicy.names import METADATA_ENDPOINTS, is_public_suffix
-from clawpolicy.review.lint import WIDE_PREFIX
+from clawpolicy.review.exposure import WIDE_PREFIX
 from clawpolicy.review.protected import GATEWAY_PORT, MDNS, TAILNET
 from clawpolicy.review.reach import ANY_NAME, ReachChange
 

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from clawpolicy.review.lint import CHECKS, Finding
+from clawpolicy.review.finding import Finding
+from clawpolicy.review.lint import CHECKS
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
 
