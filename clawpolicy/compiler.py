@@ -96,7 +96,7 @@ def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, s
         result.policies.append(policy)
         chosen, narrowed = targets_for(policy, targets, options, explicit)
         result.diagnostics.extend(narrowed)
-        result.diagnostics.extend(check_support(policy, chosen, strict, options))
+        result.diagnostics.extend(check_support(policy, chosen, strict, options, explicit))
         for target in chosen:
             produced = BACKENDS[target].compile(policy, options)
             result.diagnostics.extend(_strictly(produced.diagnostics, strict))

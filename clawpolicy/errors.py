@@ -90,14 +90,17 @@ MAX_RENDERED_ERRORS = 20
 
 def render(diagnostics: Sequence[Diagnostic], sources: dict[str, str] | None = None,
            limit: int = MAX_RENDERED_ERRORS) -> str:
-    """Render diagnostics compiler-style; `sources` maps file names to text for the caret line."""
-    out: list[str] = []
-    shown = list(diagnostics)[:limit]
-    for diag in shown:
-        out.append(_render_one(diag, sources or {}))
-    hidden = len(diagnostics) - len(shown)
+    """Render diagnostics compiler-style; `sources` maps file names to text for the caret line.
+
+    Errors come first and are never cut (a wall of warnings must not hide why a compile
+    failed); warnings and notes fill what is left of `limit`, then "... and k more"."""
+    errors = [d for d in diagnostics if d.severity is Severity.ERROR]
+    rest = [d for d in diagnostics if d.severity is not Severity.ERROR]
+    shown = rest[:max(0, limit - len(errors))]
+    out = [_render_one(diag, sources or {}) for diag in (*errors, *shown)]
+    hidden = len(rest) - len(shown)
     if hidden > 0:
-        out.append(f"... and {hidden} more")
+        out.append(f"... and {hidden} more warning{'s' if hidden > 1 else ''} or notes")
     return "\n".join(out)
 
 

@@ -93,12 +93,15 @@ def features_used(policy: Policy) -> Iterator[tuple[Feature, str, Span]]:
 
 
 def check_support(policy: Policy, targets: Sequence[str], strict: bool = False,
-                  options: CompileOptions | None = None) -> list[Diagnostic]:
+                  options: CompileOptions | None = None, explicit: bool = False) -> list[Diagnostic]:
     """Say which rules the selected targets cannot enforce (warnings; errors when strict).
 
     A rule is reported when no selected enforcing target enforces it fully; partial support is
-    a note naming how the target approximates it."""
+    a note naming how the target approximates it. `explicit`: the user named the targets, so a
+    rule another (unselected) target enforces is a division of labour, not a gap: a note with
+    code "enforced-elsewhere" (the CLI sums these up in one line), never an error."""
     enforcing = [BACKENDS[t] for t in targets if BACKENDS[t].enforces]
+    applicable = targets_for(policy, list(BACKENDS), options, explicit=True)[0] if explicit else []
     out: list[Diagnostic] = []
     reported: set[tuple[Feature, str]] = set()
     for feature, rule_id, span in features_used(policy):
@@ -114,6 +117,14 @@ def check_support(policy: Policy, targets: Sequence[str], strict: bool = False,
             name, s = partial[0]
             out.append(Diagnostic(Severity.NOTE, f"{rule_id}: {feature.value} enforced only partly "
                                   f"by {name}: {s.how}", loc, code="partial-support"))
+            continue
+        elsewhere = [n for n in applicable if n not in targets and BACKENDS[n].enforces
+                     and (sup := support_of(BACKENDS[n], options).get(feature)) is not None
+                     and sup.level is not Level.NO]
+        if elsewhere:
+            out.append(Diagnostic(Severity.NOTE, f"{rule_id}: {feature.value} enforced only by "
+                                  f"other targets ({', '.join(elsewhere)})", loc,
+                                  code="enforced-elsewhere"))
             continue
         why = "; ".join(f"{n}: {s.how}" for n, s in levels.items() if s is not None) or "no target selected"
         out.append(Diagnostic(Severity.ERROR if strict else Severity.WARNING,

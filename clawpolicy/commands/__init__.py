@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from clawpolicy.errors import Diagnostic, render
@@ -31,3 +32,12 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
     return value
 
+
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """--config/--no-config, for the commands a project config (clawpolicy.toml) feeds."""
+    p.add_argument("--config", type=Path, metavar="FILE",
+                   help="project config to use (default: the nearest clawpolicy.toml, or "
+                        "pyproject.toml with [tool.clawpolicy], from the working directory up); "
+                        "command-line options win over it")
+    p.add_argument("--no-config", action="store_true", help="ignore any project config")

@@ -10,9 +10,15 @@ from pathlib import Path
 from clawpolicy import ir
 from clawpolicy.backends.base import CompileOptions
 from clawpolicy.backends.registry import BACKENDS, DEFAULT_TARGETS
-from clawpolicy.commands import HELP_FORMAT, Subparsers, positive_int, print_diagnostics
-from clawpolicy.compiler import compile_paths
-from clawpolicy.errors import ExitCode, Severity, printable
+from clawpolicy.commands import (
+    HELP_FORMAT,
+    Subparsers,
+    add_config_arguments,
+    positive_int,
+    print_diagnostics,
+)
+from clawpolicy.compiler import CompileResult, compile_paths
+from clawpolicy.errors import Diagnostic, ExitCode, Severity, printable
 from clawpolicy.kubernetes import namespace_problem, parse_selector
 from clawpolicy.lower import load_policies
 from clawpolicy.write import OutputError, apply, describe, plan
@@ -79,7 +85,29 @@ def _refusal(value: str | None) -> ir.Refusal | None:
     return None if value is None else ir.Refusal(value)
 
 
+# Built-in defaults of the options a project config may set (config.py): the parser leaves
+# them None, so "not given" is told apart from "given the default" (CLI > config > default).
+DEFAULTS: dict[str, object] = {
+    "output": Path("generated"), "apparmor_abi": "3.0", "seccomp_deny_action": "errno",
+    "fqdn_timeout": 600, "k8s_flavor": "vanilla", "k8s_container": "openclaw",
+    "systemd_unit": "openclaw-gateway.service", "strict": False, "lock": False, "validate": False,
+}
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
+    from clawpolicy import config
+
+    try:
+        project = config.resolve(args.config, args.no_config)
+    except config.ConfigError as exc:
+        print_diagnostics(exc.diagnostics, exc.sources)
+        return ExitCode.POLICY_ERROR
+    config.settle(args, project.compile, DEFAULTS)
+    to_stdout = str(args.output) == "-"
+    if to_stdout and args.check:
+        print("clawpolicy compile: -o - writes to stdout; --check compares a directory",
+              file=sys.stderr)
+        return ExitCode.USAGE
     targets = args.target or list(DEFAULT_TARGETS)
     options = CompileOptions(apparmor_abi=args.apparmor_abi, fqdn_timeout=args.fqdn_timeout,
                              seccomp_deny_action=args.seccomp_deny_action,
@@ -92,21 +120,57 @@ def cmd_compile(args: argparse.Namespace) -> int:
                            options=options, explicit=bool(args.target),
                            include_root=args.include_root,
                            refusal=(_refusal(args.deny_action), _refusal(args.ingress_deny_action)))
-    shown = [d for d in result.diagnostics if d.severity is not Severity.NOTE or args.verbose]
-    print_diagnostics(shown, result.sources)
+    report_diagnostics(result.diagnostics, result.sources, verbose=args.verbose)
     for line in result.validations:
         print(f"validated {line}", file=sys.stderr)
     if not result.ok:
         print("clawpolicy: compile failed; nothing was written", file=sys.stderr)
         return ExitCode.POLICY_ERROR
-    root: Path = args.output
+    if to_stdout:
+        return _to_stdout(result.outputs)
+    return _write(args.output, result, check=args.check)
+
+
+def report_diagnostics(diagnostics: list[Diagnostic], sources: dict[str, str], *,
+                       verbose: bool) -> None:
+    """Errors first (never cut), then warnings; notes only with -v. Rules that only unselected
+    targets enforce (registry.check_support, code "enforced-elsewhere") are one line unless -v:
+    a single-target compile is a division of labour, not twelve problems."""
+    elsewhere = [d for d in diagnostics if d.code == "enforced-elsewhere"]
+    shown = [d for d in diagnostics if verbose or d.severity is not Severity.NOTE]
+    print_diagnostics(shown, sources)
+    if elsewhere and not verbose:
+        rules = {d.message.partition(":")[0] for d in elsewhere}
+        others = sorted({t for d in elsewhere
+                         for t in d.message.rpartition("(")[2].rstrip(")").split(", ")})
+        many = len(rules) != 1
+        print(f"clawpolicy: {len(rules)} rule{'s' if many else ''} {'are' if many else 'is'} "
+              f"enforced only by other targets ({', '.join(others)}): -v lists them",
+              file=sys.stderr)
+
+
+def _to_stdout(outputs: dict[str, bytes]) -> int:
+    from clawpolicy.stream import StreamError, to_stream
+
+    try:
+        data = to_stream(outputs)
+    except StreamError as exc:
+        print(f"clawpolicy: error: {printable(str(exc))}", file=sys.stderr)
+        return ExitCode.POLICY_ERROR
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
+    return ExitCode.OK
+
+
+def _write(root: Path, result: CompileResult, *, check: bool) -> int:
     try:
         changes = plan(root, result.outputs, result.owned_dirs)
     except (OutputError, OSError) as exc:
         print(f"clawpolicy: error: {printable(str(exc))}", file=sys.stderr)
         print("clawpolicy: nothing was written", file=sys.stderr)
         return ExitCode.POLICY_ERROR
-    if args.check:
+    if check:
         if changes.stale:
             print(describe(root, result.outputs, changes), file=sys.stderr)
             print(f"clawpolicy: {root} is stale; run `clawpolicy compile` and commit the result",
@@ -151,8 +215,9 @@ def register(sub: Subparsers) -> None:
                        description="Compile policy files into artifacts for every target.",
                        epilog=COMPILE_HELP, formatter_class=HELP_FORMAT)
     p.add_argument("policies", nargs="+", type=Path, metavar="POLICY.claw")
-    p.add_argument("-o", "--output", type=Path, default=Path("generated"),
-                   help="output root (default: generated/)")
+    p.add_argument("-o", "--output", type=Path,
+                   help="output root (default: generated/); `-o -`: one policy's one target to "
+                        "stdout (k8s: its manifests as one YAML stream, for kubectl apply -f -)")
     p.add_argument("-t", "--target", action="append", choices=sorted(BACKENDS),
                    help="target to build (repeatable; default: all)")
     p.add_argument("--mode", choices=[m.value for m in ir.Mode],
@@ -168,19 +233,19 @@ def register(sub: Subparsers) -> None:
                         "each policy file named here, else its directory)")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if the output is stale, showing what differs")
-    p.add_argument("--apparmor-abi", choices=["3.0", "4.0"], default="3.0",
+    p.add_argument("--apparmor-abi", choices=["3.0", "4.0"],
                    help="feature ABI the AppArmor profile is written against (default 3.0: "
                         "parses with Debian 12's apparmor_parser)")
-    p.add_argument("--seccomp-deny-action", choices=["errno", "kill"], default="errno",
+    p.add_argument("--seccomp-deny-action", choices=["errno", "kill"],
                    help="what enforce-mode seccomp refusals do: fail with EPERM (default) or "
                         "kill the process (calls outside the baseline still get ENOSYS)")
-    p.add_argument("--fqdn-timeout", type=positive_int, default=600, metavar="SECONDS",
+    p.add_argument("--fqdn-timeout", type=positive_int, metavar="SECONDS",
                    help="how long an address DNS put into an FQDN set stays without a new "
                         "answer or connection (default 600; dnsmasq TTLs are capped to it)")
     p.add_argument("--dns-upstream", action="append", type=_dns_upstream, metavar="IP[:PORT]",
                    help="the agent resolver's upstream servers (repeatable): the dnsmasq fragment "
                         "forwards only the policy's names there; the gate's unit passes them on")
-    p.add_argument("--k8s-flavor", choices=["vanilla", "cilium", "calico"], default="vanilla",
+    p.add_argument("--k8s-flavor", choices=["vanilla", "cilium", "calico"],
                    help="which network policy the k8s target writes: vanilla NetworkPolicy "
                         "(any cluster; no names, no logging), cilium CiliumNetworkPolicy (toFQDNs, "
                         "deny rules), calico projectcalico.org/v3 (ordered Log/Deny/Allow; shadow "
@@ -190,20 +255,22 @@ def register(sub: Subparsers) -> None:
                         "`applies-to pods`, and lets a host or user policy compile to k8s")
     p.add_argument("--k8s-namespace", type=_k8s_namespace, metavar="NAME",
                    help="namespace of those pods (default: the policy's, else `default`)")
-    p.add_argument("--k8s-container", type=_k8s_namespace, default="openclaw", metavar="NAME",
+    p.add_argument("--k8s-container", type=_k8s_namespace, metavar="NAME",
                    help="container the pod hardening patch merges into (default: openclaw)")
-    p.add_argument("--systemd-unit", type=_systemd_unit, default="openclaw-gateway.service",
+    p.add_argument("--systemd-unit", type=_systemd_unit,
                    metavar="NAME.service", help="the agent's unit the systemd target writes a "
                    "drop-in for (default: openclaw-gateway.service; the target is built only "
                    "with -t systemd)")
-    p.add_argument("--strict", action="store_true",
+    p.add_argument("--strict", action=argparse.BooleanOptionalAction,
                    help="treat warnings (expired rules, rules no target enforces) as errors")
-    p.add_argument("--validate", action="store_true",
+    p.add_argument("--validate", action=argparse.BooleanOptionalAction,
                    help="check each nftables ruleset with libnftables (dry run) and `nft -c`, "
                    "each AppArmor profile with apparmor_parser, each dnsmasq fragment with "
                    "`dnsmasq --test`")
-    p.add_argument("-v", "--verbose", action="store_true", help="also show notes")
-    p.add_argument("--lock", action="store_true",
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also show notes, and each rule only other targets enforce")
+    add_config_arguments(p)
+    p.add_argument("--lock", action=argparse.BooleanOptionalAction,
                    help="put each policy file's locked addresses (<file>.lock.json, written by "
                         "`clawpolicy resolve`) into the FQDN sets")
     p.set_defaults(func=cmd_compile)

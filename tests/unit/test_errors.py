@@ -30,10 +30,15 @@ def test_only_newline_breaks_lines() -> None:
     assert "allow here" in render([diag], {"p.claw": text}).splitlines()[1]
 
 
-def test_more_than_the_limit_is_summarised() -> None:
-    diags = [Diagnostic(Severity.ERROR, f"e{i}", Location("p.claw")) for i in range(25)]
-    out = render(diags, {"p.claw": ""}, limit=20)
-    assert out.count("error: e") == 20 and out.endswith("... and 5 more")
+def test_warnings_beyond_the_limit_are_summarised_errors_never() -> None:
+    warnings = [Diagnostic(Severity.WARNING, f"w{i}", Location("p.claw")) for i in range(25)]
+    out = render(warnings, {"p.claw": ""}, limit=20)
+    assert out.count("warning: w") == 20 and out.endswith("... and 5 more warnings or notes")
+    errors = [Diagnostic(Severity.ERROR, f"e{i}", Location("p.claw")) for i in range(25)]
+    out = render(warnings + errors, {"p.claw": ""}, limit=20)
+    lines = out.splitlines()
+    assert lines[:25] == [f"p.claw: error: e{i}" for i in range(25)]  # first, all of them
+    assert out.count("warning: w") == 0 and out.endswith("... and 25 more warnings or notes")
 
 
 def _unprintable(text: str) -> list[str]:
