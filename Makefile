@@ -1,6 +1,7 @@
 # clawpolicy: the two commands are `make run` and `make test` (both set up what they need).
 PY := .venv/bin/python
 EXAMPLES := $(wildcard examples/*.claw)
+CONFIG := examples/clawpolicy.toml  # the project config that builds the committed generated/
 
 .PHONY: setup run test test-unit bench golden check clean
 
@@ -9,7 +10,7 @@ setup:
 
 ## Compile the bundled examples into generated/ (validated with libnftables).
 run: setup
-	$(PY) -m clawpolicy.cli compile $(EXAMPLES) --validate
+	$(PY) -m clawpolicy.cli compile $(EXAMPLES) --config $(CONFIG) --validate
 
 ## The whole suite: unit, golden, fuzz, and kernel tests (these need root, as CI has).
 test: setup
@@ -31,12 +32,12 @@ bench: setup
 ## Regenerate golden files and generated/ after a reviewed change (then read the diff!).
 golden: setup
 	PYTHONHASHSEED=0 $(PY) -c "from clawpolicy.parse import write_tables; write_tables()"
-	$(PY) -m clawpolicy.cli compile $(EXAMPLES)
+	$(PY) -m clawpolicy.cli compile $(EXAMPLES) --config $(CONFIG)
 	CLAWPOLICY_REGENERATE=1 $(PY) -m pytest tests/golden -q
 
 ## CI's staleness check on its own.
 check: setup
-	$(PY) -m clawpolicy.cli compile $(EXAMPLES) --check
+	$(PY) -m clawpolicy.cli compile $(EXAMPLES) --config $(CONFIG) --check
 
 clean:
 	rm -rf .venv .pytest_cache .hypothesis build *.egg-info

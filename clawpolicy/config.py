@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clawpolicy.errors import Diagnostic, Location, Severity
+from clawpolicy.errors import Diagnostic, Location, Severity, closest
+from clawpolicy.review.finding import LintIgnore
 
 CONFIG_NAME = "clawpolicy.toml"
 PYPROJECT = "pyproject.toml"
@@ -36,18 +37,6 @@ class ConfigError(Exception):
         self.diagnostics = diagnostics
         self.sources = sources
         super().__init__(diagnostics[0].message if diagnostics else "config error")
-
-
-@dataclass(frozen=True)
-class LintIgnore:
-    """A project-wide lint suppression (`[[lint.ignore]]`): a check, optionally narrowed
-    to one rule ID and/or one policy file, and the reason a reviewer accepted it."""
-
-    check: str
-    reason: str
-    rule: str | None = None
-    file: Path | None = None  # resolved against the config file's directory
-    location: Location | None = None  # where in the config it is written
 
 
 @dataclass(frozen=True)
@@ -228,13 +217,17 @@ def load(path: Path) -> Config:
     for table_name, table in data.items():
         keys = schema.get((table_name,))
         if keys is None or not isinstance(table, dict):
+            near = closest(table_name, [t[0] for t in schema])
             problem(f"unknown config table or key {'.'.join(prefix + (table_name,))!r}", (),
-                    table_name, f"known tables: {', '.join(t[0] for t in schema)}")
+                    table_name, f"did you mean [{near}]?" if near else
+                    f"known tables: {', '.join(t[0] for t in schema)}")
             continue
         for key, value in table.items():
             if key not in keys:
+                near = closest(key, keys)
                 problem(f"unknown key {key!r} in [{'.'.join(prefix + (table_name,))}]",
-                        (table_name,), key, f"known keys: {', '.join(keys)}")
+                        (table_name,), key, f"did you mean {near!r}?" if near else
+                        f"known keys: {', '.join(keys)}")
                 continue
             command, dest, convert = keys[key]
             if key == "ignore":
@@ -308,8 +301,10 @@ def _locate(text: str, table: tuple[str, ...], key: str | None, needle: str | No
         header = _HEADER.match(line)
         if header:
             current = tuple(p.strip().strip("\"'") for p in header.group(1).split("."))
-            if current == wanted_header:
-                return number, line.index("[") + 1
+            if current == wanted_header and found_key is None:
+                found_key = (number, line.index("[") + 1)
+                if needle is None:
+                    return found_key
             continue
         if key_re and current == table and found_key is None:
             m = key_re.match(line)
@@ -328,8 +323,12 @@ def resolve(explicit: Path | None, disabled: bool, cwd: Path | None = None) -> C
         return Config()
     if explicit is not None:
         return load(explicit)
-    found = find((cwd or Path.cwd()).resolve())
-    return load(found) if found is not None else Config()
+    here = (cwd or Path.cwd()).resolve()
+    found = find(here)
+    if found is None:
+        return Config()
+    shown = found.relative_to(here) if cwd is None and found.is_relative_to(here) else found
+    return load(shown)  # messages name it as the user sees it from here
 
 
 def settle(args: Any, values: dict[str, Any], defaults: dict[str, Any]) -> None:

@@ -141,12 +141,21 @@ CHECKS: tuple[Check, ...] = (
 )
 
 
+# Checks that are errors once the operator declared management ports (the host is run
+# remotely, so a lockout cuts them off), warnings otherwise (a workstation needs no SSH).
+ERROR_WHEN_REMOTE = frozenset({"no-management-ingress"})
+
+
 def lint(policy: Policy, *, today: dt.date, targets: Sequence[str],
-         require_owner: bool = False, management_ports: Sequence[int] = (22,)) -> list[Finding]:
+         require_owner: bool = False, management_ports: Sequence[int] | None = None
+         ) -> list[Finding]:
     """Run every check on `policy`; findings sorted by position, then check id.
-    `management_ports`: the TCP ports operators log in on (the lockout check)."""
-    ctx = Context(policy, today, tuple(targets), require_owner, tuple(management_ports))
-    out = [Finding(check.id, check.severity, hit.message, hit.rule_id,
+    `management_ports`: the TCP ports operators log in on (the lockout check); None means
+    the default, 22, without declaring the host remote."""
+    remote = management_ports is not None
+    ctx = Context(policy, today, tuple(targets), require_owner, tuple(management_ports or (22,)))
+    out = [Finding(check.id, Severity.ERROR if remote and check.id in ERROR_WHEN_REMOTE
+                   else check.severity, hit.message, hit.rule_id,
                    Location(hit.span.file, hit.span.line, hit.span.col), hit.hint)
            for check in CHECKS for hit in check.run(ctx)]
     return sorted(out, key=Finding.sort_key)

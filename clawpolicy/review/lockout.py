@@ -186,9 +186,12 @@ def check_names_without_dns_local(policy: Policy, ports: Sequence[int]) -> Itera
 
 
 SPECS: tuple[Spec, ...] = (
-    Spec("no-management-ingress", Severity.ERROR, "Host policy without management ingress",
+    Spec("no-management-ingress", Severity.WARNING, "Host policy without management ingress",
          "An applies-to host policy that allows no ingress to SSH (22/tcp, or the ports given "
-         "with --management-port) locks operators out once enforced.", check_management),
+         "with --management-port) locks operators out once enforced. A warning, since a "
+         "workstation needs no SSH; an error once management ports are declared "
+         "(--management-port, or [lint] management-ports): the host is run remotely.",
+         check_management),
     Spec("tailscale-egress-missing", Severity.WARNING, "Tailnet ingress without Tailscale's egress",
          "Ingress over the tailnet needs tailscaled to reach its coordination server and DERP "
          "(443/tcp), STUN (3478/udp) and peers (41641/udp).", check_tailscale),

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from clawpolicy.errors import Location
 from clawpolicy.review.finding import Finding
 from clawpolicy.review.lint import CHECKS
 
@@ -31,6 +32,24 @@ def _uri(file: str) -> str:
     return path.resolve().as_uri() if path.is_absolute() else quote(path.as_posix())
 
 
+def _physical(loc: Location) -> dict[str, Any]:
+    physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(loc.file)}}
+    if loc.line > 0:
+        physical["region"] = {"startLine": loc.line, "startColumn": max(1, loc.col)}
+    return physical
+
+
+def _suppression(f: Finding) -> dict[str, Any]:
+    """SARIF 2.1.0 §3.35: kind inSource (a comment in the policy) or external (the project
+    config), the reviewer's reason as the justification, and where it is written."""
+    assert f.suppression is not None
+    out: dict[str, Any] = {"kind": f.suppression.kind,
+                           "justification": f.suppression.justification}
+    if f.suppression.location is not None:
+        out["location"] = {"physicalLocation": _physical(f.suppression.location)}
+    return out
+
+
 def to_sarif(findings: Iterable[Finding]) -> dict[str, Any]:
     index = {c.id: n for n, c in enumerate(CHECKS)}
     rules = [{"id": c.id, "name": c.id.replace("-", " ").title().replace(" ", ""),
@@ -39,10 +58,7 @@ def to_sarif(findings: Iterable[Finding]) -> dict[str, Any]:
              for c in CHECKS]
     results = []
     for f in findings:
-        physical: dict[str, Any] = {"artifactLocation": {"uri": _uri(f.location.file)}}
-        if f.location.line > 0:
-            physical["region"] = {"startLine": f.location.line,
-                                  "startColumn": max(1, f.location.col)}
+        physical = _physical(f.location)
         result: dict[str, Any] = {
             "ruleId": f.check, "ruleIndex": index[f.check], "level": f.severity.value,
             "message": {"text": f.message + (f" ({f.rule_id})" if f.rule_id else "")},
@@ -55,6 +71,8 @@ def to_sarif(findings: Iterable[Finding]) -> dict[str, Any]:
             props["hint"] = f.hint
         if props:
             result["properties"] = props
+        if f.suppression is not None:
+            result["suppressions"] = [_suppression(f)]
         results.append(result)
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [{
         "tool": {"driver": {"name": "clawpolicy", "version": _version(),
