@@ -1,7 +1,8 @@
 # clawpolicy: the two commands are `make run` and `make test` (both set up what they need).
 PY := .venv/bin/python
 EXAMPLES := $(wildcard examples/*.claw)
-CONFIG := examples/clawpolicy.toml  # the project config that builds the committed generated/
+# the project config that builds the committed generated/ (docs/config.md)
+CONFIG := examples/clawpolicy.toml
 
 .PHONY: setup run test test-unit bench golden check clean
 

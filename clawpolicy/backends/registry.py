@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from clawpolicy.backends import apparmor, dnsgate, dnsmasq, docs, k8s, nftables, seccomp, systemd
 from clawpolicy.backends.base import Backend, CompileOptions, Feature, Level, Support
 from clawpolicy.errors import Diagnostic, Location, Severity
-from clawpolicy.ir import Action, Direction, Mode, Policy, Span
+from clawpolicy.ir import Action, Direction, Mode, Policy, Rule, Span
 
 BACKENDS: dict[str, Backend] = {
     "nftables": nftables.BACKEND,
@@ -118,6 +118,12 @@ def check_support(policy: Policy, targets: Sequence[str], strict: bool = False,
             out.append(Diagnostic(Severity.NOTE, f"{rule_id}: {feature.value} enforced only partly "
                                   f"by {name}: {s.how}", loc, code="partial-support"))
             continue
+        cover = _covering_allow(policy, rule_id, feature, enforcing, options)
+        if cover is not None:
+            out.append(Diagnostic(Severity.NOTE, f"{rule_id}: {feature.value} not enforced by "
+                                  f"{cover[1]}, which lets all of it through by {cover[0]} "
+                                  "(every address on the same ports)", loc, code="covered"))
+            continue
         elsewhere = [n for n in applicable if n not in targets and BACKENDS[n].enforces
                      and (sup := support_of(BACKENDS[n], options).get(feature)) is not None
                      and sup.level is not Level.NO]
@@ -132,3 +138,39 @@ def check_support(policy: Policy, targets: Sequence[str], strict: bool = False,
                               loc, f"{why}. Select a target that enforces it, or drop the rule",
                               code="unenforced"))
     return out
+
+
+NAME_FEATURES = (Feature.FQDN, Feature.WILDCARD)
+
+
+def _covering_allow(policy: Policy, rule_id: str, feature: Feature, enforcing: Sequence[Backend],
+                    options: CompileOptions | None) -> tuple[str, str] | None:
+    """For an allow rule whose names a target cannot match: another allow rule of the same
+    direction to every address (`any`, or 0.0.0.0/0 with ::/0) on at least its ports, which
+    that target enforces fully. Then dropping the names loses nothing: every flow the rule
+    allows is allowed by the wider rule, and the denies refuse the same flows either way.
+    Returns (covering rule id, target)."""
+    rule = policy.rule(rule_id) if feature in NAME_FEATURES else None
+    if rule is None or not isinstance(rule, Rule) or rule.action is not Action.ALLOW:
+        return None
+    for other in policy.rules:
+        everywhere = other.peers.any or (
+            any(n.prefixlen == 0 for n in other.peers.ipv4)
+            and any(n.prefixlen == 0 for n in other.peers.ipv6))
+        if (other.id == rule.id or other.action is not Action.ALLOW or not everywhere
+                or other.direction is not rule.direction or not _ports_within(rule, other)):
+            continue
+        used = {f for f, rid, _ in features_used(policy) if rid == other.id}
+        for backend in enforcing:
+            table = support_of(backend, options)
+            if all((sup := table.get(f)) is not None and sup.level is Level.YES for f in used):
+                return other.id, backend.name
+    return None
+
+
+def _ports_within(inner: Rule, outer: Rule) -> bool:
+    if not outer.ports:
+        return True
+    return bool(inner.ports) and all(
+        any(o.protocol is i.protocol and o.bounds[0] <= i.bounds[0] and i.bounds[1] <= o.bounds[1]
+            for o in outer.ports) for i in inner.ports)

@@ -179,3 +179,29 @@ def test_target_options(workdir: Path) -> None:
     assert main(["compile", "demo.claw", "--apparmor-abi", "4.0", "--target", "apparmor"]) == 0
     assert "abi <abi/4.0>," in (workdir / "generated/demo/apparmor/clawpolicy-demo").read_text()
     assert main(["compile", "demo.claw", "--fqdn-timeout", "0"]) == 2
+
+
+def test_one_summary_line_for_rules_other_targets_enforce(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A single-target compile names what other targets enforce in one line (-v: each rule);
+    it is a division of labour, so --strict passes."""
+    monkeypatch.chdir(REPO)
+    server = "examples/openclaw-server.claw"
+    out = str(tmp_path / "o")
+    assert main(["compile", server, "-t", "nftables", "-o", out, "--strict"]) == 0
+    err = capsys.readouterr().err
+    summary = re.fullmatch(r"clawpolicy: (\d+) rules are enforced only by other targets \(apparmor, "
+                           r"seccomp, systemd\): -v lists them\n", err)
+    assert summary, err
+    assert main(["compile", server, "-t", "nftables", "-o", out, "-v"]) == 0
+    err = capsys.readouterr().err
+    notes = re.findall(r"note: (\S+): .* enforced only by other targets \(", err)
+    assert len(set(notes)) == int(summary.group(1)) and "-v lists" not in err
+
+
+def test_the_examples_compile_strictly_with_their_default_targets(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(REPO)
+    examples = sorted(str(p.relative_to(REPO)) for p in (REPO / "examples").glob("*.claw"))
+    assert main(["compile", *examples, "--strict", "-o", str(tmp_path)]) == 0
+    assert "warning" not in capsys.readouterr().err

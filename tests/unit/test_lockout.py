@@ -104,17 +104,27 @@ def test_a_healthy_host_policy_has_no_host_findings(tmp_path: Path) -> None:
     assert not [f for f in lint(policy, today=TODAY, targets=("nftables",)) if f.check in ids]
 
 
-def test_only_the_lockout_is_an_error() -> None:
+def test_the_lockout_is_an_error_only_for_hosts_run_remotely(tmp_path: Path) -> None:
+    """A workstation needs no SSH: without declared management ports the lockout is a
+    warning; declaring them (--management-port, [lint] management-ports) makes it an error."""
     severities = {c.id: c.severity for c in CHECKS}
-    assert severities["no-management-ingress"] is Severity.ERROR
-    assert {severities[c] for c in ("no-ntp", "tailscale-egress-missing", "no-resolver-upstream",
-                                    "names-without-dns-local")} == {Severity.WARNING}
+    assert {severities[c] for c in ("no-management-ingress", "no-ntp", "tailscale-egress-missing",
+                                    "no-resolver-upstream", "names-without-dns-local")} == {Severity.WARNING}
+    policy = load(tmp_path, NTP, HOST)
+    found = {ports: [f.severity for f in lint(policy, today=TODAY, targets=("nftables",),
+                                              management_ports=ports)
+                     if f.check == "no-management-ingress"] for ports in (None, (22,))}
+    assert found == {None: [Severity.WARNING], (22,): [Severity.ERROR]}
 
 
 def test_cli_management_port(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "h.claw"
     path.write_text(f"policy h {{\n  applies-to host\n  {SSH}\n}}\n")
     assert main(["lint", str(path)]) == 0
+    path.write_text("policy h {\n  applies-to host\n}\n")
+    assert main(["lint", str(path)]) == 0  # a warning: nothing says the host is run remotely
+    assert "warning: [no-management-ingress]" in capsys.readouterr().out
+    path.write_text(f"policy h {{\n  applies-to host\n  {SSH}\n}}\n")
     assert main(["lint", str(path), "--management-port", "2222"]) == 1
     out = capsys.readouterr().out
     assert f"{path}:1:1: error: [no-management-ingress] no ingress to the management port 2222/tcp" in out
