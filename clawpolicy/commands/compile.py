@@ -35,10 +35,18 @@ examples:
       check the ruleset with libnftables (dry run) before writing
   clawpolicy compile examples/x.claw --lock
       also put the addresses of examples/x.lock.json (`clawpolicy resolve`) into the FQDN sets
-  clawpolicy compile examples/openclaw-k8s.claw --target k8s --k8s-flavor cilium
-      Kubernetes manifests (kubectl apply -k generated/openclaw-k8s/k8s/) for Cilium
+  clawpolicy compile examples/openclaw-k8s.claw --target k8s --k8s-flavor cilium -o out/
+      Kubernetes manifests (kubectl apply -k out/openclaw-k8s/k8s/) for Cilium
   clawpolicy compile examples/x.claw --target k8s --k8s-selector app=openclaw --k8s-namespace ai
       a host policy's rules for the pods labelled app=openclaw in namespace ai
+  clawpolicy compile examples/openclaw-k8s.claw -t k8s -o - | kubectl apply -f -
+      one target to stdout (k8s: the manifests as one YAML stream); nothing is written
+  clawpolicy compile policies/*.claw --config ci/clawpolicy.toml --check
+      the project config (default: the nearest clawpolicy.toml or [tool.clawpolicy] in
+      pyproject.toml) sets targets, flavour, output and options; the command line wins
+
+With -t, rules that only other targets enforce are summed up in one line (-v lists them) and
+do not fail --strict. Errors are printed first and never cut.
 
 Nothing is written unless every policy compiles; changed files are replaced atomically, and
 files a target no longer produces are removed from its directory (only files compile wrote

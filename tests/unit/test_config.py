@@ -67,7 +67,8 @@ def test_discovery_walks_up_and_prefers_clawpolicy_toml(tmp_path: Path, subtests
     deep = tmp_path / "a" / "b"
     deep.mkdir(parents=True)
     with subtests.test("nothing"):
-        assert config.find(deep) is None or not config.find(deep).is_relative_to(tmp_path)  # type: ignore[union-attr]
+        found = config.find(deep)
+        assert found is None or not found.is_relative_to(tmp_path)
     (tmp_path / "a" / "pyproject.toml").write_text('[project]\nname = "x"\n')
     with subtests.test("a pyproject without [tool.clawpolicy] is not a config"):
         assert config.find(deep) != tmp_path / "a" / "pyproject.toml"
