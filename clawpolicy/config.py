@@ -14,6 +14,7 @@ gives no positions, so the line of a key is found by a scan of the text (`_locat
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from collections.abc import Callable, Iterator
@@ -84,7 +85,7 @@ def _path(value: Any, base: Path) -> Path:
     """Relative paths are the config file's directory's, wherever the command runs."""
     if not isinstance(value, str) or not value or value == "-":
         raise ValueError(f"expected a directory path, not {value!r}")
-    return base / value
+    return Path(os.path.normpath(base / value))  # examples/../generated is shown as generated
 
 
 def _argtype(parse: Callable[[str], Any]) -> Convert:
