@@ -1,16 +1,19 @@
 """The subcommands, one module per family; each module's ``register`` adds its parsers.
 
-Shared here: how diagnostics are printed and the argument types more than one command uses.
+Shared here: how diagnostics and errors are printed, whether to colour, and the argument types
+more than one command uses.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
-from clawpolicy.errors import Diagnostic, render
+from clawpolicy.errors import Diagnostic, ExitCode, render
+from clawpolicy.printable import shown
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -31,3 +34,33 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive number of seconds, not {text!r}")
     return value
 
+
+
+# ------------------------------------------------------------------------------ messages and colour
+
+def error(message: str, *, hint: str | None = None, code: int = ExitCode.POLICY_ERROR) -> int:
+    """Print ``clawpolicy: error: MESSAGE``, the one prefix of errors that have no source
+    position (those that have one are ``file:line:col: error:``); return the exit status."""
+    print(shown(f"clawpolicy: error: {message}"), file=sys.stderr)
+    if hint:
+        print(shown(f"  hint: {hint}"), file=sys.stderr)
+    return code
+
+
+COLOR_CHOICES = ("auto", "always", "never")
+_color = ["auto"]  # set once per run by cli.main (--color); a list, so no `global` is needed
+
+
+def set_color(mode: str) -> None:
+    _color[0] = mode
+
+
+def use_color(stream: TextIO) -> bool:
+    """Whether to colour `stream`: --color always/never decide; auto colours a terminal unless
+    NO_COLOR is set to anything non-empty (https://no-color.org: a command-line flag wins)."""
+    if _color[0] != "auto":
+        return _color[0] == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())

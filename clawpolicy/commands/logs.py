@@ -135,9 +135,11 @@ def _warn(problems: textinput.Problems) -> None:
         print(shown(line), file=sys.stderr)
 
 
-def _fail(command: str, exc: Exception) -> int:
-    print(f"clawpolicy {command}: {exc}", file=sys.stderr)
-    return ExitCode.USAGE
+def _fail(exc: Exception) -> int:
+    """A file named on the command line that cannot be read is 1, as in every command; a
+    command line that cannot work (no input named, a bad option value) is usage, 2."""
+    print(shown(f"clawpolicy: error: {exc}"), file=sys.stderr)
+    return ExitCode.POLICY_ERROR if isinstance(exc, (InputError, OSError)) else ExitCode.USAGE
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -149,7 +151,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
     try:
         result = _explain_logs(args.logs, policies, _processes(args))
     except InputError as exc:
-        return _fail("explain", exc)
+        return _fail(exc)
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
     elif args.format == "markdown":
@@ -164,7 +166,7 @@ def _follow(names: Sequence[str], policies: Sequence[Policy], processes: explain
     from clawpolicy.operate import follow
 
     if len(names) > 1:
-        return _fail("explain", ValueError("--follow reads one file, or stdin"))
+        return _fail(ValueError("--follow reads one file, or stdin"))
     source = (sys.stdin if not names or names[0] == "-"
               else follow.tail(Path(names[0])))
     try:
@@ -173,7 +175,7 @@ def _follow(names: Sequence[str], policies: Sequence[Policy], processes: explain
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        return _fail("explain", exc)
+        return _fail(exc)
     return ExitCode.OK
 
 
@@ -191,12 +193,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.dns_log:
         return _simulate_dns(args, policies)
     if not args.flows:
-        return _fail("simulate", ValueError("give flow files, or --dns-log LOG"))
+        return _fail(ValueError("give flow files, or --dns-log LOG"))
     try:
         with progress.step("reading the flows"):
             flows = _read_flows(args.flows, args.flow_format, args.local)
     except (InputError, ValueError) as exc:
-        return _fail("simulate", exc)
+        return _fail(exc)
     users = dict(args.user)
     with progress.step(f"deciding {len(flows.flows):,} flows"):
         results = [simulate.simulate(p, flows.flows, users) for p in policies
@@ -223,7 +225,7 @@ def _simulate_dns(args: argparse.Namespace, policies: Sequence[Policy]) -> int:
             with _open(name) as fh:
                 queries.extend(querylog.parse_queries(textinput.read_lines(fh)))
     except InputError as exc:
-        return _fail("simulate", exc)
+        return _fail(exc)
     results = [querylog.simulate_dns(p, queries) for p in policies if not args.policy or p.name == args.policy]
     if args.format == "json":
         print(json.dumps({"dns": [r.to_json() for r in results]}, indent=2, sort_keys=True))
@@ -239,7 +241,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         return ExitCode.POLICY_ERROR
     chosen = [p for p in policies if not args.policy or p.name == args.policy]
     if len(chosen) != 1:
-        print(f"clawpolicy suggest: {args.policy_file} defines {len(chosen)} matching policies; "
+        print(f"clawpolicy: error: {args.policy_file} defines {len(chosen)} matching policies; "
               "name one with --policy", file=sys.stderr)
         return ExitCode.USAGE
     policy = chosen[0]
@@ -252,18 +254,18 @@ def cmd_suggest(args: argparse.Namespace) -> int:
             result = _explain_logs(args.log, [policy], _processes(args))
             observations, syscalls = suggest.from_explanation(result, policy.name)
     except (InputError, ValueError) as exc:
-        return _fail("suggest", exc)
+        return _fail(exc)
     try:
         proposal = suggest.suggest(policy.name, observations, syscalls,
                                    min_hosts=args.min_hosts, min_names=args.min_names, base=policy)
     except suggest.SuggestError as exc:
-        print(f"clawpolicy suggest: error: {exc}", file=sys.stderr)
+        print(f"clawpolicy: error: {exc}", file=sys.stderr)
         return ExitCode.POLICY_ERROR
     for why in proposal.dropped:
-        print(shown(f"clawpolicy suggest: warning: dropped {why}"), file=sys.stderr)
+        print(shown(f"clawpolicy: warning: dropped {why}"), file=sys.stderr)
     high = proposal.risks.count("high")
     if high:
-        print(f"clawpolicy suggest: warning: {high} proposed rule(s) rated high risk (see the "
+        print(f"clawpolicy: warning: {high} proposed rule(s) rated high risk (see the "
               "`# risk high` comments): read them before pasting anything", file=sys.stderr)
     if args.format == "json":
         print(json.dumps({"policy": proposal.policy, "rules": proposal.rules, "flows": proposal.flows,

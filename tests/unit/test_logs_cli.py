@@ -36,9 +36,9 @@ def test_explain_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
 
 
 def test_bad_input_exit_statuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["explain", str(tmp_path / "missing.log")]) == 2
-    assert "cannot read" in capsys.readouterr().err
-    assert main(["simulate", POLICY, str(tmp_path / "missing.jsonl")]) == 2
+    assert main(["explain", str(tmp_path / "missing.log")]) == 1  # unreadable input: 1 everywhere
+    assert "clawpolicy: error: cannot read" in capsys.readouterr().err
+    assert main(["simulate", POLICY, str(tmp_path / "missing.jsonl")]) == 1
     assert main(["suggest", POLICY]) == 2  # --flows or --log is required
     assert main(["suggest", POLICY, "--flows", "x", "--min-hosts", "0"]) == 2
     (tmp_path / "bad.claw").write_text("policy {")
