@@ -16,6 +16,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 from clawpolicy.version import DISTRIBUTION
 
@@ -157,3 +158,24 @@ def test_the_distribution_name_is_ours() -> None:
     assert project["name"] == DISTRIBUTION == "clawpolicy-compiler"
     assert project["scripts"] == {"clawpolicy": "clawpolicy.cli:main"}
     assert project["license"] == "Apache-2.0" and (REPO / "LICENSE").is_file()
+
+
+def test_the_github_recipe_has_least_privilege() -> None:
+    """No permissions by default, each job its own; every action at a full commit; the job
+    that may write to pull requests checks nothing out and runs no clawpolicy (it must not run
+    code from the pull request with a write token)."""
+    text = (REPO / "examples" / "ci" / "github-actions.yml").read_text(encoding="utf-8")
+    workflow = yaml.safe_load(text)
+    assert workflow["permissions"] == {}
+    for name, job in workflow["jobs"].items():
+        assert "permissions" in job, name
+        for step in job["steps"]:
+            if "uses" in step:
+                ref = step["uses"].rsplit("@", 1)[1]
+                assert _FULL_COMMIT.fullmatch(ref), f"{name}: {step['uses']} is not at a full commit"
+        writes = {k for k, v in job["permissions"].items() if v == "write"}
+        runs = " ".join(str(step.get("run", "")) + str(step.get("uses", "")) for step in job["steps"])
+        if "pull-requests" in writes:
+            assert writes == {"pull-requests"}, name
+            assert "clawpolicy " not in runs and "checkout" not in runs, name
+        assert "contents" not in writes, name
