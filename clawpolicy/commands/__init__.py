@@ -1,6 +1,6 @@
 """The subcommands, one module per family; each module's ``register`` adds its parsers.
 
-Shared here: how diagnostics and errors are printed, whether to colour, and the argument types
+Shared here: how diagnostics are printed, whether to colour, and the argument types
 more than one command uses.
 """
 
@@ -12,8 +12,7 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
-from clawpolicy.errors import Diagnostic, ExitCode, render
-from clawpolicy.printable import shown
+from clawpolicy.errors import Diagnostic, render
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -36,16 +35,7 @@ def positive_int(text: str) -> int:
 
 
 
-# ------------------------------------------------------------------------------ messages and colour
-
-def error(message: str, *, hint: str | None = None, code: int = ExitCode.POLICY_ERROR) -> int:
-    """Print ``clawpolicy: error: MESSAGE``, the one prefix of errors that have no source
-    position (those that have one are ``file:line:col: error:``); return the exit status."""
-    print(shown(f"clawpolicy: error: {message}"), file=sys.stderr)
-    if hint:
-        print(shown(f"  hint: {hint}"), file=sys.stderr)
-    return code
-
+# ------------------------------------------------------------------------------ colour
 
 COLOR_CHOICES = ("auto", "always", "never")
 _color = ["auto"]  # set once per run by cli.main (--color); a list, so no `global` is needed

@@ -42,7 +42,7 @@ def _load(path: Path, name: str | None) -> Policy | None:
     chosen = [p for p in loaded.policies if name is None or p.name == name]
     if len(chosen) != 1:
         names = ", ".join(p.name for p in loaded.policies) or "none"
-        print(f"clawpolicy dns serve: {path} defines {names}: name one with --policy",
+        print(f"clawpolicy: error: {path} defines {names}: name one with --policy",
               file=sys.stderr)
         return None
     return chosen[0]

@@ -228,3 +228,12 @@ def test_fish_completes_subcommands() -> None:
     r = subprocess.run(["fish", "--no-config", "-c", f"{script}\ncomplete -C 'clawpolicy co'"],
                        capture_output=True, text=True, timeout=60)
     assert [line.split("\t")[0] for line in r.stdout.splitlines()] == ["compile", "completion"]
+
+
+def test_no_command_prints_its_own_error_prefix() -> None:
+    """Messages printed by the command modules use the shared prefixes, never the older
+    `clawpolicy diff: ...` / `clawpolicy dns serve: error: ...` forms."""
+    old = re.compile(r"""["']clawpolicy [a-z]+(?: [a-z-]+)?: """)
+    for module in sorted((REPO / "clawpolicy" / "commands").glob("*.py")):
+        for n, line in enumerate(module.read_text(encoding="utf-8").splitlines(), 1):
+            assert not (old.search(line) and "print(" in line), f"{module.name}:{n}: {line.strip()}"
