@@ -5,7 +5,9 @@ Only the family of the command being run is imported: the others cost start-up t
 lark, jinja2, every backend) that a command which does not use them should not pay. So the
 top-level help is built from ``COMMANDS``, a static table of every command's name, family and
 one-line summary (a unit test checks it against what the families register).
-Exit status: 0 success; 1 policy, validation, test or --check failures; 2 usage errors.
+Exit status: 0 success; 1 policy, validation, test or --check failures, and input files that
+cannot be read; 2 usage errors. Errors without a source position are ``clawpolicy: error: ...``.
+Global options (before or after the command): --color, and --version before it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from clawpolicy.commands import HELP_FORMAT
+from clawpolicy.commands import COLOR_CHOICES, HELP_FORMAT, set_color
 from clawpolicy.errors import ExitCode
 
 MAIN_HELP = """\
@@ -29,7 +31,8 @@ Dry run:  mode shadow, then clawpolicy explain / simulate / suggest on what it l
 Review:   clawpolicy diff --git origin/main      what a change means, with risk levels
 Run:      clawpolicy dns serve policy.claw       the DNS gate that fills the FQDN sets
 Load:     sudo clawpolicy apply policy.claw      load with automatic rollback; status shows it
-Each command's --help has examples.
+Each command's --help has examples. Shell completion: clawpolicy completion bash|zsh|fish.
+Colour: --color auto|always|never (auto: a terminal, unless NO_COLOR is set).
 """
 
 # command -> (family module under clawpolicy.commands, one-line summary), in help order.
@@ -50,6 +53,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dns": ("dns", "the DNS gate: the agent's resolver that fills the FQDN sets"),
     "apply": ("apply", "load a policy's nftables ruleset with automatic rollback"),
     "status": ("apply", "what clawpolicy has loaded: policy, mode, hash, counters"),
+    "completion": ("completion", "print a shell completion script (bash, zsh, fish)"),
 }
 FAMILIES = tuple(dict.fromkeys(family for family, _ in COMMANDS.values()))
 
@@ -57,24 +61,51 @@ FAMILIES = tuple(dict.fromkeys(family for family, _ in COMMANDS.values()))
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(f"clawpolicy: error: {message}", file=sys.stderr)
         raise SystemExit(ExitCode.USAGE)
 
 
+class _Version(argparse.Action):
+    """--version: the distribution's version, looked up only when asked (start-up stays light)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: object) -> None:
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: object, option_string: str | None = None) -> None:
+        from clawpolicy.version import version
+
+        print(f"clawpolicy {version()}")
+        raise SystemExit(ExitCode.OK)
+
+
 def _chosen(argv: Sequence[str]) -> str | None:
-    """The command named on the command line (the first argument not an option), if known."""
+    """The command named on the command line (the first argument not an option nor the value
+    of --color), if known."""
+    skip = False
     for arg in argv:
-        if arg == "--":
+        if skip:
+            skip = False
+        elif arg == "--":
             return None
-        if not arg.startswith("-"):
+        elif arg == "--color":
+            skip = True
+        elif not arg.startswith("-"):
             return arg if arg in COMMANDS else None
     return None
+
+
+def _color_option(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--color", choices=COLOR_CHOICES, default=default, metavar="WHEN",
+                        help="colour: auto (a terminal, unless NO_COLOR is set), always, never")
 
 
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser; with ``argv``, only the family of the command it names is imported (every
     other command is a stub with its summary), without it every family is (the full parser)."""
     parser = _Parser(prog="clawpolicy", description=MAIN_HELP, formatter_class=HELP_FORMAT)
+    parser.add_argument("--version", action=_Version)
+    _color_option(parser, "auto")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     if argv is None:
@@ -90,6 +121,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                 registered.add(family)
         else:
             sub.add_parser(name, help=summary, add_help=False)
+    for command_parser in sub.choices.values():  # after the command too; SUPPRESS keeps the global
+        _color_option(command_parser, argparse.SUPPRESS)
     return parser
 
 
@@ -103,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(args_in)
     except SystemExit as exc:  # --help exits 0, usage errors 2
         return int(exc.code or 0)
+    set_color(args.color)
     func: Command = args.func
     try:
         return int(func(args))

@@ -14,15 +14,18 @@ need_apt=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_apt+=("$pkg")
 done
-# python3-venv may be absent where another Python (pyenv) provides venv: only insist on it
-# when `python3 -m venv` does not work.
-if [[ " ${need_apt[*]-} " == *" python3-venv "* ]] && python3 -m venv --help >/dev/null 2>&1; then
-  need_apt=("${need_apt[@]/python3-venv}")
-fi
-if [[ " ${need_apt[*]-} " == *" python3 "* ]] && command -v python3 >/dev/null 2>&1; then
-  need_apt=("${need_apt[@]/python3}")
-fi
-mapfile -t need_apt < <(printf '%s\n' "${need_apt[@]-}" | grep -v '^$' || true)
+# python3-venv may be absent where another Python (pyenv) provides venv, and python3 where
+# another python3 is on PATH: only insist on them when what they provide is missing. The
+# filter compares whole elements (a pattern substitution would turn python3-venv into -venv).
+drop=()
+python3 -m venv --help >/dev/null 2>&1 && drop+=(python3-venv)
+command -v python3 >/dev/null 2>&1 && drop+=(python3)
+kept=()
+for pkg in "${need_apt[@]-}"; do
+  [[ -n "$pkg" && " ${drop[*]-} " != *" $pkg "* ]] && kept+=("$pkg")
+done
+need_apt=("${kept[@]-}")
+[[ -z "${need_apt[0]-}" ]] && need_apt=()
 if ((${#need_apt[@]})); then
   echo "setup: installing Debian packages: ${need_apt[*]}"
   SUDO=""
@@ -41,5 +44,8 @@ fi
 echo "setup: creating $VENV with clawpolicy and its test tools"
 python3 -m venv "$VENV"
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
+# the distribution was called `clawpolicy` before it became clawpolicy-compiler: drop an
+# editable install of the old name, or both would claim the same package
+"$VENV/bin/python" -m pip uninstall --quiet --yes clawpolicy >/dev/null 2>&1 || true
 "$VENV/bin/python" -m pip install --quiet -e '.[test,fleet]'
 echo "$want" > "$STAMP"

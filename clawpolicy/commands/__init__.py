@@ -1,15 +1,17 @@
 """The subcommands, one module per family; each module's ``register`` adds its parsers.
 
-Shared here: how diagnostics are printed and the argument types more than one command uses.
+Shared here: how diagnostics are printed, whether to colour, and the argument types
+more than one command uses.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from clawpolicy.errors import Diagnostic, render
 
@@ -41,3 +43,24 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
                         "pyproject.toml with [tool.clawpolicy], from the working directory up); "
                         "command-line options win over it")
     p.add_argument("--no-config", action="store_true", help="ignore any project config")
+
+
+# ------------------------------------------------------------------------------ colour
+
+COLOR_CHOICES = ("auto", "always", "never")
+_color = ["auto"]  # set once per run by cli.main (--color); a list, so no `global` is needed
+
+
+def set_color(mode: str) -> None:
+    _color[0] = mode
+
+
+def use_color(stream: TextIO) -> bool:
+    """Whether to colour `stream`: --color always/never decide; auto colours a terminal unless
+    NO_COLOR is set to anything non-empty (https://no-color.org: a command-line flag wins)."""
+    if _color[0] != "auto":
+        return _color[0] == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())

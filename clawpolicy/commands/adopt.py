@@ -86,15 +86,15 @@ def cmd_init(args: argparse.Namespace) -> int:
     from clawpolicy.adopt import deployment, openclaw_config, starter
 
     if args.from_openclaw is None:
-        print("clawpolicy init: say where to start from: --from-openclaw [PATH]", file=sys.stderr)
+        print("clawpolicy: error: say where to start from: --from-openclaw [PATH]", file=sys.stderr)
         return ExitCode.USAGE
     name = args.name or _default_name()
     if not starter.valid_policy_name(name):
-        print(f"clawpolicy init: invalid --name {name!r}: 1-48 of a-z, 0-9 and '-', starting "
+        print(f"clawpolicy: error: invalid --name {name!r}: 1-48 of a-z, 0-9 and '-', starting "
               "with a letter", file=sys.stderr)
         return ExitCode.USAGE
     if args.user is not None and not starter.valid_user(args.user):
-        print(f"clawpolicy init: invalid --user {args.user!r}", file=sys.stderr)
+        print(f"clawpolicy: error: invalid --user {args.user!r}", file=sys.stderr)
         return ExitCode.USAGE
     explicit = None if args.from_openclaw == "" else Path(args.from_openclaw)
     try:
@@ -113,7 +113,7 @@ def cmd_init(args: argparse.Namespace) -> int:
                           config_files=config.files, resolvers=_resolvers(), ssh_ports=ssh_ports)
     problems = starter.check(text, name)
     if problems:  # a bug: every value is validated; never write a policy that does not compile
-        print(shown(f"clawpolicy init: error: the starter policy built from {path} does not "
+        print(shown(f"clawpolicy: error: the starter policy built from {path} does not "
                     f"compile ({'; '.join(problems[:3])}); nothing written. Please report "
                     "this with the configuration."), file=sys.stderr)
         return ExitCode.POLICY_ERROR
@@ -122,7 +122,7 @@ def cmd_init(args: argparse.Namespace) -> int:
         sys.stdout.write(text)
         return ExitCode.OK
     if out.exists() and not args.force:
-        print(f"clawpolicy init: {out} exists; use --force to replace it, or -o another file",
+        print(f"clawpolicy: error: {out} exists; use --force to replace it, or -o another file",
               file=sys.stderr)
         return ExitCode.POLICY_ERROR
     from clawpolicy.write import atomic_write
@@ -145,12 +145,12 @@ def cmd_observe(args: argparse.Namespace) -> int:
     if not loaded.ok or not loaded.policies:
         return ExitCode.POLICY_ERROR
     if len(loaded.policies) > 1 and not args.policy_name:
-        print("clawpolicy observe: the file has several policies; choose one with --policy",
+        print("clawpolicy: error: the file has several policies; choose one with --policy",
               file=sys.stderr)
         return ExitCode.USAGE
     chosen = [p for p in loaded.policies if not args.policy_name or p.name == args.policy_name]
     if not chosen:
-        print(f"clawpolicy observe: no policy {args.policy_name!r} in {args.policy}", file=sys.stderr)
+        print(f"clawpolicy: error: no policy {args.policy_name!r} in {args.policy}", file=sys.stderr)
         return ExitCode.USAGE
     policy = chosen[0]
     locked: dict[str, list[str]] = {}
@@ -160,7 +160,7 @@ def cmd_observe(args: argparse.Namespace) -> int:
                 for address in addresses:
                     locked.setdefault(address, []).append(name)
         except LockError as exc:
-            print(f"warning: {exc}; judging without the lock file", file=sys.stderr)
+            print(f"clawpolicy: warning: {exc}; judging without the lock file", file=sys.stderr)
     rounds = 0
     while True:
         try:
@@ -174,7 +174,7 @@ def cmd_observe(args: argparse.Namespace) -> int:
                 selection = procnet.by_cgroup(Path(args.cgroup))
             sockets = procnet.sockets_of(selection)
         except procnet.ProcError as exc:
-            print(shown(f"clawpolicy observe: {exc}"), file=sys.stderr)
+            print(shown(f"clawpolicy: error: {exc}"), file=sys.stderr)
             return ExitCode.POLICY_ERROR
         findings = observe.judge(policy, sockets, locked)
         if args.format == "json":

@@ -68,7 +68,7 @@ def _plan(args: argparse.Namespace) -> tuple[Plan, ResolverPlan | None] | int:
     policies = [p for p in result.policies if args.name in (None, p.name)]
     if len(policies) != 1:
         names = ", ".join(p.name for p in result.policies)
-        print(shown(f"clawpolicy apply: {args.policy} holds {names or 'no policy'}: name one with "
+        print(shown(f"clawpolicy: error: {args.policy} holds {names or 'no policy'}: name one with "
                     "--name"), file=sys.stderr)
         return ExitCode.USAGE
     policy = policies[0]
@@ -78,11 +78,11 @@ def _plan(args: argparse.Namespace) -> tuple[Plan, ResolverPlan | None] | int:
     has_names = bool(fqdn_groups(policy) or policy.resolve)
     if not has_names:
         if target:
-            print(f"clawpolicy apply: policy {policy.name} names no hosts: no resolver to install",
+            print(f"clawpolicy: error: policy {policy.name} names no hosts: no resolver to install",
                   file=sys.stderr)
         return plan, None
     if not target:
-        print(f"clawpolicy apply: policy {policy.name} allows names: their sets stay empty until a "
+        print(f"clawpolicy: error: policy {policy.name} allows names: their sets stay empty until a "
               "resolver fills them (--resolver gate or --resolver dnsmasq, or install one yourself)",
               file=sys.stderr)
         return plan, None
@@ -133,19 +133,19 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if args.confirm:
         done = state.confirm(None if args.name is None else "clawpolicy_" + args.name.replace("-", "_"))
         if not done:
-            print(f"clawpolicy apply: nothing awaits confirmation in {args.state_dir}", file=sys.stderr)
+            print(f"clawpolicy: error: nothing awaits confirmation in {args.state_dir}", file=sys.stderr)
             return ExitCode.POLICY_ERROR
         for table in done:
             print(f"confirmed table inet {table}")
         return ExitCode.OK
     if args.policy is None:
-        print("clawpolicy apply: name a policy file (or --confirm)", file=sys.stderr)
+        print("clawpolicy: error: name a policy file (or --confirm)", file=sys.stderr)
         return ExitCode.USAGE
     if args.start and args.resolver == "none":
-        print("clawpolicy apply: --start needs --resolver gate or --resolver dnsmasq", file=sys.stderr)
+        print("clawpolicy: error: --start needs --resolver gate or --resolver dnsmasq", file=sys.stderr)
         return ExitCode.USAGE
     if os.geteuid() != 0:
-        print("clawpolicy apply: needs root (it loads an nftables ruleset)", file=sys.stderr)
+        print("clawpolicy: error: needs root (it loads an nftables ruleset)", file=sys.stderr)
         return ExitCode.POLICY_ERROR
     planned = _plan(args)
     if isinstance(planned, int):
@@ -155,16 +155,17 @@ def cmd_apply(args: argparse.Namespace) -> int:
     ports = tuple(dict.fromkeys((22, *(args.management_port or ()))))
     live = sessions(nft, os.environ, ports)
     cut = cut_sessions(plan.policy, live)
+    level = "warning" if args.force else "error"
     for session, verdict in cut:
         by = f"rule {verdict.rule_id}" if verdict.rule_id else "the default ingress deny"
         where = ""
         if verdict.rule_id and (rule := plan.policy.rule(verdict.rule_id)) is not None:
             where = f" ({rule.span.where()})"
-        print(shown(f"clawpolicy apply: {by}{where} would refuse SSH from {session.client} to port "
+        print(shown(f"clawpolicy: {level}: {by}{where} would refuse SSH from {session.client} to port "
                     f"{session.server_port}/tcp (found in {session.how}): this session, or the next "
                     "login"), file=sys.stderr)
     if cut and not args.force:
-        print("clawpolicy apply: refused; nothing loaded (allow that client, or --force)", file=sys.stderr)
+        print("clawpolicy: error: refused; nothing loaded (allow that client, or --force)", file=sys.stderr)
         return ExitCode.POLICY_ERROR
     window = DEFAULT_WINDOW if args.confirm_within is None else args.confirm_within
     wait = _terminal_wait if sys.stdin.isatty() else poll_until
@@ -173,7 +174,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             f"loaded {plan.stamp}; confirm within {window} s: clawpolicy apply --confirm",
             file=sys.stderr, flush=True), resolver=resolver, start=args.start)
     except ApplyError as exc:
-        print(shown(f"clawpolicy apply: {exc}"), file=sys.stderr)
+        print(shown(f"clawpolicy: error: {exc}"), file=sys.stderr)
         return ExitCode.POLICY_ERROR
     return ExitCode.OK if outcome.kept else ExitCode.POLICY_ERROR
 
@@ -185,7 +186,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         tables = status(Nft(args.netns))
     except ApplyError as exc:
-        print(shown(f"clawpolicy status: {exc}"), file=sys.stderr)
+        print(shown(f"clawpolicy: error: {exc}"), file=sys.stderr)
         return ExitCode.POLICY_ERROR
     if args.format == "json":
         print(json.dumps([t.to_json() for t in tables], indent=2, sort_keys=True))

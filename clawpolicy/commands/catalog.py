@@ -16,9 +16,9 @@ def cmd_catalog(args: argparse.Namespace) -> int:
     names = args.groups or sorted(catalog)
     unknown = [n for n in names if n not in catalog]
     if unknown:
-        print(f"clawpolicy catalog: unknown group(s): {', '.join(unknown)}", file=sys.stderr)
+        print(f"clawpolicy: error: unknown group(s): {', '.join(unknown)}", file=sys.stderr)
         return ExitCode.POLICY_ERROR
-    if args.json:
+    if args.format == "json":
         out = {n: {"description": g.description, "source": g.source, "fqdns": list(g.fqdns),
                    "wildcards": [f"*.{w}" for w in g.wildcards], "addresses": list(g.addresses),
                    "ports": list(g.ports)} for n in names for g in [catalog[n]]}
@@ -39,7 +39,9 @@ def register(sub: Subparsers) -> None:
                        description="List the catalog groups a policy can name (e.g. `define llm = "
                                    "openai, anthropic`), with their names, ports and sources.",
                        epilog="examples:\n  clawpolicy catalog\n  clawpolicy catalog telegram\n"
-                              "  clawpolicy catalog --json", formatter_class=HELP_FORMAT)
+                              "  clawpolicy catalog --format json", formatter_class=HELP_FORMAT)
     p.add_argument("groups", nargs="*", metavar="GROUP")
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--format", choices=["text", "json"], default="text", help="json: machine-readable")
+    p.add_argument("--json", action="store_const", const="json", dest="format",
+                   help="the same as --format json (kept for scripts that use it)")
     p.set_defaults(func=cmd_catalog)

@@ -206,7 +206,7 @@ def cmd_ir(args: argparse.Namespace) -> int:
         print(json.dumps(ir.json_schema(), indent=2, sort_keys=True))
         return ExitCode.OK
     if not args.policies:
-        print("clawpolicy ir: give a policy file, or --schema", file=sys.stderr)
+        print("clawpolicy: error: give a policy file, or --schema", file=sys.stderr)
         return ExitCode.USAGE
     loaded = load_policies(args.policies, include_root=args.include_root)
     print_diagnostics(loaded.diagnostics, loaded.sources)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clawpolicy.backends.registry import DEFAULT_TARGETS
-from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics, progress
+from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics, progress, use_color
 from clawpolicy.compiler import compile_paths
 from clawpolicy.errors import ExitCode, Severity
 from clawpolicy.ir import Policy
@@ -55,7 +55,7 @@ def _load(paths: Sequence[str], label: str, artifacts: bool) -> Side:
         loaded = load_policies(existing)
     errors = [d for d in loaded.diagnostics if d.severity is Severity.ERROR]
     if errors:
-        print(f"clawpolicy diff: {label} does not load:", file=sys.stderr)
+        print(f"clawpolicy: error: {label} does not load:", file=sys.stderr)
         print_diagnostics(errors, loaded.sources)
         return Side(label, ok=False)
     side = Side(label, list(loaded.policies))
@@ -93,16 +93,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
             with gitrev.checkout(args.git) as tree, contextlib.chdir(tree):
                 old = _load(paths, args.git, artifacts)
         except gitrev.GitError as exc:
-            print(f"clawpolicy diff: {exc}", file=sys.stderr)
+            print(f"clawpolicy: error: {exc}", file=sys.stderr)
             return ExitCode.POLICY_ERROR
         new = _load(paths, "work tree", artifacts)
     else:
         if len(args.paths) != 2:
-            print("clawpolicy diff: give OLD.claw NEW.claw, or --git REV [PATH...]", file=sys.stderr)
+            print("clawpolicy: error: give OLD.claw NEW.claw, or --git REV [PATH...]", file=sys.stderr)
             return ExitCode.USAGE
         missing = [p for p in args.paths if not Path(p).is_file()]
         if missing:
-            print(f"clawpolicy diff: no such file: {', '.join(missing)}", file=sys.stderr)
+            print(f"clawpolicy: error: no such file: {', '.join(missing)}", file=sys.stderr)
             return ExitCode.POLICY_ERROR
         old = _load(args.paths[:1], args.paths[0], artifacts)
         new = _load(args.paths[1:], args.paths[1], artifacts)
@@ -119,7 +119,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     elif args.format == "markdown":
         print(to_markdown(changes, files, old.label, new.label), end="")
     else:
-        print(to_text(changes, files, old.label, new.label, color=sys.stdout.isatty(),
+        print(to_text(changes, files, old.label, new.label, color=use_color(sys.stdout),
                       show_artifact_diffs=args.artifact_diffs), end="")
     return ExitCode.POLICY_ERROR if at_or_above(changes, args.fail_on) else ExitCode.OK
 

@@ -42,7 +42,7 @@ def _load(path: Path, name: str | None) -> Policy | None:
     chosen = [p for p in loaded.policies if name is None or p.name == name]
     if len(chosen) != 1:
         names = ", ".join(p.name for p in loaded.policies) or "none"
-        print(f"clawpolicy dns serve: {path} defines {names}: name one with --policy",
+        print(f"clawpolicy: error: {path} defines {names}: name one with --policy",
               file=sys.stderr)
         return None
     return chosen[0]
@@ -61,16 +61,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
         listen = tuple(parse_address(a) for a in args.listen or ["127.0.0.1:53"])
         upstreams = tuple(parse_address(a) for a in args.upstream or [])
     except ValueError as exc:
-        print(f"clawpolicy dns serve: error: {exc}", file=sys.stderr)
+        print(f"clawpolicy: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     if not upstreams:
         upstreams = resolv_conf_upstreams(args.resolv_conf, listen)
     if not upstreams:
-        print(f"clawpolicy dns serve: error: no upstream: pass --upstream IP or list a "
+        print(f"clawpolicy: error: no upstream: pass --upstream IP or list a "
               f"nameserver other than the gate in {args.resolv_conf}", file=sys.stderr)
         return ExitCode.USAGE
     if args.workers > 1 and args.min_ttl:
-        print("clawpolicy dns serve: error: --min-ttl needs --workers 1: each worker remembers "
+        print("clawpolicy: error: --min-ttl needs --workers 1: each worker remembers "
               "only the expiries it promised, so another could shorten them", file=sys.stderr)
         return ExitCode.USAGE
     options = GateOptions(upstreams=upstreams, floor=args.min_ttl or args.fqdn_timeout,
@@ -79,18 +79,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         writer = Libnftables()
     except SetError as exc:
-        print(f"clawpolicy dns serve: error: {exc}", file=sys.stderr)
+        print(f"clawpolicy: error: {exc}", file=sys.stderr)
         return ExitCode.POLICY_ERROR
     try:
         gate = Gate(policy, writer, options, mode=mode)
     except SetError as exc:
-        print(f"clawpolicy dns serve: error: {exc}\n  hint: load the policy's ruleset first "
+        print(f"clawpolicy: error: {exc}\n  hint: load the policy's ruleset first "
               f"(nft -f generated/{policy.name}/nftables/ruleset.nft)", file=sys.stderr)
         return ExitCode.POLICY_ERROR
 
     dns = policy.local_dns
     if dns is not None and policy.scope.kind == "host" and args.user not in (None, dns.resolver_user):
-        print(f"clawpolicy dns serve: warning: policy {policy.name} fences the whole host and lets "
+        print(f"clawpolicy: warning: policy {policy.name} fences the whole host and lets "
               f"only user {dns.resolver_user} send DNS off it (rule {dns.id}): as {args.user} the "
               f"gate's own queries are dropped; use --user {dns.resolver_user}", file=sys.stderr)
 
@@ -115,7 +115,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                               after_bind=after_bind, ready=ready, reuse_port=args.workers > 1,
                               on_signal=on_signal))
         except (OSError, privileges.PrivilegeError, SetError) as exc:
-            print(f"clawpolicy dns serve: error: {exc}", file=sys.stderr)
+            print(f"clawpolicy: error: {exc}", file=sys.stderr)
             return ExitCode.POLICY_ERROR
         return ExitCode.OK
 

@@ -39,7 +39,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
                 text = read_policy(path)  # regular files, capped, never quoted unless a policy
             except (OSError, SourceError) as exc:
                 why = f"it {exc.message}" if isinstance(exc, SourceError) else exc.strerror or exc
-                print(f"clawpolicy fmt: {printable(label)}: {why}", file=sys.stderr)
+                print(f"clawpolicy: error: {printable(label)}: {why}", file=sys.stderr)
                 failed = True
                 continue
         try:

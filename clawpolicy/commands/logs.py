@@ -23,13 +23,13 @@ from clawpolicy.errors import ExitCode, Severity
 from clawpolicy.ir import Policy
 from clawpolicy.lower import load_policies
 from clawpolicy.operate import explain, flowfile, logparse, simulate, suggest, textinput
+from clawpolicy.operate.ratelimit import Suppressed
 from clawpolicy.printable import shown
 
 EXPLAIN_HELP = """\
 examples:
-  dmesg | clawpolicy explain --policy examples/openclaw-workstation.claw
-  journalctl -k -o json --since -7d | clawpolicy explain -p examples/x.claw --format markdown
-  clawpolicy explain -p examples/x.claw /var/log/audit/audit.log /var/log/kern.log
+  clawpolicy explain -p examples/openclaw-workstation.claw /var/log/audit/audit.log /var/log/kern.log
+  journalctl -k -o json --since -7d | clawpolicy explain -p examples/openclaw-workstation.claw --format markdown
 
 Reads the DNS gate's lines (clawpolicy-dns: ... verdict=refuse|would-refuse|deny ...),
 nftables log lines (clawpolicy:<policy>:deny|would-deny:<rule>), seccomp audit records
@@ -40,14 +40,18 @@ Repeats are grouped (count, first, last); lines that are not denial records are 
 Log lines are anyone's text (`logger` writes them): fields are escaped in every format, and
 a line in one of these shapes with impossible values (a timestamp past 9999, a port or a
 syscall number out of range) is counted as unreadable and named on stderr (file:line: why).
+seccomp and AppArmor records are audit records: without auditd the kernel log (dmesg,
+/dev/kmsg, journalctl -k) keeps only some of them under load and says `kauditd_printk_skb: N
+callbacks suppressed`; explain warns when it reads such a line. Read audit.log for them
+(auditd), or journald's audit records; `journalctl` itself needs systemd-journald.
 """
 
 SIMULATE_HELP = """\
 examples:
   clawpolicy simulate examples/openclaw-workstation.claw flows.jsonl
-  conntrack -L | clawpolicy simulate examples/x.claw - --local 10.0.0.5/32
-  ss -tunap | clawpolicy simulate examples/x.claw - --format markdown
-  journalctl -u clawpolicy-dns-x | clawpolicy simulate examples/x.claw --dns-log -
+  conntrack -L | clawpolicy simulate examples/openclaw-workstation.claw - --local 10.0.0.5/32   # the conntrack tool, root
+  ss -tunap | clawpolicy simulate examples/openclaw-workstation.claw - --format markdown
+  journalctl -u clawpolicy-dns-x | clawpolicy simulate examples/openclaw-workstation.claw --dns-log -
 
 Flow files: JSON lines or CSV with columns time,direction,src,dst,port,proto,uid,name (name:
 the destination's domain name, matched against FQDN rules), `conntrack -L` or `ss -tunap`
@@ -60,9 +64,9 @@ ones named on stderr (file:line: why).
 
 SUGGEST_HELP = """\
 examples:
-  clawpolicy suggest examples/x.claw --flows flows.jsonl > suggested.claw-rules
-  dmesg | clawpolicy suggest examples/x.claw --log -
-  clawpolicy suggest examples/x.claw --flows week.csv --min-hosts 16
+  clawpolicy suggest examples/openclaw-workstation.claw --flows flows.jsonl > suggested.claw-rules
+  clawpolicy suggest examples/openclaw-workstation.claw --log /var/log/audit/audit.log
+  clawpolicy suggest examples/openclaw-workstation.claw --flows week.csv --min-hosts 16
 
 Proposes `allow` rules (reason "TODO") for what the default denied, like audit2allow:
 names over addresses where the records have them, a /24 (IPv6 /64) for --min-hosts or more
@@ -104,14 +108,16 @@ def _processes(args: argparse.Namespace) -> explain.Processes:
 
 
 def _explain_logs(names: Sequence[str], policies: Sequence[Policy],
-                  processes: explain.Processes = explain.Processes()) -> explain.Explanation:
+                  processes: explain.Processes = explain.Processes(),
+                  suppressed: Suppressed | None = None) -> explain.Explanation:
     from clawpolicy.dnsgate.querylog import GateLines  # the DNS gate's lines (clawpolicy dns serve)
 
     parsed = logparse.ParseResult()
     gate = GateLines()
+    watch = (suppressed or Suppressed()).watch
     for name in names or ["-"]:
         with _open(name) as fh:
-            lines = textinput.read_lines(fh)  # over-long lines pass by the gate to be counted
+            lines = watch(textinput.read_lines(fh))  # over-long lines pass by the gate to be counted
             logparse.parse_lines((x for line in lines for x in (
                 [line] if isinstance(line, textinput.Overlong) else gate.watch([line]))), parsed, name)
     _warn(parsed.unreadable)
@@ -135,9 +141,11 @@ def _warn(problems: textinput.Problems) -> None:
         print(shown(line), file=sys.stderr)
 
 
-def _fail(command: str, exc: Exception) -> int:
-    print(f"clawpolicy {command}: {exc}", file=sys.stderr)
-    return ExitCode.USAGE
+def _fail(exc: Exception) -> int:
+    """A file named on the command line that cannot be read is 1, as in every command; a
+    command line that cannot work (no input named, a bad option value) is usage, 2."""
+    print(shown(f"clawpolicy: error: {exc}"), file=sys.stderr)
+    return ExitCode.POLICY_ERROR if isinstance(exc, (InputError, OSError)) else ExitCode.USAGE
 
 
 def cmd_explain(args: argparse.Namespace) -> int:
@@ -146,10 +154,13 @@ def cmd_explain(args: argparse.Namespace) -> int:
         return ExitCode.POLICY_ERROR
     if args.follow:
         return _follow(args.logs, policies, _processes(args))
+    suppressed = Suppressed()
     try:
-        result = _explain_logs(args.logs, policies, _processes(args))
+        result = _explain_logs(args.logs, policies, _processes(args), suppressed)
     except InputError as exc:
-        return _fail("explain", exc)
+        return _fail(exc)
+    if (why := suppressed.warning()) is not None:
+        print(f"clawpolicy: warning: {why}", file=sys.stderr)
     if args.format == "json":
         print(json.dumps(result.to_json(), indent=2, sort_keys=True))
     elif args.format == "markdown":
@@ -164,7 +175,7 @@ def _follow(names: Sequence[str], policies: Sequence[Policy], processes: explain
     from clawpolicy.operate import follow
 
     if len(names) > 1:
-        return _fail("explain", ValueError("--follow reads one file, or stdin"))
+        return _fail(ValueError("--follow reads one file, or stdin"))
     source = (sys.stdin if not names or names[0] == "-"
               else follow.tail(Path(names[0])))
     try:
@@ -173,7 +184,7 @@ def _follow(names: Sequence[str], policies: Sequence[Policy], processes: explain
     except KeyboardInterrupt:
         pass
     except OSError as exc:
-        return _fail("explain", exc)
+        return _fail(exc)
     return ExitCode.OK
 
 
@@ -191,12 +202,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.dns_log:
         return _simulate_dns(args, policies)
     if not args.flows:
-        return _fail("simulate", ValueError("give flow files, or --dns-log LOG"))
+        return _fail(ValueError("give flow files, or --dns-log LOG"))
     try:
         with progress.step("reading the flows"):
             flows = _read_flows(args.flows, args.flow_format, args.local)
     except (InputError, ValueError) as exc:
-        return _fail("simulate", exc)
+        return _fail(exc)
     users = dict(args.user)
     with progress.step(f"deciding {len(flows.flows):,} flows"):
         results = [simulate.simulate(p, flows.flows, users) for p in policies
@@ -223,7 +234,7 @@ def _simulate_dns(args: argparse.Namespace, policies: Sequence[Policy]) -> int:
             with _open(name) as fh:
                 queries.extend(querylog.parse_queries(textinput.read_lines(fh)))
     except InputError as exc:
-        return _fail("simulate", exc)
+        return _fail(exc)
     results = [querylog.simulate_dns(p, queries) for p in policies if not args.policy or p.name == args.policy]
     if args.format == "json":
         print(json.dumps({"dns": [r.to_json() for r in results]}, indent=2, sort_keys=True))
@@ -239,7 +250,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         return ExitCode.POLICY_ERROR
     chosen = [p for p in policies if not args.policy or p.name == args.policy]
     if len(chosen) != 1:
-        print(f"clawpolicy suggest: {args.policy_file} defines {len(chosen)} matching policies; "
+        print(f"clawpolicy: error: {args.policy_file} defines {len(chosen)} matching policies; "
               "name one with --policy", file=sys.stderr)
         return ExitCode.USAGE
     policy = chosen[0]
@@ -252,18 +263,18 @@ def cmd_suggest(args: argparse.Namespace) -> int:
             result = _explain_logs(args.log, [policy], _processes(args))
             observations, syscalls = suggest.from_explanation(result, policy.name)
     except (InputError, ValueError) as exc:
-        return _fail("suggest", exc)
+        return _fail(exc)
     try:
         proposal = suggest.suggest(policy.name, observations, syscalls,
                                    min_hosts=args.min_hosts, min_names=args.min_names, base=policy)
     except suggest.SuggestError as exc:
-        print(f"clawpolicy suggest: error: {exc}", file=sys.stderr)
+        print(f"clawpolicy: error: {exc}", file=sys.stderr)
         return ExitCode.POLICY_ERROR
     for why in proposal.dropped:
-        print(shown(f"clawpolicy suggest: warning: dropped {why}"), file=sys.stderr)
+        print(shown(f"clawpolicy: warning: dropped {why}"), file=sys.stderr)
     high = proposal.risks.count("high")
     if high:
-        print(f"clawpolicy suggest: warning: {high} proposed rule(s) rated high risk (see the "
+        print(f"clawpolicy: warning: {high} proposed rule(s) rated high risk (see the "
               "`# risk high` comments): read them before pasting anything", file=sys.stderr)
     if args.format == "json":
         print(json.dumps({"policy": proposal.policy, "rules": proposal.rules, "flows": proposal.flows,

@@ -2,7 +2,7 @@
 
 A spinner with what is being done (rich's status), only when stderr is a terminal: a CI log,
 a pipe or a file gets nothing, so output stays byte-for-byte deterministic where it is read
-by programs. On 100,000-network policies loading and comparing take seconds; a silent
+by programs. Colour follows --color and NO_COLOR. On 100,000-network policies loading and comparing take seconds; a silent
 terminal for that long reads as a hang.
 """
 
@@ -21,5 +21,7 @@ def step(text: str) -> Iterator[None]:
         return
     from rich.console import Console
 
-    with Console(stderr=True).status(text):
+    from clawpolicy.commands import use_color
+
+    with Console(stderr=True, no_color=not use_color(sys.stderr)).status(text):
         yield

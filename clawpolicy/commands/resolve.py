@@ -33,13 +33,13 @@ def cmd_resolve(args: argparse.Namespace) -> int:
             old = lockfile.load(target) if target.exists() else None
             if args.check:
                 if old is None:
-                    print(f"{target}: missing; run `clawpolicy resolve {path}`", file=sys.stderr)
+                    print(f"{target}: error: missing; run `clawpolicy resolve {path}`", file=sys.stderr)
                     failed = True
                     continue
                 changes = lockfile.check(loaded.policies, resolver, old)
                 empty_locked = old.unaccepted_empty()
                 for name in empty_locked:
-                    print(f"error: {target}: {name} is locked with no address: the lock admits "
+                    print(f"clawpolicy: error: {target}: {name} is locked with no address: the lock admits "
                           "nothing for it (resolve again, or accept it with --allow-empty)",
                           file=sys.stderr)
                     failed = True
@@ -48,11 +48,11 @@ def cmd_resolve(args: argparse.Namespace) -> int:
                                               allow_empty=args.allow_empty)
                 changes = resolution.changes
                 for name in resolution.accepted:
-                    print(f"warning: {name} resolves to no address (accepted with --allow-empty): "
+                    print(f"clawpolicy: warning: {name} resolves to no address (accepted with --allow-empty): "
                           "the lock admits nothing for it", file=sys.stderr)
                 if resolution.empty:
                     for name in resolution.empty:
-                        print(f"error: {name} resolves to no address via {resolver.description} "
+                        print(f"clawpolicy: error: {name} resolves to no address via {resolver.description} "
                               "(NXDOMAIN, or no A/AAAA record): a lock would admit nothing for it",
                               file=sys.stderr)
                     print(f"  hint: fix or remove the name in {path}, or accept it with "
@@ -60,7 +60,7 @@ def cmd_resolve(args: argparse.Namespace) -> int:
                     failed = True
                     continue
         except LockError as exc:
-            print(f"clawpolicy resolve: {exc}", file=sys.stderr)
+            print(f"clawpolicy: error: {exc}", file=sys.stderr)
             return ExitCode.POLICY_ERROR
         for change in changes:
             for line in change.lines():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -32,24 +33,36 @@ Exit status: 0 all passed, 1 a failure, 2 usage (including --kernel without root
 """
 
 
+def _print_text(results: list[kerneltest.CaseResult], *, kernel: bool) -> None:
+    for r in results:
+        status = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "error": "ERR "}[r.status]
+        layer = f"[{r.layer}] " if kernel else ""
+        detail = f"  ({r.message})" if r.message and r.status == "skipped" else (
+            f"  -> {r.message}  [{r.where}]" if r.message else "")
+        print(shown(f"{status} {layer}{r.policy}: {r.name}{detail}"))  # a name holds any text
+
+
 def cmd_test(args: argparse.Namespace) -> int:
     if args.kernel and (why := kerneltest.can_run()) is not None:
-        print(f"clawpolicy test --kernel: {why}", file=sys.stderr)
+        print(f"clawpolicy: error: {why}", file=sys.stderr)
         return ExitCode.USAGE
     loaded = load_policies(args.policies)
     print_diagnostics(loaded.diagnostics, loaded.sources)
     if not loaded.ok:
         return ExitCode.POLICY_ERROR
     results = kerneltest.run(loaded.policies, kernel=args.kernel)
-    for r in results:
-        status = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "error": "ERR "}[r.status]
-        layer = f"[{r.layer}] " if args.kernel else ""
-        detail = f"  ({r.message})" if r.message and r.status == "skipped" else (
-            f"  -> {r.message}  [{r.where}]" if r.message else "")
-        print(shown(f"{status} {layer}{r.policy}: {r.name}{detail}"))  # a name holds any text
     failed = sum(r.status in ("failed", "error") for r in results)
     skipped = sum(r.status == "skipped" for r in results)
-    print(f"{len(results) - failed - skipped} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+    if args.format == "json":  # no durations: the same policies give the same bytes
+        print(json.dumps({"passed": len(results) - failed - skipped, "failed": failed, "skipped": skipped,
+                          "results": [{"policy": r.policy, "layer": r.layer, "name": r.name,
+                                       "status": r.status, "message": r.message, "file": r.file,
+                                       "line": r.line, "col": r.col} for r in results]},
+                         indent=2, sort_keys=True))
+    else:
+        _print_text(results, kernel=args.kernel)
+        print(f"{len(results) - failed - skipped} passed, {failed} failed"
+              + (f", {skipped} skipped" if skipped else ""))
     if args.junit:
         atomic_write(args.junit, junit.to_xml(results))
     return ExitCode.POLICY_ERROR if failed else ExitCode.OK
@@ -63,5 +76,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("policies", nargs="+", type=Path, metavar="POLICY.claw")
     p.add_argument("--kernel", action="store_true",
                    help="also check the compiled nftables ruleset and seccomp filter in the kernel (root)")
+    p.add_argument("--format", choices=["text", "json"], default="text",
+                   help="json: every result with its status and source position, and the counts")
     p.add_argument("--junit", type=Path, metavar="FILE", help="write JUnit XML results for CI")
     p.set_defaults(func=cmd_test)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -16,15 +15,9 @@ from urllib.parse import quote
 from clawpolicy.errors import Location
 from clawpolicy.review.finding import Finding
 from clawpolicy.review.lint import CHECKS
+from clawpolicy.version import version
 
 SCHEMA_URI = "https://json.schemastore.org/sarif-2.1.0.json"
-
-
-def _version() -> str:
-    try:
-        return metadata.version("clawpolicy")
-    except metadata.PackageNotFoundError:
-        return "0"
 
 
 def _uri(file: str) -> str:
@@ -75,7 +68,7 @@ def to_sarif(findings: Iterable[Finding]) -> dict[str, Any]:
             result["suppressions"] = [_suppression(f)]
         results.append(result)
     return {"$schema": SCHEMA_URI, "version": "2.1.0", "runs": [{
-        "tool": {"driver": {"name": "clawpolicy", "version": _version(),
+        "tool": {"driver": {"name": "clawpolicy", "version": version(),
                             "rules": rules}},
         "results": results}]}
 

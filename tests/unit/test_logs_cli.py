@@ -36,9 +36,9 @@ def test_explain_reads_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Cap
 
 
 def test_bad_input_exit_statuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["explain", str(tmp_path / "missing.log")]) == 2
-    assert "cannot read" in capsys.readouterr().err
-    assert main(["simulate", POLICY, str(tmp_path / "missing.jsonl")]) == 2
+    assert main(["explain", str(tmp_path / "missing.log")]) == 1  # unreadable input: 1 everywhere
+    assert "clawpolicy: error: cannot read" in capsys.readouterr().err
+    assert main(["simulate", POLICY, str(tmp_path / "missing.jsonl")]) == 1
     assert main(["suggest", POLICY]) == 2  # --flows or --log is required
     assert main(["suggest", POLICY, "--flows", "x", "--min-hosts", "0"]) == 2
     (tmp_path / "bad.claw").write_text("policy {")
@@ -155,3 +155,25 @@ def test_suggest_cli_drops_hostile_flows(tmp_path: Path, capsys: pytest.CaptureF
     assert "any" not in captured.out and "evil" not in captured.out
     assert f"{flows}:1: warning: name is not a domain name" in captured.err
     assert f"{flows}:2: warning: name is not a domain name" in captured.err
+
+
+def test_explain_warns_when_the_kernel_dropped_audit_records(tmp_path: Path, subtests: pytest.Subtests,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """dmesg rate-limits audit records (`kauditd_printk_skb: N callbacks suppressed`): explain
+    says its seccomp/AppArmor counts are too low and where to read them all (issue 18)."""
+    captured = (DATA / "captured-kmsg.txt").read_text(encoding="utf-8")
+    for extra, warned in (("", None),
+                          ("[ 99.1] kauditd_printk_skb: 42 callbacks suppressed\n"
+                           "[ 99.9] kauditd_printk_skb: 7 callbacks suppressed\n", "dropped 49 audit record(s)"),
+                          ("[ 99.1] net_ratelimit: 5 callbacks suppressed\n", None)):
+        with subtests.test(extra=extra):
+            log = tmp_path / "kmsg.txt"
+            log.write_text(captured + extra, encoding="utf-8")
+            assert main(["explain", "-p", POLICY, str(log), "--format", "json"]) == 0
+            captured_io = capsys.readouterr()
+            json.loads(captured_io.out)  # the report itself is unchanged
+            if warned is None:
+                assert "suppressed" not in captured_io.err
+            else:
+                assert warned in captured_io.err and "clawpolicy: warning:" in captured_io.err
+                assert "ausearch" in captured_io.err
