@@ -4,24 +4,28 @@ EXAMPLES := $(wildcard examples/*.claw)
 # the project config that builds the committed generated/ (docs/config.md)
 CONFIG := examples/clawpolicy.toml
 
-.PHONY: setup run test test-unit bench golden check clean
+.PHONY: setup setup-test run test test-unit bench golden check clean
 
 setup:
 	@scripts/setup.sh
+
+setup-test:
+	@scripts/setup.sh --test-tools
 
 ## Compile the bundled examples into generated/ (validated with libnftables).
 run: setup
 	$(PY) -m clawpolicy.cli compile $(EXAMPLES) --config $(CONFIG) --validate
 
 ## The whole suite: unit, golden, fuzz, and kernel tests (these need root, as CI has).
-test: setup
+## The test tools (scripts/test-tools.sh: chromium, mermaid-cli) come with it; `make run` needs none.
+test: setup-test
 	$(PY) -m pytest
 
 ## Fast feedback: everything that does not need root.
-test-unit: setup
+test-unit: setup-test
 	$(PY) -m pytest tests/unit tests/golden tests/fuzz
 
-## clawpolicy vs Aerleon (compile, start-up, packet path), then compile-time, memory, nft load-time, overlap, seccomp, simulate and DNS gate figures (tables; never asserted).
+## clawpolicy vs Aerleon (compile, start-up, packet path), then compile-time, memory, nft load-time, overlap, seccomp, simulate, DNS gate and Mermaid render figures (tables; never asserted).
 bench: setup
 	$(PY) benchmarks/aerleon_bench.py
 	$(PY) benchmarks/run.py
@@ -29,6 +33,7 @@ bench: setup
 	$(PY) benchmarks/seccomp_bench.py
 	$(PY) benchmarks/simulate_bench.py
 	$(PY) benchmarks/dnsgate_bench.py
+	$(PY) benchmarks/mermaid_bench.py
 
 ## Regenerate golden files and generated/ after a reviewed change (then read the diff!).
 golden: setup
@@ -41,4 +46,4 @@ check: setup
 	$(PY) -m clawpolicy.cli compile $(EXAMPLES) --config $(CONFIG) --check
 
 clean:
-	rm -rf .venv .pytest_cache .hypothesis build *.egg-info
+	rm -rf .venv .pytest_cache .hypothesis build *.egg-info .tools/node_modules

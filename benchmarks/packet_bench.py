@@ -4,7 +4,7 @@
 Not a test: prints a table and asserts nothing. Called by benchmarks/aerleon_bench.py (which
 compiles the rulesets) or run on its own with `--aerleon-python` to compile them here.
 
-Each configuration gets its own lab (clawpolicy/operate/netlab.py: an agent and a peer network
+Each configuration gets its own lab (clawpolicy/operate/netlab/: an agent and a peer network
 namespace joined by a veth pair; never the host's namespace). The agent routes 11.0.0.0/8
 through the peer, whose ingress hook drops it, so a packet costs the same after it leaves
 whatever the ruleset. benchmarks/blaster.py sends UDP to port 443 with sendmmsg from the agent,

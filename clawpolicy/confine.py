@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from clawpolicy import ir
 from clawpolicy.errors import Diagnostics, Location, closest
-from clawpolicy.resolve import parse_literal, parse_port
+from clawpolicy.includes import parse_literal, parse_port
 from clawpolicy.ruleids import SHORT_WIDTH, IdRequest, assign, content_digest, reserved
 from clawpolicy.syntax import (
     Attr, CapabilitiesDecl, ExpectDecl, FilesDecl, SocketsDecl, SyscallsDecl, TestDecl, Word,

@@ -1,7 +1,7 @@
 """Syntax nodes to IR: floor 3, the second half of lowering.
 
 Validates every statement of a policy, expands definitions and catalog groups (through
-`resolve`), normalises addresses, names and ports, and gives each rule a stable ID derived
+`includes`), normalises addresses, names and ports, and gives each rule a stable ID derived
 from its content (or its explicit `id`), never from its position. All problems of a file are
 collected, so one run shows them all.
 """
@@ -21,7 +21,7 @@ from clawpolicy.confine import RuleLowering, span
 from clawpolicy.errors import Diagnostic, Diagnostics, Location, Severity, closest
 from clawpolicy.kubernetes import DEFAULT_NAMESPACE, label_problem, namespace_problem
 from clawpolicy.netspace import merge_networks, merge_ports
-from clawpolicy.resolve import (
+from clawpolicy.includes import (
     Atom,
     Resolver,
     Workspace,

@@ -14,9 +14,11 @@ ABSENT = "—"
 MD_ESCAPES = {c: "\\" + c for c in "\\`*_[]|~#$"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
 # Mermaid entity codes (mermaid.js.org, flowchart "Entity codes to escape characters"): a
 # quote would end the label, `#`/`;` start codes and statements, a leading backtick would
-# make a "markdown string", `<`/`>`/`&` would reach the HTML label renderer.
+# make a "markdown string", `<`/`>`/`&` would reach the HTML label renderer. `%`: Mermaid
+# strips `%%{init: …}%%` directives from the whole text before parsing, labels included, and
+# applies them (a label could restyle or reconfigure the diagram: seen with mermaid-cli 11.17).
 MERMAID_ESCAPES = {'"': "#quot;", "#": "#35;", ";": "#59;", "<": "#lt;", ">": "#gt;",
-                   "&": "#amp;", "`": "#96;", "|": "#124;"}
+                   "&": "#amp;", "`": "#96;", "|": "#124;", "%": "#37;"}
 # Invisible characters that reorder or hide text (Trojan Source): shown, not obeyed.
 BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 

@@ -3,7 +3,7 @@
 Names: IDNA 2008 with the UTS #46 mapping (the `idna` package), non-transitional, so `faß.de`
 stays `xn--fa-hia.de` and final sigma stays itself. Python's built-in `idna` codec is IDNA 2003,
 which maps `ß` to `ss` and `ς` to `σ`: `allow egress to faß.de` would allow `fass.de`, another
-domain (DESIGN.md, field facts). Compile (`resolve`), lock files, `init` and the flow readers
+domain (DESIGN.md, field facts). Compile (`includes`), lock files, `init` and the flow readers
 behind `suggest` and `simulate` all call `normalise_name`, so a name means one domain everywhere.
 
 Mixed-script names (a Cyrillic `а` in `pаypal.com`) are valid IDNA 2008; they are kept and come

@@ -1,4 +1,4 @@
-"""Reading untrusted input files safely: floor 1, used by `resolve` (policy files, includes),
+"""Reading untrusted input files safely: floor 1, used by `includes` (policy files, includes),
 `errors` (the source line under a diagnostic) and `lockfile`.
 
 A policy names files (`include "..."`), and a path given on the command line may be anything.

@@ -5,6 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# `--test-tools` (make test): the above, then what only the suite needs (scripts/test-tools.sh:
+# node, chromium and mermaid-cli, to render the diagrams the project emits).
+if [[ "${1-}" == "--test-tools" ]]; then
+  scripts/setup.sh
+  exec scripts/test-tools.sh
+fi
+
 # systemd: only for systemd-analyze, which checks the DNS gate's generated unit in the suite
 APT_PACKAGES=(nftables libnftables1 iproute2 dnsmasq-base python3 python3-venv util-linux apparmor libseccomp2 systemd)
 VENV=.venv

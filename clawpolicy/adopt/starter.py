@@ -28,7 +28,7 @@ from clawpolicy.catalog import CatalogGroup, load_catalog
 from clawpolicy.errors import Diagnostics, Location
 from clawpolicy.fmt import format_text
 from clawpolicy.names import normalise_name, wire_address
-from clawpolicy.resolve import parse_literal
+from clawpolicy.includes import parse_literal
 from clawpolicy.syntax import Word
 
 # OpenClaw provider ids (docs.openclaw.ai "Model providers") -> catalog groups.

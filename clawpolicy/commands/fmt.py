@@ -10,7 +10,7 @@ from pathlib import Path
 from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
 from clawpolicy.errors import ExitCode, PolicyError, printable
 from clawpolicy.fmt import format_text
-from clawpolicy.resolve import display_path
+from clawpolicy.includes import display_path
 from clawpolicy.sources import SourceError, read_policy
 from clawpolicy.write import atomic_write
 

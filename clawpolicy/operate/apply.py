@@ -45,6 +45,7 @@ from clawpolicy.ir import Action, Direction, Mode, Policy, Protocol
 from clawpolicy.operate.resolver import Installed, ResolverError, ResolverPlan
 from clawpolicy.operate.resolver import install as install_resolver
 from clawpolicy.operate.resolver import undo as undo_resolver
+from clawpolicy.processes import pid_alive
 from clawpolicy.validate import validate_nft
 
 STAMP_CHAIN = "clawpolicy_applied"
@@ -224,7 +225,7 @@ class State:
         path = self.pending(table)
         if path.exists():
             other = json.loads(path.read_text() or "{}")
-            if _alive(int(other.get("pid", 0))):
+            if pid_alive(int(other.get("pid", 0))):
                 raise ApplyError(f"another apply of {table} (pid {other['pid']}) awaits confirmation")
         nonce = secrets.token_hex(8)
         self.confirm_file(table).unlink(missing_ok=True)
@@ -249,22 +250,10 @@ class State:
             if table not in (None, name):
                 continue
             info = json.loads(path.read_text() or "{}")
-            if _alive(int(info.get("pid", 0))):
+            if pid_alive(int(info.get("pid", 0))):
                 self.confirm_file(name).write_text(str(info["nonce"]))
                 done.append(name)
         return done
-
-
-def _alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # ------------------------------------------------------------------------------ apply

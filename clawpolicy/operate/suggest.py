@@ -42,7 +42,7 @@ from clawpolicy.operate.explain import Explanation
 from clawpolicy.operate.logparse import RULE_LABEL
 from clawpolicy.operate.simulate import Simulation
 from clawpolicy.parse import parser
-from clawpolicy.resolve import parse_literal
+from clawpolicy.includes import parse_literal
 from clawpolicy.review.risk import Risk
 from clawpolicy.syntax import Word
 

@@ -24,7 +24,7 @@ from clawpolicy.ir import Policy
 from clawpolicy.lower import load_policies
 from clawpolicy.operate import explain, flowfile, junit, logparse, simulate, suggest, textinput
 from clawpolicy.operate.kerneltest import CaseResult
-from clawpolicy.resolve import normalise_name
+from clawpolicy.includes import normalise_name
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "logs"
 

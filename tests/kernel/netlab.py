@@ -1,4 +1,4 @@
-"""The kernel lab moved into the package (clawpolicy/operate/netlab.py) for `clawpolicy test
+"""The kernel lab lives in the package (clawpolicy/operate/netlab/) for `clawpolicy test
 --kernel`; this module keeps `from netlab import Lab` working for the kernel tests."""
 
 from __future__ import annotations

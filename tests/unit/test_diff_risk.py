@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-import clawpolicy.resolve
+import clawpolicy.includes
 from clawpolicy.catalog import CatalogGroup, load_catalog
 from clawpolicy.cli import main
 from clawpolicy.evaluate import Flow, evaluate
@@ -130,7 +130,7 @@ def test_risk_of_a_catalog_change(tmp_path: Path, subtests: pytest.Subtests,
         with subtests.test(msg=name):
             changed: CatalogGroup = dataclasses.replace(
                 real[group], **{field: tuple(sorted((*getattr(real[group], field), value)))})
-            monkeypatch.setattr(clawpolicy.resolve, "load_catalog", lambda c=changed, g=group: {**real, g: c})
+            monkeypatch.setattr(clawpolicy.includes, "load_catalog", lambda c=changed, g=group: {**real, g: c})
             new = _load(tmp_path / f"n{n}", body)
             monkeypatch.undo()
             top = _widest(diff_policies(old, new))

@@ -110,7 +110,7 @@ def check_mermaid(block: str) -> None:
         assert MERMAID_LINE.fullmatch(line), f"unexpected Mermaid line: {line!r}"
         for label in re.findall(LABEL, line):
             inner = re.sub(r"#\w+;", "", label[1:-1])  # entity codes are ours
-            assert not set(inner) & set('"#;<>`|&'), f"unescaped character in label {label}"
+            assert not set(inner) & set('"#;<>`|&%'), f"unescaped character in label {label}"
 
 
 def raw_pipes(line: str) -> int:
@@ -306,6 +306,7 @@ def test_md_cell(value: str | None, expected: str) -> None:
     ("#quot;", '"#35;quot#59;"'),
     ("<b> & `x` | y", '"#lt;b#gt; #amp; #96;x#96; #124; y"'),
     ("a\nb", '"a b"'),
+    ("%%{init: {'theme': 'dark'}}%%", '"#37;#37;{init: {\'theme\': \'dark\'}}#37;#37;"'),
 ])
 def test_mermaid_label(value: str, expected: str) -> None:
     assert markdown.mermaid_label(value) == expected

@@ -1,4 +1,4 @@
-"""Includes and the files named on the command line as hostile input (resolve.py, sources.py):
+"""Includes and the files named on the command line as hostile input (includes.py, sources.py):
 bounded to the policy tree, regular files under a size cap, never quoted unless they are
 policies, and no recursion limit or exponential expansion reachable from policy text."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from clawpolicy import resolve
+from clawpolicy import includes
 from clawpolicy.cli import main
 from clawpolicy.errors import Diagnostic, Location, Severity, render
 from clawpolicy.lower import LoadResult, load_policies
@@ -83,7 +83,7 @@ def test_a_git_work_tree_is_the_policy_repository(tree: Path, subtests: pytest.S
             (repo / "common").mkdir()
             make_git(repo)
             (repo / "common" / "defs.claw").write_text("define x = 192.0.2.1\n")
-            assert resolve.policy_tree(repo / "policies" / "main.claw") == repo.resolve()
+            assert includes.policy_tree(repo / "policies" / "main.claw") == repo.resolve()
             monkeypatch.chdir(repo / "policies")
             result, shown = _load(repo / "policies", "../common/defs.claw")
             assert result.ok, shown
@@ -175,7 +175,7 @@ def test_deep_include_chains_and_many_files(tree: Path, monkeypatch: pytest.Monk
     (tree / "c1499.claw").write_text('include "c0.claw"\n')  # now a 1,500-file cycle
     result, shown = _load(tree, "c0.claw")
     assert any(d.code == "include-cycle" for d in result.diagnostics), shown
-    monkeypatch.setattr(resolve, "MAX_FILES", 100)
+    monkeypatch.setattr(includes, "MAX_FILES", 100)
     (tree / "c1499.claw").write_text("define x = 192.0.2.9\n")
     result, shown = _load(tree, "c0.claw")
     assert not result.ok and "too many files" in shown

@@ -1,4 +1,5 @@
-"""Files, includes and names: floor 3, the first half of lowering.
+"""Files, includes and definitions: floor 3, the first half of lowering (named apart from
+`clawpolicy resolve`, which locks DNS answers: lockfile.py).
 
 Reads policy files, follows `include`s (relative to the including file; cycles are errors),
 collects `define`s with an explicit context (no globals), and resolves the words of a peer

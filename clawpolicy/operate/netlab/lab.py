@@ -1,5 +1,7 @@
-"""A two-namespace network lab that shows what an nftables ruleset does in the kernel: floor 3,
-used by `clawpolicy test --kernel` and the kernel tests (tests/kernel/netlab.py re-exports it).
+"""The kernel lab itself: floor 3 (operate/netlab), used by `clawpolicy test --kernel` and the
+kernel tests (tests/kernel/netlab.py re-exports it). Setup, teardown, running commands and
+daemons inside its namespaces; loading rulesets (nftload.py) and probing (probing.py) are
+their own modules.
 
 Layout::
 
@@ -36,7 +38,6 @@ import ipaddress
 import itertools
 import json
 import os
-import re
 import selectors
 import shutil
 import subprocess
@@ -44,153 +45,28 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-HERE = Path(__file__).resolve().parent / "labprocs"
-LISTENER = HERE / "listener.py"
-PROBE = HERE / "probe.py"
-DNSQUERY = HERE / "dnsquery.py"
-
-DEFAULT_AGENT_ADDRESSES: tuple[str, ...] = ("192.0.2.1", "2001:db8::1")
-DEFAULT_TCP_PORTS: tuple[int, ...] = (22, 53, 80, 443, 5353, 8080, 18789)
-DEFAULT_UDP_PORTS: tuple[int, ...] = (53, 443, 5353, 41641)
-
-_NS_PREFIX = "cpt"
-_NS_RE = re.compile(rf"^{_NS_PREFIX}(\d+)x(\d+)[ap]$")
-_lab_ids = itertools.count()
-
-
-class LabError(RuntimeError):
-    """The lab could not be set up or a command inside it failed."""
-
-
-class NftError(LabError):
-    """``nft`` rejected a ruleset (the message carries nft's stderr)."""
-
-
-@dataclass(frozen=True)
-class Probe:
-    direction: Literal["egress", "ingress"]
-    # egress: destination address in the peer ns; ingress: SOURCE address in the peer ns
-    remote: str
-    protocol: Literal["tcp", "udp", "icmp"]
-    port: int | None = None  # destination port (None for icmp)
-    uid: int = 0  # egress only: uid (and gid) the agent-side client runs as
-    # ingress only: destination address in the agent ns
-    # (default: the first agent address of the same family)
-    local: str | None = None
-
-    def __str__(self) -> str:
-        arrow = "->" if self.direction == "egress" else "<-"
-        port = f":{self.port}" if self.port is not None else ""
-        who = f" uid={self.uid}" if self.uid else ""
-        local = f" local={self.local}" if self.local else ""
-        return f"{self.direction} {self.protocol} {arrow} {self.remote}{port}{who}{local}"
-
-
-@dataclass(frozen=True)
-class Daemon:
-    proc: subprocess.Popen[bytes]
-    log: Path
-
-    def stop(self) -> None:
-        """Stop it now (the lab stops it anyway when it closes)."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=5)
-
-
-@dataclass(frozen=True)
-class DnsQuery:
-    server: str
-    name: str
-    type: Literal["A", "AAAA"] = "A"
-    tcp: bool = False
-
-
-@dataclass(frozen=True)
-class DnsAnswer:
-    query: DnsQuery
-    outcome: str  # ok | timeout | eperm | error
-    rcode: str | None  # NOERROR, NXDOMAIN, ... (None without a reply)
-    addresses: tuple[str, ...]
-    ttl: int | None
-
-    @property
-    def ok(self) -> bool:
-        """A reply came back (whatever its rcode)."""
-        return self.outcome == "ok"
-
-
-@dataclass(frozen=True)
-class ProbeResult:
-    probe: Probe
-    ok: bool  # the flow got through
-    outcome: str  # ok | timeout | eperm | refused | unreachable | error
-    errno: str | None  # e.g. "EPERM", "ECONNREFUSED"
-    elapsed: float  # seconds
-
-
-def _version(addr: str) -> int:
-    return ipaddress.ip_address(addr).version
-
-
-def _is_multicast(addr: str) -> bool:
-    return ipaddress.ip_address(addr).is_multicast
-
-
-def _host_prefix(addr: str) -> str:
-    return f"{addr}/32" if _version(addr) == 4 else f"{addr}/128"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def cleanup_stale_namespaces() -> list[str]:
-    """Delete lab namespaces (and temp dirs) left behind by lab processes that no
-    longer exist (e.g. a test run killed with SIGKILL). Returns the deleted
-    namespace names. Listeners of such labs exit by themselves (stdin EOF)."""
-    try:
-        out = subprocess.run(
-            ["ip", "netns", "list"], capture_output=True, text=True, check=True
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return []
-    deleted = []
-    for line in out.splitlines():
-        name = line.split()[0] if line.split() else ""
-        m = _NS_RE.match(name)
-        if m and not _pid_alive(int(m.group(1))):
-            if subprocess.run(["ip", "netns", "del", name], capture_output=True).returncode == 0:
-                deleted.append(name)
-    for tmp in Path(tempfile.gettempdir()).glob(f"{_NS_PREFIX}*x*a-*"):
-        m = _NS_RE.match(tmp.name.split("-", 1)[0])
-        if m and tmp.is_dir() and not _pid_alive(int(m.group(1))):
-            shutil.rmtree(tmp, ignore_errors=True)
-    return deleted
-
-
-def _stop(proc: subprocess.Popen[bytes], what: str, errors: list[str]) -> None:
-    """Terminate, then kill after 3 s; record (never raise) what went wrong."""
-    try:
-        if proc.poll() is None:
-            proc.terminate()
-        try:
-            proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=3)
-    except Exception as exc:  # noqa: BLE001 - cleanup goes on whatever happened
-        errors.append(f"{what} {proc.pid}: {exc}")
+from clawpolicy.operate.netlab import nftload, probing
+from clawpolicy.operate.netlab.model import (
+    DEFAULT_AGENT_ADDRESSES,
+    DEFAULT_TCP_PORTS,
+    DEFAULT_UDP_PORTS,
+    DNSQUERY,
+    LISTENER,
+    Daemon,
+    DnsAnswer,
+    DnsQuery,
+    LabError,
+    NftError,
+    Probe,
+    ProbeResult,
+    host_prefix,
+    ip_version,
+    is_multicast,
+)
+from clawpolicy.operate.netlab.namespaces import new_names, stop
 
 
 class Lab:
@@ -210,7 +86,7 @@ class Lab:
         if not agent_addresses:
             raise ValueError("agent_addresses must not be empty")
         for a in (*peer_addresses, *agent_addresses):
-            if _is_multicast(a):
+            if is_multicast(a):
                 raise ValueError(f"{a} is multicast and cannot be assigned to an interface")
         overlap = set(map(ipaddress.ip_address, peer_addresses)) & set(
             map(ipaddress.ip_address, agent_addresses)
@@ -224,9 +100,7 @@ class Lab:
         self.agent_ifname = agent_ifname
         self.peer_ifname = peer_ifname
         self.python = python
-        n = next(_lab_ids)
-        self.agent_ns = f"{_NS_PREFIX}{os.getpid()}x{n}a"
-        self.peer_ns = f"{_NS_PREFIX}{os.getpid()}x{n}p"
+        self.agent_ns, self.peer_ns = new_names(os.getpid())
         self._created: list[str] = []
         self._listeners: list[subprocess.Popen[bytes]] = []
         self._daemons: list[subprocess.Popen[bytes]] = []
@@ -287,9 +161,9 @@ class Lab:
     ) -> None:
         lines = ["link set lo up", f"link set {ifname} up"]
         for a in own:
-            lines.append(f"addr add {_host_prefix(a)} dev {ifname}" + (" nodad" if _version(a) == 6 else ""))
+            lines.append(f"addr add {host_prefix(a)} dev {ifname}" + (" nodad" if ip_version(a) == 6 else ""))
         for a in other:
-            lines.append(f"route add {_host_prefix(a)} dev {ifname}")
+            lines.append(f"route add {host_prefix(a)} dev {ifname}")
         if multicast:
             lines.append(f"route add 224.0.0.0/4 dev {ifname}")
             lines.append(f"route add ff00::/8 dev {ifname}")
@@ -338,13 +212,13 @@ class Lab:
         """Stop daemons and listeners, delete both namespaces, remove temp files. Idempotent."""
         errors: list[str] = []
         for proc in self._daemons:
-            _stop(proc, "daemon", errors)
+            stop(proc, "daemon", errors)
         self._daemons.clear()
         for proc in self._listeners:
             if proc.stdin:  # listeners also exit by themselves when their stdin closes
                 with contextlib.suppress(OSError):
                     proc.stdin.close()
-            _stop(proc, "listener", errors)
+            stop(proc, "listener", errors)
             for f in (proc.stdout, proc.stderr):
                 if f:
                     f.close()
@@ -427,16 +301,7 @@ class Lab:
     def set_elements(self, family: str, table: str, name: str) -> dict[str, str]:
         """Elements of a named set in the agent namespace: address -> "expires ..." text
         (empty for elements without a timeout)."""
-        doc = json.loads(self.nft("-j", "list", "set", family, table, name))
-        out: dict[str, str] = {}
-        for obj in doc.get("nftables", []):
-            for elem in obj.get("set", {}).get("elem", []):
-                if isinstance(elem, dict) and "elem" in elem:
-                    inner = elem["elem"]
-                    out[str(inner["val"])] = str(inner.get("expires", ""))
-                else:
-                    out[str(elem)] = ""
-        return out
+        return nftload.set_elements(self.nft("-j", "list", "set", family, table, name))
 
     def nft(self, *args: str) -> str:
         """Run ``nft ARGS`` in the agent namespace and return stdout."""
@@ -480,45 +345,9 @@ class Lab:
         """
         assert self._tmpdir, "lab not entered"
         k = next(self._loads)
-        path = Path(self._tmpdir) / f"ruleset{k}.nft"
-        path.write_text(text if text.endswith("\n") else text + "\n")
-        if flush:
-            # A wrapper keeps nft's error positions relative to the caller's text.
-            wrapper = Path(self._tmpdir) / f"load{k}.nft"
-            wrapper.write_text(f'flush ruleset\ninclude "{path}"\n')
-            path = wrapper
-        argv: list[str]
-        if users or groups:
-            extra: list[str] = []
-            for src, lines_for, name in (
-                ("/etc/passwd", users, "passwd"),
-                ("/etc/group", groups, "group"),
-            ):
-                if not lines_for:
-                    continue
-                body = Path(src).read_text()
-                if body and not body.endswith("\n"):
-                    body += "\n"
-                for uname, ident in lines_for.items():
-                    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.-]*", uname):
-                        raise ValueError(f"bad user/group name {uname!r}")
-                    if name == "passwd":
-                        body += f"{uname}:x:{int(ident)}:{int(ident)}::/nonexistent:/usr/sbin/nologin\n"
-                    else:
-                        body += f"{uname}:x:{int(ident)}:\n"
-                copy = Path(self._tmpdir) / f"{name}{k}"
-                copy.write_text(body)
-                copy.chmod(0o644)
-                extra += [str(copy), src]
-            binds = " && ".join(
-                f'mount --bind "${i + 1}" "${i + 2}"' for i in range(0, len(extra), 2)
-            )
-            n = len(extra)
-            script = f'{binds} && exec ip netns exec "${n + 1}" nft -f "${n + 2}"'
-            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
-                    *extra, self.agent_ns, str(path)]  # fmt: skip
-        else:
-            argv = ["ip", "netns", "exec", self.agent_ns, "nft", "-f", str(path)]
+        tmp = Path(self._tmpdir)
+        path = nftload.write_ruleset(tmp, k, text, flush=flush)
+        argv = nftload.load_argv(tmp, k, self.agent_ns, path, users=users, groups=groups)
         r = subprocess.run(argv, capture_output=True, text=True)
         if r.returncode != 0:
             raise NftError(f"nft -f failed ({r.returncode}):\n{r.stderr.strip()}")
@@ -526,132 +355,16 @@ class Lab:
 
     def counters(self, family: str, table: str) -> dict[str, int]:
         """chain name -> total packets of all anonymous ``counter`` statements in its rules."""
-        doc = json.loads(self.nft("-j", "list", "table", family, table))
-        totals: dict[str, int] = {}
-        for obj in doc.get("nftables", []):
-            if "chain" in obj:
-                totals.setdefault(obj["chain"]["name"], 0)
-            elif "rule" in obj:
-                rule = obj["rule"]
-                totals[rule["chain"]] = totals.get(rule["chain"], 0) + _sum_counters(rule.get("expr", []))
-        return totals
+        return nftload.chain_counters(self.nft("-j", "list", "table", family, table))
 
     # ---------------------------------------------------------------- probing
-    def _to_request(self, p: Probe) -> tuple[str, int, dict[str, Any]]:
-        if p.protocol not in ("tcp", "udp", "icmp"):
-            raise ValueError(f"{p}: unknown protocol")
-        if p.protocol == "icmp":
-            if p.port is not None:
-                raise ValueError(f"{p}: icmp probes take no port")
-        elif p.port is None or not 0 < p.port < 65536:
-            raise ValueError(f"{p}: {p.protocol} probes need a port")
-        fam = _version(p.remote)
-        if p.port is not None and not (p.direction == "egress" and _is_multicast(p.remote)):
-            ports = self.tcp_ports if p.protocol == "tcp" else self.udp_ports
-            if p.port not in ports:
-                # Without a listener the flow would be refused, which looks like a block.
-                raise ValueError(f"{p}: no {p.protocol} listener on port {p.port} (lab ports: {ports})")
-        if p.direction == "egress":
-            if p.local is not None:
-                raise ValueError(f"{p}: local is for ingress probes")
-            req = {
-                "protocol": p.protocol,
-                "dst": p.remote,
-                "port": p.port,
-                "src": None,
-                "send_only": _is_multicast(p.remote),
-            }
-            if req["send_only"] and p.protocol == "tcp":
-                raise ValueError(f"{p}: tcp to a multicast address")
-            return self.agent_ns, p.uid, req
-        if p.direction == "ingress":
-            if p.uid != 0:
-                raise ValueError(f"{p}: uid is for egress probes")
-            if p.remote not in self.peer_addresses:
-                raise ValueError(f"{p}: ingress source {p.remote} is not a peer address")
-            local = p.local
-            if local is None:
-                local = next((a for a in self.agent_addresses if _version(a) == fam), None)
-                if local is None:
-                    raise ValueError(f"{p}: no IPv{fam} agent address")
-            if _version(local) != fam:
-                raise ValueError(f"{p}: address family mismatch")
-            if _is_multicast(local):
-                raise ValueError(f"{p}: ingress to multicast is not supported")
-            return self.peer_ns, 0, {
-                "protocol": p.protocol,
-                "dst": local,
-                "port": p.port,
-                "src": p.remote,
-                "send_only": False,
-            }
-        raise ValueError(f"{p}: unknown direction")
-
     def probe_results(self, probes: Sequence[Probe], *, timeout: float = 0.6) -> list[ProbeResult]:
         """Run all probes concurrently (one process per (namespace, uid) group) and
         return one ProbeResult per probe, in order."""
-        groups: dict[tuple[str, int], list[tuple[int, dict[str, Any]]]] = {}
-        for i, p in enumerate(probes):
-            ns, uid, req = self._to_request(p)
-            groups.setdefault((ns, uid), []).append((i, req))
-        procs = []
-        for (ns, uid), items in groups.items():
-            payload = json.dumps({"uid": uid, "timeout": timeout, "probes": [r for _, r in items]})
-            with tempfile.TemporaryFile("w+") as f:  # stdin from a file: no pipe juggling
-                f.write(payload)
-                f.seek(0)
-                proc = subprocess.Popen(
-                    ["ip", "netns", "exec", ns, self.python, str(PROBE)],
-                    stdin=f,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.PIPE,
-                    text=True,
-                )
-            procs.append((proc, items, ns, uid))
-        out: list[ProbeResult | None] = [None] * len(probes)
-        failures = []
-        for proc, items, ns, uid in procs:
-            try:
-                stdout, stderr = proc.communicate(timeout=timeout + 15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                stdout, stderr = proc.communicate()
-                failures.append(f"[{ns} uid={uid}] probe process hung: {stderr.strip()}")
-                continue
-            if proc.returncode != 0:
-                failures.append(f"[{ns} uid={uid}] probe process failed ({proc.returncode}): {stderr.strip()}")
-                continue
-            results = json.loads(stdout)
-            for (i, _), r in zip(items, results, strict=True):
-                out[i] = ProbeResult(probes[i], r["ok"], r["outcome"], r["errno"], r["elapsed"])
-        if failures:
-            raise LabError("; ".join(failures))
-        return [r for r in out if r is not None]
+        sides = probing.Sides(self.agent_ns, self.peer_ns, self.agent_addresses, self.peer_addresses,
+                              self.tcp_ports, self.udp_ports)
+        return probing.run_probes(sides, self.python, probes, timeout)
 
     def probe(self, probes: Sequence[Probe], *, timeout: float = 0.6) -> list[bool]:
         """True per probe when the flow got through."""
         return [r.ok for r in self.probe_results(probes, timeout=timeout)]
-
-
-def _sum_counters(node: Any) -> int:
-    """Sum the packets of every anonymous counter in a rule's JSON expression tree."""
-    if isinstance(node, list):
-        return sum(_sum_counters(x) for x in node)
-    if isinstance(node, dict):
-        total = 0
-        for key, val in node.items():
-            if key == "counter" and isinstance(val, dict) and "packets" in val:
-                total += int(val["packets"])
-            else:
-                total += _sum_counters(val)
-        return total
-    return 0
-
-
-def format_results(results: Sequence[ProbeResult]) -> str:
-    """Human-readable table, handy in assertion messages."""
-    return "\n".join(
-        f"  {'PASS' if r.ok else 'drop'}  {r.probe}  [{r.outcome}"
-        f"{' ' + r.errno if r.errno else ''} {r.elapsed:.3f}s]"
-        for r in results
-    )

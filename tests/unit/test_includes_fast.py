@@ -1,4 +1,4 @@
-"""The IPv4 fast path of resolve.parse_literal (issue 14) accepts only what `ipaddress` accepts,
+"""The IPv4 fast path of includes.parse_literal (issue 14) accepts only what `ipaddress` accepts,
 with the same network; everything else takes the slow path, whose diagnostics are unchanged."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import random
 import pytest
 
 from clawpolicy.errors import Diagnostics, Location
-from clawpolicy.resolve import _fast_ipv4, parse_literal
+from clawpolicy.includes import _fast_ipv4, parse_literal
 from clawpolicy.syntax import Word
 
 
