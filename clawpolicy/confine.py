@@ -27,11 +27,7 @@ from clawpolicy.syntax import (
 RULE_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 D = TypeVar("D", bound=ir.Documented)
 SYSCALL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$", re.ASCII)
-CAPABILITIES = frozenset("""chown dac_override dac_read_search fowner fsetid kill setgid setuid
-setpcap linux_immutable net_bind_service net_broadcast net_admin net_raw ipc_lock ipc_owner
-sys_module sys_rawio sys_chroot sys_ptrace sys_pacct sys_admin sys_boot sys_nice sys_resource
-sys_time sys_tty_config mknod lease audit_write audit_control setfcap mac_override mac_admin
-syslog wake_alarm block_suspend audit_read perfmon bpf checkpoint_restore""".split())
+CAPABILITIES = frozenset(ir.CAPABILITIES)
 PATH_MAX_BYTES = 4095  # PATH_MAX (4096) less the NUL: the kernel resolves no longer path
 SOCKET_FAMILIES: tuple[str, ...] = get_args(ir.SocketFamily)
 SOCKET_TYPES: tuple[str, ...] = get_args(ir.SocketType)
