@@ -14,7 +14,7 @@ import posixpath
 import re
 import unicodedata
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 from clawpolicy import ir
 from clawpolicy.errors import Diagnostics, Location, closest
@@ -27,14 +27,10 @@ from clawpolicy.syntax import (
 RULE_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 D = TypeVar("D", bound=ir.Documented)
 SYSCALL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,63}$", re.ASCII)
-CAPABILITIES = frozenset("""chown dac_override dac_read_search fowner fsetid kill setgid setuid
-setpcap linux_immutable net_bind_service net_broadcast net_admin net_raw ipc_lock ipc_owner
-sys_module sys_rawio sys_chroot sys_ptrace sys_pacct sys_admin sys_boot sys_nice sys_resource
-sys_time sys_tty_config mknod lease audit_write audit_control setfcap mac_override mac_admin
-syslog wake_alarm block_suspend audit_read perfmon bpf checkpoint_restore""".split())
+CAPABILITIES = frozenset(ir.CAPABILITIES)
 PATH_MAX_BYTES = 4095  # PATH_MAX (4096) less the NUL: the kernel resolves no longer path
-SOCKET_FAMILIES = ("unix", "inet", "inet6", "netlink", "packet")
-SOCKET_TYPES = ("stream", "dgram", "raw", "seqpacket")
+SOCKET_FAMILIES: tuple[str, ...] = get_args(ir.SocketFamily)
+SOCKET_TYPES: tuple[str, ...] = get_args(ir.SocketType)
 
 
 def span(loc: Location) -> ir.Span:
@@ -177,23 +173,36 @@ class RuleLowering:
     def _sockets(self, decl: SocketsDecl) -> ir.Sockets | None:
         kinds: set[ir.SocketKind] = set()
         for words in decl.kinds:
-            family, kind = words[0], (words[1] if len(words) > 1 else None)
+            family, second = words[0], (words[1] if len(words) > 1 else None)
             if family.text not in SOCKET_FAMILIES:
                 guess = closest(family.text, SOCKET_FAMILIES)
                 self.diag.error(f"unknown socket family '{family.text}'", family.loc,
                                 f"did you mean {guess}?" if guess else
                                 f"families: {', '.join(SOCKET_FAMILIES)}", code="socket")
                 continue
-            if kind is not None and kind.text not in SOCKET_TYPES:
-                guess = closest(kind.text, SOCKET_TYPES)
-                self.diag.error(f"unknown socket type '{kind.text}'", kind.loc,
-                                f"did you mean {guess}?" if guess else
-                                f"types: {', '.join(SOCKET_TYPES)}", code="socket")
+            if second is None or second.text in SOCKET_TYPES:
+                kind = ir.SocketKind.model_validate(
+                    {"family": family.text, "type": second.text if second else None})
+                if family.text == "netlink":
+                    self.diag.warning(f"'{kind}' allows every netlink protocol", (second or family).loc,
+                                      "name the protocols the agent needs, e.g. 'netlink route' "
+                                      "(interface addresses: Node's os.networkInterfaces)",
+                                      code="netlink-any")
+            elif family.text == "netlink" and second.text in ir.NETLINK_PROTOCOLS:
+                kind = ir.SocketKind(family="netlink", protocol=second.text)
+            else:
+                names = (*SOCKET_TYPES, *ir.NETLINK_PROTOCOLS) if family.text == "netlink" else SOCKET_TYPES
+                guess = closest(second.text, names)
+                what = "socket type or netlink protocol" if family.text == "netlink" else "socket type"
+                self.diag.error(f"unknown {what} '{second.text}'", second.loc,
+                                f"did you mean {guess}?" if guess else f"types: {', '.join(SOCKET_TYPES)}"
+                                + (f"; netlink protocols: {', '.join(ir.NETLINK_PROTOCOLS)}"
+                                   if family.text == "netlink" else ""), code="socket")
                 continue
-            kinds.add(ir.SocketKind(family=family.text, type=kind.text if kind else None))
+            kinds.add(kind)
         reason = self._reason_only(decl.attrs, "sockets")
-        ordered = sorted(kinds, key=lambda k: (SOCKET_FAMILIES.index(k.family), k.type or ""))
-        return ir.Sockets(allow=tuple(ordered), reason=reason, span=span(decl.loc))
+        return ir.Sockets(allow=tuple(sorted(kinds, key=lambda k: k.sort_key)), reason=reason,
+                          span=span(decl.loc))
 
     def _files(self, decl: FilesDecl) -> list[ir.FileRule]:
         paths: list[str] = []

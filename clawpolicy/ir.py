@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import ipaddress
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 IR_VERSION = 1
 
@@ -140,6 +140,14 @@ class Scope(Model):
     namespace: str | None = None
 
 
+# Capability names in capability-number order (capabilities(7)), without the CAP_ prefix.
+CAPABILITIES = tuple("""chown dac_override dac_read_search fowner fsetid kill setgid setuid
+setpcap linux_immutable net_bind_service net_broadcast net_admin net_raw ipc_lock ipc_owner
+sys_module sys_rawio sys_chroot sys_ptrace sys_pacct sys_admin sys_boot sys_nice sys_resource
+sys_time sys_tty_config mknod lease audit_write audit_control setfcap mac_override mac_admin
+syslog wake_alarm block_suspend audit_read perfmon bpf checkpoint_restore""".split())
+
+
 class Capabilities(Model):
     drop_all: bool
     keep: tuple[str, ...] = ()
@@ -148,12 +156,43 @@ class Capabilities(Model):
     span: Span
 
 
+SocketFamily = Literal["unix", "inet", "inet6", "netlink", "packet"]  # in this (review) order
+SocketType = Literal["stream", "dgram", "raw", "seqpacket"]
+# Netlink protocols by name (include/uapi/linux/netlink.h, netlink(7)): `sockets allow netlink
+# route` is socket(AF_NETLINK, SOCK_RAW or SOCK_DGRAM, NETLINK_ROUTE), what getifaddrs (Node's
+# os.networkInterfaces) opens. 1 and 17 are unassigned.
+NETLINK_PROTOCOLS: dict[str, int] = {
+    "route": 0, "usersock": 2, "firewall": 3, "sock_diag": 4, "nflog": 5, "xfrm": 6,
+    "selinux": 7, "iscsi": 8, "audit": 9, "fib_lookup": 10, "connector": 11, "netfilter": 12,
+    "ip6_fw": 13, "dnrtmsg": 14, "kobject_uevent": 15, "generic": 16, "scsitransport": 18,
+    "ecryptfs": 19, "rdma": 20, "crypto": 21, "smc": 22,
+}
+
+
 class SocketKind(Model):
-    family: Literal["unix", "inet", "inet6", "netlink", "packet"]
-    type: Literal["stream", "dgram", "raw", "seqpacket"] | None = None  # None: every type
+    """One `sockets allow` item: a family, and a type (None: every type) or, for netlink, a
+    protocol (None: every protocol; a protocol implies the raw and dgram types, the only two
+    netlink has, which it treats alike)."""
+
+    family: SocketFamily
+    type: SocketType | None = None  # None: every type
+    protocol: str | None = None  # a NETLINK_PROTOCOLS name; netlink only
+
+    @model_validator(mode="after")
+    def _protocol_is_netlink(self) -> SocketKind:
+        if self.protocol is not None and (self.family != "netlink" or self.type is not None
+                                          or self.protocol not in NETLINK_PROTOCOLS):
+            raise ValueError(f"protocol {self.protocol!r}: a netlink protocol name, without a type")
+        return self
+
+    @property
+    def sort_key(self) -> tuple[int, bool, str, int]:
+        """Family order, then the whole family, its types, its protocols (by number)."""
+        protocol = -1 if self.protocol is None else NETLINK_PROTOCOLS[self.protocol]
+        return get_args(SocketFamily).index(self.family), protocol >= 0, self.type or "", protocol
 
     def __str__(self) -> str:
-        return self.family if self.type is None else f"{self.family} {self.type}"
+        return " ".join(w for w in (self.family, self.type, self.protocol) if w)
 
 
 class Sockets(Model):

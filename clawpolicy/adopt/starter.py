@@ -195,6 +195,11 @@ def render(dep: Deployment, *, name: str, user: str | None, config_files: Sequen
         _management(out, ssh_ports)
     _mdns(out, dep)
     _updates(out, dep)
+    _section(out, "sockets (seccomp and AppArmor)")  # without netlink route, OpenClaw fails under them
+    out.lines += ["  # netlink route: Node's os.networkInterfaces(), OpenClaw's own addresses for the bind "
+                  f"({c(dep.bind)}) and mDNS; no other netlink protocol",
+                  "  sockets allow unix, inet stream, inet6 stream, inet dgram, inet6 dgram, netlink route",
+                  f"    reason {q('IP and unix sockets; netlink route: the interface addresses')}"]
     _section(out, "DNS")
     out.lines += ["  # FQDN rules hold the addresses the local resolver puts into their sets; add",
                   "  # 'dns local' once the dnsmasq target runs (docs/adoption.md)"]

@@ -16,7 +16,8 @@ What the profile says (apparmor.d(5)):
   scratch (/tmp, /var/tmp, /dev/shm) and terminals are writable.
 - Policy rules, each block under a comment with its ID, source line and reason:
   `capabilities` (kept ones allowed, `DANGEROUS_CAPABILITIES` denied explicitly),
-  `sockets` (`network FAMILY [TYPE]`; raw IP and packet sockets denied unless kept), and
+  `sockets` (`network FAMILY [TYPE]`; raw IP and packet sockets denied unless kept; a netlink
+  protocol is not expressible: `netlink route` becomes `network netlink raw/dgram`), and
   `files` (deny: every permission on the path and below, in every home for ~/ paths; allow:
   write access, `owner`-scoped for ~/ paths). Deny overrides allow, as in the IR.
 - Denials are `audit deny` (a plain `deny` is silent). Shadow mode: `flags=(complain)` and
@@ -25,11 +26,7 @@ What the profile says (apparmor.d(5)):
   (AppArmor 4.1 has `network ... peer=(ip=, port=)`, but its parser silently drops the peer
   when the kernel lacks the mediation, so `apparmor_abi="4.0"` changes only the abi line.)
 
-Escaping (`aa_escape`): every path is a quoted string. The IR's paths are literal: `* ? [ ]
-{ }` get a backslash so they match themselves (which also keeps `@{` from naming a variable);
-`"`, `\\`, control and invisible characters become octal escapes, so no backslash ever
-precedes a quote (the lexer's quoted-string rule would read on past it). User text in
-comments is one line. Only the executable is a glob, as the language documents. The
+Escaping is `apparmor_text`'s (quoted, literal paths; one-line comments). The
 apparmorprofile.yaml is dumped by PyYAML (safe_dump, sorted keys, ASCII), like the seccomp resource.
 """
 
@@ -37,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,14 +41,14 @@ from typing import Any
 import jinja2
 import yaml
 
+from clawpolicy.backends.apparmor_text import aa_comment, aa_escape, glob_error, path_pattern
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Level, Support, annotations_problem, clip,
-    load_template,
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support, annotations_problem,
+    display_path, load_template,
 )
-from clawpolicy.backends.docs import display_path
 from clawpolicy.backends.naming import NameClaim, apparmor_profile_name
 from clawpolicy.errors import Diagnostic, Location, Severity
-from clawpolicy.ir import Action, FileRule, Mode, Policy, Span
+from clawpolicy.ir import CAPABILITIES, Action, FileRule, Mode, Policy, SocketKind, Span
 
 OPENCLAW_CLI = "/{usr,usr/local}/lib/node_modules/openclaw/openclaw.mjs"
 PROFILE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")  # also a Kubernetes name
@@ -72,12 +68,6 @@ FILE_WRITE = "rwlk"
 BASELINE_SCRATCH = (("owner ", "/tmp/**", "rwlk"), ("owner ", "/var/tmp/**", "rwlk"),
                     ("owner ", "/dev/shm/**", "rwlk"), ("", "/dev/tty", "rw"),
                     ("", "/dev/ptmx", "rw"), ("", "/dev/pts/*", "rw"))
-# In capability-number order (capabilities(7)); the lowering accepts the same names.
-ALL_CAPABILITIES = tuple("""chown dac_override dac_read_search fowner fsetid kill setgid setuid
-setpcap linux_immutable net_bind_service net_broadcast net_admin net_raw ipc_lock ipc_owner
-sys_module sys_rawio sys_chroot sys_ptrace sys_pacct sys_admin sys_boot sys_nice sys_resource
-sys_time sys_tty_config mknod lease audit_write audit_control setfcap mac_override mac_admin
-syslog wake_alarm block_suspend audit_read perfmon bpf checkpoint_restore""".split())
 # Denied explicitly (and logged) under `drop all` unless kept: an agent never needs them, and
 # an explicit deny also overrides any allow an abstraction or local include might add.
 DANGEROUS_CAPABILITIES = {
@@ -104,81 +94,6 @@ DANGEROUS_CAPABILITIES = {
 }
 SOCKET_DENIES = {"raw": "raw IP sockets: crafted and spoofed packets",
                  "packet": "packet sockets: link-layer capture and injection"}
-_ESCAPED_GLOB = frozenset("*?[]{}")
-
-
-# ------------------------------------------------------------------------------- escaping
-
-
-def aa_escape(text: str, globs: bool = False) -> str:
-    """`text` for the inside of a quoted AppArmor string. With `globs` False the text is
-    literal: AppArmor's pattern characters get a backslash. `"`, `\\`, control characters and
-    invisible or line-breaking non-ASCII characters become octal escapes of their bytes, which
-    the parser decodes (parser_misc.c, processunquoted): a backslash is never followed by a
-    quote, and the rule reads as it matches."""
-    out = []
-    for c in text:
-        code = ord(c)
-        if code == 0:
-            raise ValueError("a path cannot contain NUL")
-        if c in '"\\' or code < 32 or code == 127:
-            out.append(f"\\{code:03o}")
-        elif code > 127 and unicodedata.category(c)[0] in "CZ" and c != " ":
-            # invisible or line-breaking (bidi controls, U+2028): its UTF-8 bytes, visibly
-            out.append("".join(f"\\{b:03o}" for b in c.encode("utf-8")))
-        elif not globs and c in _ESCAPED_GLOB:
-            out.append("\\" + c)
-        else:
-            out.append(c)
-    return "".join(out)
-
-
-def path_pattern(path: str) -> str:
-    """An IR path (absolute, or ~/ for every home) as a quoted pattern for the path itself
-    and everything below it. `{,/**}` also matches the directory with its trailing slash."""
-    if path == "~" or path.startswith("~/"):
-        head, rest = "@{HOME}", path[1:]  # @{HOME} ends in '/': the parser folds the '//'
-    elif path.startswith("/"):
-        head, rest = "", path
-    else:
-        raise ValueError(f"not an absolute or ~/ path: {path!r}")
-    rest = rest.rstrip("/")
-    tail = "{,/**}" if rest else ("{,**}" if head else "/{,**}")
-    return f'"{head}{aa_escape(rest)}{tail}"'
-
-
-def aa_comment(value: object) -> str:
-    """Text for a `#` comment: one line whatever the user wrote (only a line break ends an
-    AppArmor comment; every comment line starts with '# ', so it can never be `#include`).
-    Invisible format characters (bidi controls) are shown, not obeyed. Bounded: the parser's
-    scanner fails on a line of ~16 KiB (base.COMMENT_LINE_MAX_BYTES)."""
-    out = []
-    for c in str(value):
-        category = unicodedata.category(c)
-        out.append(" " if category in ("Cc", "Zl", "Zp") else f"<U+{ord(c):04X}>"
-                   if category == "Cf" else c)
-    return clip("".join(out))
-
-
-def glob_error(pattern: str) -> str | None:
-    """Why an executable glob would not parse (unbalanced {} or []), or None."""
-    depth, in_class = 0, False
-    for c in pattern:
-        if in_class:
-            in_class = c != "]"
-        elif c == "[":
-            in_class = True
-        elif c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth < 0:
-                return "a '}' closes nothing"
-        elif c == "]":
-            return "a ']' closes nothing"
-    if in_class or depth:
-        return "an unclosed '[' or '{'"
-    return None
 
 
 # ------------------------------------------------------------------------------- model
@@ -208,6 +123,14 @@ def _where(span: Span, item: FileRule | None = None) -> str:
         parts += [f"{k} {v}" for k, v in (("owner", item.owner), ("ticket", item.ticket),
                                            ("expires", item.expires)) if v]
     return ", ".join(parts)
+
+
+def network_rules(kind: SocketKind) -> list[str]:
+    """`network FAMILY [TYPE],` for one socket kind. A netlink protocol cannot be named
+    (apparmor.d(5): the protocol is an inet one, tcp/udp/icmp): its two types stand in."""
+    if kind.protocol is not None:
+        return ["network netlink raw,", "network netlink dgram,"]
+    return [f"network {kind},"]
 
 
 def net_raw_kept(policy: Policy) -> bool:
@@ -241,7 +164,7 @@ class _Builder:
     def capabilities(self) -> Block:
         c = self.policy.capabilities
         if c is None:
-            self.abstract["capability"] = {"allowedCapabilities": sorted(ALL_CAPABILITIES)}
+            self.abstract["capability"] = {"allowedCapabilities": sorted(CAPABILITIES)}
             return Block(["capabilities: the policy does not restrict capabilities"], ["capability,"])
         if c.drop_all:
             what = "drop all" + (", keep " + ", ".join(c.keep) if c.keep else "")
@@ -251,7 +174,7 @@ class _Builder:
         else:
             what = "drop " + ", ".join(c.drop)
             rules, denied = ["capability,"], list(c.drop)
-            allowed = [k for k in ALL_CAPABILITIES if k not in c.drop]
+            allowed = [k for k in CAPABILITIES if k not in c.drop]
         rules += [self.deny(f"capability {d},") + (f"  # {DANGEROUS_CAPABILITIES[d]}"
                                                     if d in DANGEROUS_CAPABILITIES else "")
                   for d in denied]
@@ -278,7 +201,14 @@ class _Builder:
             packet_ok = any(k.family == "packet" for k in s.allow)
             kinds = ", ".join(map(str, s.allow))
             comments = [f"sockets ({_where(s.span)}): allow {kinds}" + (f": {s.reason}" if s.reason else "")]
-            rules = [f"network {k}," for k in s.allow]
+            rules = list(dict.fromkeys(rule for k in s.allow for rule in network_rules(k)))
+            protocols = [str(k) for k in s.allow if k.protocol is not None]
+            if protocols:
+                comments.append("AppArmor mediates netlink by socket type, not by protocol: every "
+                                f"netlink protocol passes here (seccomp allows only {', '.join(protocols)})")
+                self.note(f"AppArmor cannot filter netlink protocols: for {', '.join(protocols)} "
+                          "the profile allows netlink raw and dgram sockets of every protocol",
+                          "the seccomp target filters the protocol (socket()'s third argument)")
             ip = [k for k in s.allow if k.family in IP_FAMILIES]
             tcp = any(k.type in (None, "stream") for k in ip)
             udp = any(k.type in (None, "dgram") for k in ip)
@@ -433,7 +363,8 @@ class AppArmorBackend:
         Feature.INGRESS: Support(Level.NO, "AppArmor 3 cannot tell who connects"),
         Feature.USER_SCOPE: Support(Level.NO, "a profile confines a program, whoever runs it"),
         Feature.SOCKETS: Support(Level.YES, "network FAMILY TYPE rules; raw and packet denied "
-                                 "unless kept (unix sockets stay open for abstractions/base)"),
+                                 "unless kept (unix sockets stay open for abstractions/base; "
+                                 "netlink protocols are not mediated)"),
         Feature.SYSCALLS: Support(Level.NO, "AppArmor mediates objects, not system calls"),
         Feature.CAPABILITIES: Support(Level.YES, "capability rules; dangerous ones denied explicitly"),
         Feature.FILES: Support(Level.YES, "path rules: audited denies on the path and below "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any, Literal, Protocol
 
 import jinja2
@@ -140,3 +141,9 @@ class Backend(Protocol):
     support: Mapping[Feature, Support]
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult: ...
+
+
+def display_path(path: str) -> str:
+    """A source path without the machine's layout, as artifacts show it: `lower` records paths
+    relative to the working directory, an absolute one (a file outside it) keeps only its name."""
+    return PurePath(path).name if PurePath(path).is_absolute() else path

@@ -19,7 +19,6 @@ import functools
 import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import PurePath
 
 import jinja2
 
@@ -31,6 +30,7 @@ from clawpolicy.backends.base import (
     Feature,
     Level,
     Support,
+    display_path,
     load_template,
 )
 from clawpolicy.evaluate import run_tests
@@ -66,12 +66,6 @@ class Edge:
     target: str
     label: str
     dashed: bool
-
-
-def display_path(path: str) -> str:
-    """A source path without the machine's layout: `lower` records paths relative to the
-    working directory, an absolute one (a file outside it) keeps only its name."""
-    return PurePath(path).name if PurePath(path).is_absolute() else path
 
 
 def where(span: Span) -> str:

@@ -34,7 +34,10 @@ SOCK_CLOEXEC and SOCK_NONBLOCK (the kernel returns EINVAL for any other bit). Re
 and types are written as aligned blocks (value under a mask) and `family > max`, so every
 value, including junk in the upper 32 bits, lands in exactly one entry. Netlink does not
 distinguish SOCK_DGRAM from SOCK_RAW (netlink(7)): either type allows both, which glibc's
-getifaddrs needs. SOCK_RAW on inet/inet6 and every packet socket need the policy to keep
+getifaddrs needs. `netlink PROTOCOL` (`netlink route`: getifaddrs, Node's networkInterfaces)
+adds the protocol (arg2) to those entries: each allowed protocol exact, the rest refused as
+64-bit aligned blocks and `protocol > max` (the kernel reads an int, so upper-bit junk must not
+alias NETLINK_ROUTE). SOCK_RAW on inet/inet6 and every packet socket need the policy to keep
 net_raw. Seccomp cannot read connect()/sendto() addresses (a pointer): the support table says
 so and the shared check warns; nftables filters destinations.
 
@@ -287,7 +290,8 @@ class SeccompBackend:
         Feature.INGRESS: Support(Level.NO, "accept() has no peer address to filter on"),
         Feature.USER_SCOPE: Support(Level.PARTIAL, "applies to the processes started under the "
                                     "profile (runtime or launcher), whatever their user"),
-        Feature.SOCKETS: Support(Level.YES, "socket()/socketpair() family and type arguments"),
+        Feature.SOCKETS: Support(Level.YES, "socket()/socketpair() family, type and netlink "
+                                 "protocol arguments"),
         Feature.SYSCALLS: Support(Level.YES, "syscall allowlist (baseline + rules)"),
         Feature.CAPABILITIES: Support(Level.PARTIAL, "refuses the syscalls of capabilities not "
                                       "kept; the runtime sets the capability sets"),

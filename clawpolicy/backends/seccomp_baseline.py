@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from clawpolicy.errors import Diagnostic, Location, Severity
-from clawpolicy.ir import Policy, Span
+from clawpolicy.ir import NETLINK_PROTOCOLS, Policy, Span
 
 BASELINE: Mapping[str, tuple[str, ...]] = {
     "files": (
@@ -154,7 +154,8 @@ FAMILIES: Mapping[str, int] = {"unix": 1, "inet": 2, "inet6": 10, "netlink": 16,
 SOCKET_TYPES: Mapping[str, int] = {"stream": 1, "dgram": 2, "raw": 3, "seqpacket": 5}
 SOCK_TYPE_MASK = 0xF  # the kernel takes type & 0xf; other bits but SOCK_CLOEXEC|SOCK_NONBLOCK are EINVAL
 SOCKET_BASELINE = ("unix", "inet", "inet6", "netlink")  # without a `sockets` statement
-RAW_FAMILIES = ("inet", "inet6")  # SOCK_RAW here needs CAP_NET_RAW (raw(7)); packet(7) always does
+RAW_FAMILIES = ("inet", "inet6")
+NETLINK_TYPES = frozenset({SOCKET_TYPES["dgram"], SOCKET_TYPES["raw"]})  # SOCK_RAW here needs CAP_NET_RAW (raw(7)); packet(7) always does
 
 # Newer syscalls an older libseccomp may not know (it then leaves them to the default action).
 NEWER_SYSCALLS: Mapping[str, tuple[str, ...]] = {
@@ -263,33 +264,39 @@ def clone_entries(policy: Policy, decided: set[str]) -> list[Entry]:
     return out
 
 
-def _socket_kinds(policy: Policy, out: list[Diagnostic]) -> tuple[dict[int, frozenset[int] | None], str, list[str]]:
-    """Allowed family -> allowed types (None: all), the source, and refusals due to net_raw."""
+Allowed = dict[int, dict[int, frozenset[int] | None]]  # family -> type -> protocols (None: every)
+ALL_TYPES = frozenset(range(SOCK_TYPE_MASK + 1))
+
+
+def _socket_kinds(policy: Policy, out: list[Diagnostic]) -> tuple[Allowed, str, list[str]]:
+    """What socket() may ask for (family -> type -> protocols), the source, and the kinds
+    refused for want of net_raw. Protocols are only ever narrowed for netlink."""
     source = (f"sockets ({policy.sockets.span.file}:{policy.sockets.span.line})"
               if policy.sockets else "sockets (baseline: no sockets statement)")
-    kinds = [(k.family, k.type) for k in policy.sockets.allow] if policy.sockets else \
-        [(f, None) for f in SOCKET_BASELINE]
-    allowed: dict[int, frozenset[int] | None] = {}
+    kinds = [(k.family, k.type, k.protocol) for k in policy.sockets.allow] if policy.sockets else \
+        [(f, None, None) for f in SOCKET_BASELINE]
+    allowed: Allowed = {}
     raw_refused: list[str] = []
     net_raw = keeps(policy, "net_raw")
-    for family, kind in kinds:
-        types: frozenset[int] | None = None if kind is None else frozenset({SOCKET_TYPES[kind]})
-        if family == "netlink" and types is not None and types & {2, 3}:
-            types = types | {2, 3}
+    for family, kind, protocol in kinds:
+        types = (NETLINK_TYPES if protocol is not None else ALL_TYPES if kind is None
+                 else frozenset({SOCKET_TYPES[kind]}))
+        if family == "netlink" and types & NETLINK_TYPES:
+            types = types | NETLINK_TYPES  # netlink(7): raw and dgram are one and the same
         if not net_raw and family == "packet":
             raw_refused.append(family if kind is None else f"{family} {kind}")
             continue
-        if not net_raw and family in RAW_FAMILIES:
-            if types is None:
-                types = frozenset(range(SOCK_TYPE_MASK + 1)) - {SOCKET_TYPES["raw"]}
-            elif SOCKET_TYPES["raw"] in types:
+        if not net_raw and family in RAW_FAMILIES and SOCKET_TYPES["raw"] in types:
+            if kind is not None:
                 raw_refused.append(f"{family} {kind}")
-                types = types - {SOCKET_TYPES["raw"]}
-                if not types:
-                    continue
-        number = FAMILIES[family]
-        previous = allowed.get(number, frozenset())
-        allowed[number] = None if previous is None or types is None else previous | types
+            types = types - {SOCKET_TYPES["raw"]}
+            if not types:
+                continue
+        protocols = None if protocol is None else frozenset({NETLINK_PROTOCOLS[protocol]})
+        per_type = allowed.setdefault(FAMILIES[family], {})
+        for t in types:
+            previous = per_type.get(t, frozenset())
+            per_type[t] = None if previous is None or protocols is None else previous | protocols
     if raw_refused and policy.sockets is not None:
         out.append(Diagnostic(
             Severity.WARNING, f"sockets allow {', '.join(raw_refused)}: refused by the seccomp "
@@ -297,6 +304,27 @@ def _socket_kinds(policy: Policy, out: list[Diagnostic]) -> tuple[dict[int, froz
             "keep it ('capabilities drop all keep net_raw, ...') or remove these kinds",
             code="socket"))
     return allowed, source, raw_refused
+
+
+def _protocol_entries(names: tuple[str, ...], prefix: tuple[Arg, ...], protocols: frozenset[int],
+                      text: str) -> list[Entry]:
+    """socket(family, type, protocol) for the allowed netlink protocols (arg2 exact) and the
+    rest refused (aligned blocks below the largest allowed one, then `protocol > max`), so every
+    protocol value lands in entries of one verdict. The kernel reads an int, so 0x1_00000000
+    would be NETLINK_ROUTE: the 64-bit exact match misses it and `> max` refuses it (junk in the
+    upper half may match a refusing block too: same verdict). 32-bit masks, because the SPO
+    resource's int64 cannot hold a 64-bit one."""
+    protocol_names = {v: k for k, v in NETLINK_PROTOCOLS.items()}
+    entries = [Entry(names, Verdict.ALLOW, f"{text}, protocol {protocol_names[p]} ({p})",
+                     (*prefix, Arg(2, "SCMP_CMP_EQ", p))) for p in sorted(protocols)]
+    top = max(protocols)
+    for first, last in runs(set(range(top)) - protocols):
+        entries.extend(Entry(names, Verdict.REFUSE, f"{text}: {_span_text('protocol', first, last)} "
+                             "not allowed", (*prefix, Arg(2, "SCMP_CMP_MASKED_EQ", mask, value)))
+                       for mask, value in blocks(first, last, 32))
+    entries.append(Entry(names, Verdict.REFUSE, f"{text}: protocols above {top} are not allowed",
+                         (*prefix, Arg(2, "SCMP_CMP_GT", top))))
+    return entries
 
 
 def socket_entries(policy: Policy, calls: Sequence[str], out: list[Diagnostic]) -> list[Entry]:
@@ -317,23 +345,29 @@ def socket_entries(policy: Policy, calls: Sequence[str], out: list[Diagnostic]) 
     family_names = {v: k for k, v in FAMILIES.items()}
     type_names = {v: k for k, v in SOCKET_TYPES.items()}
     entries = []
-    for number, types in sorted(allowed.items()):
+    for number, per_type in sorted(allowed.items()):
         fam = family_names[number]
-        if types is None:
-            entries.append(Entry(names, Verdict.ALLOW, f"{source}: {fam}, every type",
-                                 (Arg(0, "SCMP_CMP_EQ", number),)))
+        family_arg = Arg(0, "SCMP_CMP_EQ", number)
+        if per_type == dict.fromkeys(ALL_TYPES):
+            entries.append(Entry(names, Verdict.ALLOW, f"{source}: {fam}, every type", (family_arg,)))
             continue
-        for verdict, chosen in ((Verdict.ALLOW, types),
-                                (Verdict.REFUSE, set(range(SOCK_TYPE_MASK + 1)) - types)):
-            for first, last in runs(chosen):
+        groups: dict[frozenset[int] | None, set[int]] = {}
+        for t, protocols in per_type.items():
+            groups.setdefault(protocols, set()).add(t)
+        chosen = [(Verdict.ALLOW, types, protocols) for protocols, types in
+                  sorted(groups.items(), key=lambda g: min(g[1]))]
+        chosen.append((Verdict.REFUSE, set(ALL_TYPES) - set(per_type), None))
+        for verdict, types, protocols in chosen:
+            for first, last in runs(types):
                 label = ", ".join(type_names.get(t, str(t)) for t in range(first, last + 1))
                 text = (f"{source}: {fam} {label}" if verdict is Verdict.ALLOW else
                         f"{source}: {fam} {_span_text('socket type', first, last)} not allowed")
                 if verdict is Verdict.REFUSE:
                     text += why(fam in RAW_FAMILIES and first <= SOCKET_TYPES["raw"] <= last)
                 for mask, value in blocks(first, last, 4):
-                    entries.append(Entry(names, verdict, text, (
-                        Arg(0, "SCMP_CMP_EQ", number), Arg(1, "SCMP_CMP_MASKED_EQ", mask, value))))
+                    args = (family_arg, Arg(1, "SCMP_CMP_MASKED_EQ", mask, value))
+                    entries.extend([Entry(names, verdict, text, args)] if protocols is None else
+                                   _protocol_entries(names, args, protocols, text))
     top = max(allowed)
     for first, last in runs(set(range(top)) - set(allowed)):
         text = (f"{source}: {_span_text('address family', first, last)} not allowed"

@@ -165,7 +165,7 @@ def render(policy: Policy, options: CompileOptions) -> tuple[str, list[Diagnosti
         "SocketBindDeny=any")
     if policy.sockets is not None:
         families = sorted({FAMILIES[k.family] for k in policy.sockets.allow})
-        put("sockets allow (families; types are the seccomp target's)",
+        put("sockets allow (families; types and netlink protocols are the seccomp target's)",
             f"RestrictAddressFamilies={' '.join(families)}")
     kill = options.seccomp_deny_action == "kill"
     put("system calls: systemd's @system-service set, plus and minus the policy's",

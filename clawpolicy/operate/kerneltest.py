@@ -9,7 +9,7 @@ Layers, one result per expectation per layer (JUnit: one testcase each):
   names (FQDN sets are filled by the resolver at run time; this check runs none), loopback
   (always passes), and flows the lab cannot build (ingress from multicast, no port);
 - seccomp: `test` blocks say nothing about syscalls, so this layer checks what the policy
-  does say to seccomp: for each socket kind (family x type) the filter is loaded in a forked
+  does say to seccomp: for each socket kind (family x type, netlink protocols) the filter is loaded in a forked
   child, socket() is called, and EPERM must come back exactly when the policy's `sockets`
   statement (and `keep net_raw` for raw and packet sockets) does not allow the kind. The
   expected answers are derived from the IR here, not from the backend's plan.
@@ -36,14 +36,17 @@ from clawpolicy.backends.nftables import render
 from clawpolicy.backends.seccomp import BACKEND as SECCOMP
 from clawpolicy.backends.seccomp_baseline import SOCKET_BASELINE, keeps
 from clawpolicy.evaluate import run_tests
-from clawpolicy.ir import Action, Direction, Expectation, Mode, Policy, Protocol
+from clawpolicy.ir import NETLINK_PROTOCOLS, Action, Direction, Expectation, Mode, Policy, Protocol
 
 AGENT_ADDRESSES = ("198.51.100.1", "fd00:a9e::1")
 AGENT_UID = 4242  # the policy's user inside the lab (named users are mapped to it)
 OTHER_UID = 4343  # any other user an expectation names
-SOCKET_KINDS: tuple[tuple[str, str], ...] = (
-    ("unix", "stream"), ("unix", "dgram"), ("inet", "stream"), ("inet", "dgram"), ("inet", "raw"),
-    ("inet6", "stream"), ("inet6", "dgram"), ("inet6", "raw"), ("netlink", "raw"), ("packet", "raw"))
+# (family, type, netlink protocol): getifaddrs's route, and two an agent has no use for
+SOCKET_KINDS: tuple[tuple[str, str, str | None], ...] = (
+    ("unix", "stream", None), ("unix", "dgram", None), ("inet", "stream", None),
+    ("inet", "dgram", None), ("inet", "raw", None), ("inet6", "stream", None),
+    ("inet6", "dgram", None), ("inet6", "raw", None), ("netlink", "raw", "route"),
+    ("netlink", "dgram", "sock_diag"), ("netlink", "raw", "audit"), ("packet", "raw", None))
 _FAMILY = {"unix": socket.AF_UNIX, "inet": socket.AF_INET, "inet6": socket.AF_INET6,
            "netlink": 16, "packet": 17}
 _TYPE = {"stream": socket.SOCK_STREAM, "dgram": socket.SOCK_DGRAM, "raw": socket.SOCK_RAW}
@@ -164,18 +167,26 @@ def nftables_cases(policy: Policy) -> list[CaseResult]:
 # ------------------------------------------------------------------------------ seccomp
 
 
-def socket_allowed(policy: Policy, family: str, kind: str) -> bool:
-    """What the policy says about socket(family, kind), read from the IR alone."""
+def socket_allowed(policy: Policy, family: str, kind: str, protocol: str | None = None) -> bool:
+    """What the policy says about socket(family, kind, netlink protocol), read from the IR alone."""
     if (family == "packet" or (kind == "raw" and family in ("inet", "inet6"))) and not keeps(policy, "net_raw"):
         return False
-    allowed = [(k.family, k.type) for k in policy.sockets.allow] if policy.sockets else \
-        [(f, None) for f in SOCKET_BASELINE]
-    for fam, typ in allowed:
-        if fam != family:
+    allowed = [(k.family, k.type, k.protocol) for k in policy.sockets.allow] if policy.sockets else \
+        [(f, None, None) for f in SOCKET_BASELINE]
+    for fam, typ, proto in allowed:
+        if fam != family or (proto is not None and proto != protocol):
+            continue
+        if proto is not None:  # netlink PROTOCOL: raw and dgram, which netlink treats alike
+            if kind in ("dgram", "raw"):
+                return True
             continue
         if typ is None or typ == kind or (family == "netlink" and {typ, kind} <= {"dgram", "raw"}):
             return True
     return False
+
+
+def _label(family: str, kind: str, protocol: str | None) -> str:
+    return " ".join(w for w in (family, kind, protocol) if w)
 
 
 def _probe_in_child(profile: dict[str, object]) -> dict[str, int]:
@@ -190,9 +201,10 @@ def _probe_in_child(profile: dict[str, object]) -> dict[str, int]:
             seccomp_loader.load_profile(profile)
             libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
             result = {}
-            for family, kind in SOCKET_KINDS:
-                fd = libc.socket(_FAMILY[family], _TYPE[kind], _PROTOCOL.get((family, kind), 0))
-                result[f"{family} {kind}"] = ctypes.get_errno() if fd < 0 else 0
+            for family, kind, protocol in SOCKET_KINDS:
+                number = NETLINK_PROTOCOLS[protocol] if protocol else _PROTOCOL.get((family, kind), 0)
+                fd = libc.socket(_FAMILY[family], _TYPE[kind], number)
+                result[_label(family, kind, protocol)] = ctypes.get_errno() if fd < 0 else 0
                 if fd >= 0:
                     os.close(fd)
             os.write(write_fd, json.dumps(result).encode())
@@ -222,14 +234,15 @@ def seccomp_cases(policy: Policy) -> list[CaseResult]:
     answers = _probe_in_child(json.loads(profile.content))
     each = (time.monotonic() - start) / len(SOCKET_KINDS)
     out = []
-    for family, kind in SOCKET_KINDS:
-        allowed = socket_allowed(policy, family, kind)
-        got = answers[f"{family} {kind}"]
+    for family, kind, protocol in SOCKET_KINDS:
+        allowed = socket_allowed(policy, family, kind, protocol)
+        label = _label(family, kind, protocol)
+        got = answers[label]
         refused = got == errno.EPERM
         ok = refused is not allowed
         said = "allowed" if allowed else "refused"
         outcome = "EPERM" if refused else ("created" if got == 0 else errno.errorcode.get(got, str(got)))
-        out.append(CaseResult(policy.name, "seccomp", f"socket {family} {kind}: policy says {said}",
+        out.append(CaseResult(policy.name, "seccomp", f"socket {label}: policy says {said}",
                               "passed" if ok else "failed",
                               "" if ok else f"the filter answered {outcome}", where.file, where.line, each))
     return out

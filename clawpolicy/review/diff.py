@@ -272,6 +272,9 @@ def _sockets(old: Policy, new: Policy) -> Iterator[Change]:
         yield Change("", "sockets", Risk.LOW, f"socket families restricted to {', '.join(sorted(n))}")
         return
     for kind in sorted(n - o):
+        if kind.split()[0] in o:  # `netlink` became `netlink route`: narrower, not new
+            yield Change("", "sockets", Risk.LOW, f"socket {kind} now allowed, within {kind.split()[0]}")
+            continue
         raw = kind.split()[0] in RAW_SOCKET_FAMILIES or kind.endswith("raw")
         yield Change("", "sockets", Risk.HIGH if raw else Risk.MEDIUM, f"socket {kind} now allowed",
                      "raw packets or kernel interfaces" if raw else "")

@@ -93,7 +93,9 @@ def statement(draw: st.DrawFn) -> str:
         names = _csv(draw, ["net_raw", "net_bind_servce", "cap_chown", "all"])
         return f"capabilities {prefix} {names} {draw(st.sampled_from(['', tail]))}"
     if kind == "sockets":
-        return f"sockets allow {_csv(draw, ['unix', 'inet stream', 'inet6 dgram', 'inet5', 'inet strem'])}"
+        kinds = ['unix', 'inet stream', 'inet6 dgram', 'inet5', 'inet strem', 'netlink route', 'netlink',
+                 'netlink rout', 'inet route']
+        return f"sockets allow {_csv(draw, kinds)}"
     if kind == "files":
         paths = _csv(draw, ["~/.ssh", "/etc/x/", "/", "relative", '"/with space"', '"/a\\u0001"'])
         return f"files {draw(st.sampled_from(['deny', 'allow']))} {paths} {tail}"

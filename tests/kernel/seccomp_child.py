@@ -9,7 +9,8 @@ from profile.json through `clawpolicy.seccomp_loader` into libseccomp, as a cont
 runtime would, or from the raw .bpf with seccomp(2), as a launcher would. Then:
 
 - `probe CALLS`: socket(family, type, protocol) for each [family, type(, protocol)] (and
-  socketpair for AF_UNIX), printing one JSON object: "family,type(,protocol)" -> 0 or errno;
+  socketpair for AF_UNIX; the raw syscall, 64-bit arguments, when one exceeds an int),
+  printing one JSON object: "family,type(,protocol)" -> 0 or errno;
 - `exec -- CMD...`: execv CMD under the filter (children inherit it);
 - `workload`: a Python agent stand-in: TCP over loopback to its own listener (no DNS), file
   I/O, threads and a subprocess; prints "workload ok" or fails.
@@ -34,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from clawpolicy import seccomp_loader  # noqa: E402
 
 LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+LIBC.syscall.restype = ctypes.c_long
+SYS_SOCKET = 41  # x86_64, where these tests run
 
 
 def probe(calls: list[list[int]]) -> dict[str, int]:
@@ -41,8 +44,11 @@ def probe(calls: list[list[int]]) -> dict[str, int]:
     for family, kind, *protocol in calls:
         fds = (ctypes.c_int * 2)()
         proto = protocol[0] if protocol else 0
-        fd = (LIBC.socketpair(family, kind, proto, fds) if family == socket.AF_UNIX
-              else LIBC.socket(family, kind, proto))
+        if max(family, kind, proto) >= 2**31:  # past an int: the raw syscall, all 64 bits
+            fd = LIBC.syscall(ctypes.c_long(SYS_SOCKET), *(ctypes.c_ulong(a) for a in (family, kind, proto)))
+        else:
+            fd = (LIBC.socketpair(family, kind, proto, fds) if family == socket.AF_UNIX
+                  else LIBC.socket(family, kind, proto))
         out[",".join(map(str, (family, kind, *protocol)))] = ctypes.get_errno() if fd < 0 else 0
         if fd >= 0:
             for f in (fds[0], fds[1]) if family == socket.AF_UNIX else (fd,):

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from clawpolicy.backends import apparmor
+from clawpolicy.backends import apparmor, apparmor_text
 from clawpolicy.backends.base import CompileOptions
 from clawpolicy.ir import Action, Mode, Policy
 from clawpolicy.lower import load_policies
@@ -49,6 +49,7 @@ CASES = {
     "keep-net-raw": "capabilities drop all keep net_raw, net_bind_service",
     "raw-and-packet": "sockets allow inet raw, packet, netlink, unix stream",
     "any-inet-type": 'sockets allow inet, inet6 dgram reason "sockets, with a comma"',
+    "netlink-protocols": "sockets allow unix, inet stream, netlink route, netlink audit",
     "workspace": """
         files allow ~/.openclaw, /srv/agent-workspace reason "agent state and workspace"
         files deny ~/.ssh, ~/.openclaw/credentials reason "deny overrides allow" ticket SEC-1
@@ -244,7 +245,11 @@ def expected(policy: Policy) -> set[tuple[str, Rule]]:
         out.add(("sockets", ((), "network", "")))
         raw_ok, packet_ok = ({"inet", "inet6"} if net_raw else set()), net_raw
     else:
-        out |= {("sockets", ((), "network", f"{k.family} {k.type or ''}".strip())) for k in s.allow}
+        out |= {("sockets", ((), "network", f"{k.family} {k.type or ''}".strip()))
+                for k in s.allow if k.protocol is None}
+        # AppArmor has no netlink protocols: `netlink route` is both netlink types
+        out |= {("sockets", ((), "network", f"netlink {t}")) for k in s.allow if k.protocol
+                for t in ("raw", "dgram")}
         raw_ok = {k.family for k in s.allow if k.type in (None, "raw")}
         packet_ok = any(k.family == "packet" for k in s.allow)
     out |= {("sockets", (deny, "network", f"{f} raw")) for f in ("inet", "inet6") if f not in raw_ok}
@@ -374,7 +379,7 @@ def test_an_injected_profile_or_rule_is_caught(policies: dict[str, Policy], subt
     hostile_policy = policies["hostile-paths"]
     text = profile_text(hostile_policy)
     hostile = next(p for f in hostile_policy.files for p in f.paths if "profile pwn /**" in p)
-    naive = text.replace(apparmor.path_pattern(hostile), f'"{hostile}{{,/**}}"')
+    naive = text.replace(apparmor_text.path_pattern(hostile), f'"{hostile}{{,/**}}"')
     with subtests.test(msg="naive quoting"):
         assert naive != text
         assert run_parser(naive, "-QK", features=FEATURES[0]).returncode == 0
@@ -382,7 +387,7 @@ def test_an_injected_profile_or_rule_is_caught(policies: dict[str, Policy], subt
     policy = policies["workspace"]
     text = profile_text(policy)
     ref = compiled(reference(policy, "clawpolicy-t-workspace", expected(policy)), FEATURES[0])
-    ssh = apparmor.path_pattern("~/.ssh")
+    ssh = apparmor_text.path_pattern("~/.ssh")
     changes = {"a rule added": text.replace("\n}\n", "\n  capability chown,\n}\n"),
                "a rule lost": text.replace("  network inet stream,\n", "", 1),
                "a deny made an allow": text.replace(f"audit deny {ssh} mrwlkx,", f"audit {ssh} mrwlkix,")}

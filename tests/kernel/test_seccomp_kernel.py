@@ -33,8 +33,10 @@ CALLS: dict[str, list[int]] = {
     "packet raw": [17, 3, 0],
     "inet raw": [2, 3, 1],  # IPPROTO_ICMP
     "inet6 raw": [10, 3, 58],  # IPPROTO_ICMPV6
-    "netlink raw": [16, 3, 0],
+    "netlink raw": [16, 3, 0],  # NETLINK_ROUTE, what getifaddrs opens
     "netlink dgram": [16, 2, 0],
+    "netlink raw audit": [16, 3, 9],
+    "netlink dgram sock_diag": [16, 2, 4],
     "inet stream|cloexec": [2, 1 | CLOEXEC, 0],
     "inet6 dgram|nonblock": [10, 2 | NONBLOCK, 0],
     "unix stream (socketpair)": [1, 1, 0],
@@ -91,19 +93,20 @@ def _examples() -> list[Policy]:
     return result.policies
 
 
+# every example allows `netlink route` (Node's os.networkInterfaces) and no other protocol
 REFUSED_BY_EXAMPLE = {
-    "openclaw-server": {"packet raw", "inet raw", "inet6 raw", "alg seqpacket", "vsock stream"},
-    "openclaw-workstation": {"packet raw", "inet raw", "inet6 raw", "netlink raw", "netlink dgram",
-                             "alg seqpacket", "vsock stream"},
-    # the same `sockets allow` as the workstation, and no capability kept
-    "openclaw-k8s": {"packet raw", "inet raw", "inet6 raw", "netlink raw", "netlink dgram",
-                     "alg seqpacket", "vsock stream"},
+    name: {"packet raw", "inet raw", "inet6 raw", "netlink raw audit", "netlink dgram sock_diag",
+           "alg seqpacket", "vsock stream"}
+    for name in ("openclaw-server", "openclaw-workstation", "openclaw-k8s")
 }
 TABLE: list[tuple[str, str, set[str]]] = [
     ("baseline sockets, no capabilities", "", {"packet raw", "inet raw", "inet6 raw", "alg seqpacket",
                                                "vsock stream"}),
     ("raw kept", "capabilities drop all keep net_raw\n sockets allow packet, inet raw, unix",
-     {"inet6 raw", "netlink raw", "netlink dgram", "inet stream|cloexec", "inet6 dgram|nonblock",
+     {"inet6 raw", "netlink raw", "netlink dgram", "netlink raw audit", "netlink dgram sock_diag",
+      "inet stream|cloexec", "inet6 dgram|nonblock", "alg seqpacket", "vsock stream"}),
+    ("netlink protocols", "sockets allow unix, inet, netlink route, netlink sock_diag",
+     {"packet raw", "inet raw", "inet6 raw", "inet6 dgram|nonblock", "netlink raw audit",
       "alg seqpacket", "vsock stream"}),
     ("raw asked without net_raw", "capabilities drop all\n sockets allow inet raw, inet stream, unix, netlink raw",
      {"packet raw", "inet raw", "inet6 raw", "inet6 dgram|nonblock", "alg seqpacket", "vsock stream"}),

@@ -110,3 +110,14 @@ def test_gateway_and_mdns_modes(tmp_path: Path, subtests: pytest.FixtureRequest)
             loaded = load_policies([_policy(tmp_path / str(n), config, user)])
             assert loaded.ok, loaded.diagnostics
             assert evaluate(loaded.policies[0], flow).action is expected
+
+
+def test_starter_sockets_let_openclaw_read_its_interfaces(tmp_path: Path) -> None:
+    """Node's os.networkInterfaces() needs NETLINK_ROUTE: the starter allows that netlink
+    protocol and no other (tests/kernel/test_netlink_kernel.py runs node under the profile)."""
+    loaded = load_policies([_policy(tmp_path, {"gateway": {"bind": "tailnet"}})])
+    assert loaded.ok, loaded.diagnostics
+    assert not [d for d in loaded.diagnostics if d.code == "netlink-any"]
+    sockets = loaded.policies[0].sockets
+    assert sockets is not None and sockets.reason
+    assert [str(k) for k in sockets.allow if k.family == "netlink"] == ["netlink route"]

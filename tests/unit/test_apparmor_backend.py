@@ -19,7 +19,7 @@ from policy_snippets import snippet_policy as _policy
 from shared_schemas import schema_path
 
 from clawpolicy import confine
-from clawpolicy.backends import apparmor, registry
+from clawpolicy.backends import apparmor, apparmor_text, registry
 from clawpolicy.backends.base import CompileOptions, Feature, Level
 from clawpolicy.errors import Severity
 from clawpolicy.ir import Mode, Policy
@@ -88,16 +88,16 @@ ESCAPES = {
 def test_aa_escape(subtests: Any) -> None:
     for what, (text, want) in ESCAPES.items():
         with subtests.test(msg=what):
-            assert apparmor.aa_escape(text) == want
+            assert apparmor_text.aa_escape(text) == want
             assert _decode(want) == text
-    assert apparmor.aa_escape("/opt/*/{a,b}", globs=True) == "/opt/*/{a,b}"
+    assert apparmor_text.aa_escape("/opt/*/{a,b}", globs=True) == "/opt/*/{a,b}"
     with pytest.raises(ValueError):
-        apparmor.aa_escape("/a\0b")
+        apparmor_text.aa_escape("/a\0b")
 
 
 @given(st.text(st.characters(codec="utf-8", exclude_characters="\0")))
 def test_aa_escape_is_one_closed_literal(text: str) -> None:
-    out = apparmor.aa_escape(text)
+    out = apparmor_text.aa_escape(text)
     assert '"' not in out and "\n" not in out and not re.search(r"\\[^0-7*?\[\]{}]", out)
     assert not any(c in out for c in "\u2028\u2029\u202e\x85")
     assert _decode(out) == text
@@ -109,15 +109,15 @@ def test_path_pattern(subtests: Any) -> None:
              "/srv/x y": '"/srv/x y{,/**}"', "~/a*": '"@{HOME}/a\\*{,/**}"'}
     for path, want in cases.items():
         with subtests.test(path=path):
-            assert apparmor.path_pattern(path) == want
+            assert apparmor_text.path_pattern(path) == want
     with pytest.raises(ValueError):
-        apparmor.path_pattern("relative/path")
+        apparmor_text.path_pattern("relative/path")
 
 
 def test_comments_are_one_visible_line() -> None:
-    text = apparmor.aa_comment("a\nb\r\x00c\u2028d\u202ee\x85")
+    text = apparmor_text.aa_comment("a\nb\r\x00c\u2028d\u202ee\x85")
     assert text == "a b  c d<U+202E>e "
-    assert "\n" not in apparmor.aa_comment("x\n#include <abstractions/evil>")
+    assert "\n" not in apparmor_text.aa_comment("x\n#include <abstractions/evil>")
 
 
 def test_glob_error(subtests: Any) -> None:
@@ -125,10 +125,10 @@ def test_glob_error(subtests: Any) -> None:
     bad = ["/opt/{a,b", "/opt/a}", "/opt/[ab", "/opt/a]"]
     for glob in good:
         with subtests.test(glob=glob):
-            assert apparmor.glob_error(glob) is None
+            assert apparmor_text.glob_error(glob) is None
     for glob in bad:
         with subtests.test(glob=glob):
-            assert apparmor.glob_error(glob)
+            assert apparmor_text.glob_error(glob)
 
 
 # ------------------------------------------------------------------------------- rules
@@ -170,9 +170,9 @@ def test_capabilities(tmp_path: Path, subtests: Any) -> None:
 
 
 def test_dangerous_capabilities_are_a_sound_subset() -> None:
-    assert set(apparmor.ALL_CAPABILITIES) == confine.CAPABILITIES
-    assert len(apparmor.ALL_CAPABILITIES) == len(set(apparmor.ALL_CAPABILITIES)) == 41
-    assert set(apparmor.DANGEROUS_CAPABILITIES) <= set(apparmor.ALL_CAPABILITIES)
+    assert set(apparmor.CAPABILITIES) == confine.CAPABILITIES
+    assert len(apparmor.CAPABILITIES) == len(set(apparmor.CAPABILITIES)) == 41
+    assert set(apparmor.DANGEROUS_CAPABILITIES) <= set(apparmor.CAPABILITIES)
     assert {"sys_admin", "sys_module", "sys_ptrace", "net_admin", "net_raw", "mac_admin",
             "mac_override", "dac_read_search", "bpf"} <= set(apparmor.DANGEROUS_CAPABILITIES)
     assert not {"chown", "setuid", "setgid", "kill", "net_bind_service", "fowner"} & set(
@@ -186,7 +186,22 @@ SOCKETS = {  # (sockets, capabilities) -> (network allow rules, denied kinds)
     ("sockets allow inet, packet dgram", ""): (["network inet,", "network packet dgram,"], ["inet6 raw"]),
     ("sockets allow inet6 raw, netlink raw", "capabilities drop all keep net_raw"): (
         ["network inet6 raw,", "network netlink raw,"], ["inet raw", "packet"]),
+    # a netlink protocol is not expressible: both netlink types stand in, once
+    ("sockets allow unix, netlink route, netlink audit, netlink raw", ""): (
+        ["network unix,", "network netlink raw,", "network netlink dgram,"],
+        ["inet raw", "inet6 raw", "packet"]),
 }
+
+
+def test_netlink_protocols_are_a_note(tmp_path: Path) -> None:
+    """AppArmor cannot filter the protocol: the profile and the compile output say so."""
+    text, _, diagnostics = _compile(_policy(tmp_path, "sockets allow unix, netlink route"))
+    notes = [d for d in diagnostics if "netlink protocols" in d.message]
+    assert len(notes) == 1 and "netlink route" in notes[0].message
+    assert notes[0].hint is not None and "seccomp" in notes[0].hint
+    assert "not by protocol: every netlink protocol passes here (seccomp allows only netlink route)" in text
+    _, _, plain = _compile(_policy(tmp_path, "sockets allow unix, netlink dgram"))
+    assert not [d for d in plain if "netlink protocols" in d.message]
 
 
 def test_sockets(tmp_path: Path, subtests: Any) -> None:
@@ -336,7 +351,7 @@ def test_spo_resource_content(tmp_path: Path) -> None:
     lost = doc["metadata"]["annotations"][apparmor.ANNOTATION + "not-carried"]
     assert "sockets netlink dgram" in lost and '/srv/a"b' in lost and "owner-only" in lost
     unrestricted = yaml.safe_load(_compile(_policy(tmp_path, ""))[1])["spec"]["abstract"]
-    assert unrestricted["capability"]["allowedCapabilities"] == sorted(apparmor.ALL_CAPABILITIES)
+    assert unrestricted["capability"]["allowedCapabilities"] == sorted(apparmor.CAPABILITIES)
 
 
 # ------------------------------------------------------------------------------- registry

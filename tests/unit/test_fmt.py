@@ -30,6 +30,7 @@ description    "x"   # trailing, aligned by its author
         10.1.0.0/16,   # second
         api.example.com port 443/tcp reason "r"
       owner "o"
+  sockets   allow unix ,netlink    route
   test "t" { expect allow egress 10.0.0.1 port 443/tcp }
   test "longer name" {
   expect deny egress 203.0.113.9 port 443/tcp
@@ -50,6 +51,7 @@ policy messy {
     10.1.0.0/16,       # second
     api.example.com port 443/tcp reason "r"
     owner "o"
+  sockets allow unix, netlink route
   test "t" { expect allow egress 10.0.0.1 port 443/tcp }
   test "longer name" {
     expect deny egress 203.0.113.9 port 443/tcp
@@ -76,6 +78,9 @@ def test_a_messy_file_gets_the_canonical_layout(tmp_path: Path) -> None:
     (tmp_path / "b.claw").write_text(CANONICAL)
     a, b = load_policies([tmp_path / "a.claw"]), load_policies([tmp_path / "b.claw"])
     assert a.ok and a.policies[0].rules == b.policies[0].rules
+    assert a.policies[0].sockets == b.policies[0].sockets
+    assert b.policies[0].sockets is not None
+    assert [str(k) for k in b.policies[0].sockets.allow] == ["unix", "netlink route"]
 
 
 def test_check_write_stdin_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -14,6 +14,7 @@ import ipaddress
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -257,6 +258,27 @@ def test_confinement(workdir: Path) -> None:
     assert deny.id.startswith("fd-")
 
 
+def test_netlink_protocols(workdir: Path, subtests: Any) -> None:
+    cases = {  # sockets allow ...: the kinds in canonical order, and the netlink-any warnings
+        "netlink audit, unix, netlink route": (["unix", "netlink route", "netlink audit"], 0),
+        "netlink sock_diag, netlink, netlink kobject_uevent": (
+            ["netlink", "netlink sock_diag", "netlink kobject_uevent"], 1),
+        "netlink dgram, netlink generic": (["netlink dgram", "netlink generic"], 1),
+        "netlink route, netlink route": (["netlink route"], 0),
+    }
+    for body, (kinds, warnings) in cases.items():
+        with subtests.test(msg=body):
+            result = load(workdir, {"main.claw": policy(f"sockets allow {body}")})
+            assert result.ok, result.diagnostics
+            assert result.policies[0].sockets is not None
+            assert [str(k) for k in result.policies[0].sockets.allow] == kinds
+            found = [d for d in result.diagnostics if d.code == "netlink-any"]
+            assert len(found) == warnings and all(d.severity is Severity.WARNING for d in found)
+            assert all("netlink route" in (d.hint or "") for d in found)
+    protocols = load(workdir, {"main.claw": policy("sockets allow netlink route, netlink audit")})
+    assert [k.protocol for k in protocols.policies[0].sockets.allow] == ["route", "audit"]  # type: ignore[union-attr]
+
+
 def test_canonical_paths_are_kept(workdir: Path) -> None:
     p = load_ok(workdir, policy('files deny /, ~/, ~/.ssh/, "/with space/x" reason "r"'))
     assert p.files[0].paths == ("/", "/with space/x", "~", "~/.ssh")
@@ -479,6 +501,12 @@ ERRORS = [
         "unknown socket type 'strem'", "did you mean stream?", "socket"),
     Bad("unknown socket family", policy("sockets allow bluetooth"), "bluetooth",
         "unknown socket family", "families: unix, inet, inet6, netlink, packet", "socket"),
+    Bad("netlink protocol typo", policy("sockets allow netlink rout"), "rout",
+        "unknown socket type or netlink protocol 'rout'", "did you mean route?", "socket"),
+    Bad("unknown netlink protocol", policy("sockets allow unix, netlink bluetooth"), "bluetooth",
+        "unknown socket type or netlink protocol", "netlink protocols: route, usersock", "socket"),
+    Bad("a protocol on another family", policy("sockets allow inet route"), "route",
+        "unknown socket type 'route'", "types: stream, dgram, raw, seqpacket", "socket"),
     Bad("relative path", policy('files deny ~/.ssh, .aws reason "r"'), ".aws",
         "path '.aws' must be absolute or start with ~/", "e.g. ~/.aws or /.aws", "path"),
     Bad("path with ..", policy('files deny /etc/../root/.ssh reason "r"'), "/etc/../root/.ssh",

@@ -28,7 +28,7 @@ from clawpolicy.backends.seccomp_baseline import BASELINE, CAPABILITY_SYSCALLS, 
 from clawpolicy.cli import main
 from clawpolicy.compiler import compile_paths
 from clawpolicy.errors import Severity, render
-from clawpolicy.ir import Mode, Policy
+from clawpolicy.ir import NETLINK_PROTOCOLS, Mode, Policy
 from clawpolicy.lower import load_policies
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,23 +77,25 @@ def decide(built: Built, arch: str, name: str, *args: int) -> int:
 # ------------------------------------------------------------------ independent readings
 
 
-def socket_allowed(policy: Policy, family: int, kind: int) -> bool:
-    """What the policy says about socket(family, kind): the spec, written out again."""
+def socket_allowed(policy: Policy, family: int, kind: int, protocol: int = 0) -> bool:
+    """What the policy says about socket(family, kind, protocol): the spec, written out again."""
     if family >= 2**32:
         return False  # junk in the upper half: refused, whatever the low half says
     caps = policy.capabilities
     net_raw = caps is not None and caps.drop_all and "net_raw" in caps.keep
-    kinds = ([(k.family, k.type) for k in policy.sockets.allow] if policy.sockets else
-             [("unix", None), ("inet", None), ("inet6", None), ("netlink", None)])
+    kinds = ([(k.family, k.type, k.protocol) for k in policy.sockets.allow] if policy.sockets else
+             [("unix", None, None), ("inet", None, None), ("inet6", None, None), ("netlink", None, None)])
     t = kind & 0xF
-    for fam, typ in kinds:
+    for fam, typ, proto in kinds:
         if FAM[fam] != family or (fam == "packet" and not net_raw):
             continue
         if fam in ("inet", "inet6") and t == TYPE["raw"] and not net_raw:
             continue
         wanted = {TYPE[typ]} if typ else set(range(16))
-        if fam == "netlink" and typ in ("dgram", "raw"):
+        if fam == "netlink" and (typ in ("dgram", "raw") or proto is not None):
             wanted = {2, 3}
+        if proto is not None and protocol != NETLINK_PROTOCOLS[proto]:
+            continue  # a 64-bit compare: upper-half junk is not NETLINK_ROUTE
         if t in wanted:
             return True
     return False
@@ -117,11 +119,18 @@ def json_decision(profile: Mapping[str, Any], name: str, args: Sequence[int]) ->
                                                         profile.get("defaultErrnoRet"))
 
 
-def socket_sweep() -> Iterator[tuple[int, int]]:
+PROTOCOL_SWEEP = (*range(1, 24), 31, 32, 2**31, 2**32, 2**32 + 4, 2**32 + 9, 2**64 - 1)
+
+
+def socket_sweep() -> Iterator[tuple[int, int, int]]:
+    """(family, type, protocol); other protocols swept for netlink, the only family that
+    names them (with fewer flag combinations: flags and protocol are separate arguments)."""
     for family in [*range(48), 2**31, 2**32 - 1, 2**32 + 2, 2**32 + 17, 2**64 - 1]:
         for t in range(16):
             for flags in (0, CLOEXEC, NONBLOCK, CLOEXEC | NONBLOCK, 0x100):
-                yield family, t | flags
+                yield family, t | flags, 0
+                if family == FAM["netlink"] and flags in (0, CLOEXEC):
+                    yield from ((family, t | flags, p) for p in PROTOCOL_SWEEP)
 
 
 # ------------------------------------------------------------------ cases
@@ -135,6 +144,10 @@ SOCKETS_AND_CAPS = {
     "raw kept": "capabilities drop all keep net_raw\n sockets allow packet, inet raw, inet6, unix stream",
     "raw asked, not kept": "capabilities drop all\n sockets allow inet raw, packet dgram, inet stream",
     "netlink raw only": "sockets allow netlink raw",
+    "netlink route": "sockets allow unix, inet stream, netlink route",
+    "netlink protocols": "sockets allow netlink route, netlink audit, netlink generic, netlink smc",
+    "netlink protocol and every netlink": "sockets allow netlink route, netlink, inet dgram",
+    "netlink protocol and a type": "sockets allow netlink sock_diag, netlink stream, netlink dgram",
     "packet only, not kept": "sockets allow packet",
     "whole families": "sockets allow inet, inet6, unix",
 }
@@ -150,11 +163,11 @@ def test_socket_decisions_match_the_policy_on_both_architectures(tmp_path: Path,
                 for call in ("socket", "socketpair"):
                     nr = loader.syscall_number(arch, call)
                     prog = built.program(arch)
-                    for family, kind in socket_sweep():
-                        got = loader.run_bpf(prog, arch, nr, (family, kind, 0)).ret
-                        want = loader.RET_ALLOW if socket_allowed(policy, family, kind) else EPERM_RET
-                        if got != want or json_decision(built.profile, call, (family, kind)) != want:
-                            wrong.append((call, family, hex(kind), hex(got), hex(want)))
+                    for family, kind, proto in socket_sweep():
+                        got = loader.run_bpf(prog, arch, nr, (family, kind, proto)).ret
+                        want = loader.RET_ALLOW if socket_allowed(policy, family, kind, proto) else EPERM_RET
+                        if got != want or json_decision(built.profile, call, (family, kind, proto)) != want:
+                            wrong.append((call, family, hex(kind), proto, hex(got), hex(want)))
                 assert not wrong, f"{len(wrong)} wrong decisions, e.g. {wrong[:5]}"
 
 
@@ -223,7 +236,7 @@ def test_the_kill_option_and_shadow_mode(tmp_path: Path, subtests: Any) -> None:
     kill = build(_policy(tmp_path, body), CompileOptions(seccomp_deny_action="kill"))
     shadow = build(_policy(tmp_path, body, mode="shadow"))
     calls = [(n, ()) for names in (*BASELINE.values(), *CAPABILITY_SYSCALLS.values()) for n in names]
-    calls += [("socket", (f, t)) for f, t in socket_sweep()] + [("io_uring_setup", ()), ("clone3", ())]
+    calls += [("socket", (f, t, p)) for f, t, p in socket_sweep()] + [("io_uring_setup", ()), ("clone3", ())]
     for arch in ARCHES:
         with subtests.test(msg=arch):
             for name, args in calls:
@@ -277,8 +290,8 @@ def test_profiles_never_depend_on_runtime_quirks(tmp_path: Path, subtests: Any) 
                 if e.get("errnoRet") == errno.EPERM:
                     assert profile.get("defaultErrnoRet") != errno.EPERM
             for call in ("socket", "socketpair", "clone"):
-                for family, kind in socket_sweep():
-                    json_decision(profile, call, (family, kind))  # asserts no overlap
+                for family, kind, protocol in socket_sweep():
+                    json_decision(profile, call, (family, kind, protocol))  # asserts no overlap
 
 
 def test_blocks_cover_ranges_exactly() -> None:
