@@ -363,9 +363,10 @@ def _base_id(rule_id: str) -> str:
 
 def _renamed_rules(old: Policy, new: Policy) -> Iterator[Change]:
     """Rules that are still there but under another ID: an automatic ID follows the rule's
-    content (ruleids), so an edit of its ports or peers renames its nftables chain, log
-    prefix and counters, and every dashboard or alert built on them. Paired by kind and first
-    peer as written, where exactly one rule on each side fits (split rules `ID.n` as one)."""
+    ticket or first peer (ruleids.WHAT_CHANGES_AN_ID), so editing the ticket renames its
+    nftables chain, log prefix and counters, and every dashboard or alert built on them. Paired
+    by kind and first peer as written, where exactly one rule on each side fits (split rules
+    `ID.n` as one)."""
     before = {_base_id(r.id): r for r in old.rules}
     after = {_base_id(r.id): r for r in new.rules}
     gone = [r for i, r in before.items() if i not in after]
