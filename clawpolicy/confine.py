@@ -246,7 +246,7 @@ class RuleLowering:
                                    docs.get("ticket") or items[0], loc, action.value, sorted(items))
         out = [model(id=rule_id, action=action, reason=docs["reason"], owner=docs.get("owner"),
                      ticket=docs.get("ticket"), expires=docs.get("expires"), span=span(loc),
-                     **{field: tuple(sorted(set(items)))})]
+                     id_pinned="id" in docs, **{field: tuple(sorted(set(items)))})]
         self.id_requests[-1][2].extend(out)
         return out
 

@@ -328,7 +328,7 @@ class PolicyLowering(RuleLowering):
                 id=rule_id, direction=direction, action=action, peers=_peers(group), ports=ports,
                 reason=docs["reason"], owner=docs.get("owner"), ticket=docs.get("ticket"),
                 expires=docs.get("expires"), origin=tuple(dict.fromkeys(a.origin for a in group)),
-                refusal=refusal, span=span(decl.loc)))
+                refusal=refusal, span=span(decl.loc), id_pinned="id" in docs))
         self.id_requests[-1][2].extend(out)
         return out
 
@@ -355,7 +355,7 @@ class PolicyLowering(RuleLowering):
         out = [ir.ResolveRule(
             id=rule_id, action=ir.Action.ALLOW, reason=docs["reason"], owner=docs.get("owner"),
             ticket=docs.get("ticket"), expires=docs.get("expires"), span=span(decl.loc),
-            names=tuple(sorted(names)), wildcards=tuple(sorted(wildcards)))]
+            id_pinned="id" in docs, names=tuple(sorted(names)), wildcards=tuple(sorted(wildcards)))]
         self.id_requests[-1][2].extend(out)
         return out
 

@@ -18,7 +18,7 @@ never from its content or its position (issue 17, item 9):
 
 So ports, reason, owner, expiry and peers (with a ticket; without one, all but the first) can
 change without renaming the rule; what does rename it is listed in `WHAT_CHANGES_AN_ID` (also in
-`clawpolicy ir --help` and docs/language.md). An automatic ID fits the explicit-id syntax, so
+`clawpolicy ir --help` and the README). An automatic ID fits the explicit-id syntax, so
 `clawpolicy fmt --add-ids` can pin it. Two rules of the same kind with the same content (the same
 rule written twice) get one ID, which lowering reports as used twice.
 

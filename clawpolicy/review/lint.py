@@ -28,7 +28,7 @@ from clawpolicy.ir import (
     Span,
 )
 from clawpolicy.names import METADATA_ENDPOINTS, is_public_suffix
-from clawpolicy.review import lockout
+from clawpolicy.review import explicit_id, lockout
 from clawpolicy.netspace import IPNetwork, network_interval
 from clawpolicy.review.protected import (  # one list, shared with diff and suggest
     GATEWAY_PORT,
@@ -451,6 +451,8 @@ CHECKS: tuple[Check, ...] = (
           "No selected enforcing target enforces this part of the policy.", check_unenforced),
     Check("missing-owner", Severity.WARNING, "Rule without owner",
           "Org setting (--require-owner): every rule names an owner.", check_owner),
+    Check("explicit-id", Severity.NOTE, explicit_id.TITLE, explicit_id.HELP,
+          lambda ctx: (Hit(*h) for h in explicit_id.unpinned_rules(ctx.policy))),
     *HOST_CHECKS,
 )
 

@@ -1,0 +1,69 @@
+"""Pinning automatic rule IDs: floor 3 (it lowers the file to learn them), behind
+`clawpolicy fmt --add-ids`.
+
+An automatic ID survives edits of a rule's ports, reason, owner and peers, but not every edit
+(ruleids.WHAT_CHANGES_AN_ID). Before dashboards and alerts are built on IDs, an operator pins
+them: each rule declaration of the file without an `id` gets `id <its current ID>` appended
+(a split rule's base ID: its parts stay `.1`, `.2`), then the file is formatted (comments
+kept). The policy means the same afterwards, with the same IDs (tested on every example).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from clawpolicy import ir
+from clawpolicy.errors import PolicyError, Severity
+from clawpolicy.fmt import format_text
+from clawpolicy.lower import load_policies
+
+_QUOTED_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
+_ID_ATTR = re.compile(r"(?:^|\s)id\s")
+
+
+def _offset(starts: list[int], line: int, col: int) -> int:
+    return starts[line - 1] + col - 1
+
+
+def has_explicit_id(declaration: str) -> bool:
+    """Whether a declaration's text carries an `id` attribute (strings and comments aside)."""
+    return bool(_ID_ATTR.search(_QUOTED_OR_COMMENT.sub('""', declaration)))
+
+
+def unpinned(policy: ir.Policy, text: str, file: Path) -> list[tuple[ir.Span, str]]:
+    """The declarations of `file` (whose content is `text`) in `policy` without an explicit
+    `id`, each once, in source order, with the ID to write."""
+    wanted = file.resolve()
+    starts = [0]
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    found: dict[tuple[int, int], tuple[ir.Span, str]] = {}
+    items: list[ir.Documented] = [*policy.rules, *policy.files, *policy.syscalls, *policy.resolve]
+    for item in items:
+        s = item.span
+        if (s.line, s.col) in found or Path(s.file).resolve() != wanted:
+            continue
+        declaration = text[_offset(starts, s.line, s.col):_offset(starts, s.end_line, s.end_col)]
+        if not has_explicit_id(declaration):
+            found[(s.line, s.col)] = (s, item.id.split(".")[0])
+    return [found[k] for k in sorted(found)]
+
+
+def add_ids(path: Path, text: str, label: str, include_root: Path | None = None) -> str:
+    """`text` (the content of `path`) with every automatic rule ID written as an explicit `id`,
+    formatted. Raises PolicyError when the file does not compile (nothing to pin)."""
+    result = load_policies([path], include_root=include_root)
+    errors = [d for d in result.diagnostics if d.severity is Severity.ERROR]
+    if errors:
+        raise PolicyError(errors)
+    starts = [0]
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    inserts: dict[int, str] = {}
+    for policy in result.policies:
+        for s, rule_id in unpinned(policy, text, path):
+            inserts[_offset(starts, s.end_line, s.end_col)] = f" id {rule_id}"
+    for at in sorted(inserts, reverse=True):
+        text = text[:at] + inserts[at] + text[at:]
+    return format_text(text, label)
