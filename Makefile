@@ -39,4 +39,4 @@ check: setup
 	$(PY) -m clawpolicy.cli compile $(EXAMPLES) --check
 
 clean:
-	rm -rf .venv .pytest_cache .hypothesis build *.egg-info
+	rm -rf .venv .venv-nca .venv-nca.failed .pytest_cache .hypothesis build *.egg-info
