@@ -186,8 +186,8 @@ def _flows(policy: Policy, region: Region, rng: random.Random) -> list[Flow]:
     """Both sides of every edge NCA and the policy draw, and random flows besides."""
     addresses = {"198.51.100.77", "203.0.113.9", "8.8.8.8", "2001:db8::1", "2001:db9::5"}
     ports = {1, 22, 53, 443, 8080, 18789, 65535, *(rng.randint(1, 65535) for _ in range(4))}
-    nets = [(n.version, int(n.network_address), int(n.broadcast_address))
-            for r in policy.rules for n in r.peers.ipv4]
+    nets: list[tuple[int, int, int]] = [(n.version, int(n.network_address), int(n.broadcast_address))
+                                         for r in policy.rules for n in r.peers.ipv4]
     nets += [(n.version, int(n.network_address), int(n.broadcast_address))
              for r in policy.rules for n in r.peers.ipv6]
     for (_, _, family), boxes in region.items():
