@@ -231,6 +231,10 @@ RENAMES: dict[str, tuple[str, str, bool]] = {
                       'allow egress to git.example.net port 22/tcp reason "git" ticket OPS-2', True),
     "ticket added": ('allow egress to git.example.net port 22/tcp reason "git"',
                      'allow egress to git.example.net port 22/tcp reason "git" ticket OPS-2', True),
+    "a rule of the same ticket inserted above": (
+        'allow egress to git.example.net port 22/tcp reason "git" ticket OPS-2',
+        'allow egress to ci.example.net port 443/tcp reason "ci" ticket OPS-2\n'
+        'allow egress to git.example.net port 22/tcp reason "git" ticket OPS-2', True),
     "reason edited (the ID stays)": ('allow egress to git.example.net port 22/tcp reason "git"',
                                      'allow egress to git.example.net port 22/tcp reason "source"', False),
     "explicit id kept": ('allow egress to git.example.net port 22/tcp reason "git" id git',
