@@ -10,7 +10,6 @@ kept). The policy means the same afterwards, with the same IDs (tested on every 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from clawpolicy import ir
@@ -18,34 +17,27 @@ from clawpolicy.errors import PolicyError, Severity
 from clawpolicy.fmt import format_text
 from clawpolicy.lower import load_policies
 
-_QUOTED_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
-_ID_ATTR = re.compile(r"(?:^|\s)id\s")
+
+def _line_starts(text: str) -> list[int]:
+    starts = [0]
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    return starts
 
 
 def _offset(starts: list[int], line: int, col: int) -> int:
     return starts[line - 1] + col - 1
 
 
-def has_explicit_id(declaration: str) -> bool:
-    """Whether a declaration's text carries an `id` attribute (strings and comments aside)."""
-    return bool(_ID_ATTR.search(_QUOTED_OR_COMMENT.sub('""', declaration)))
-
-
-def unpinned(policy: ir.Policy, text: str, file: Path) -> list[tuple[ir.Span, str]]:
-    """The declarations of `file` (whose content is `text`) in `policy` without an explicit
-    `id`, each once, in source order, with the ID to write."""
+def unpinned(policy: ir.Policy, file: Path) -> list[tuple[ir.Span, str]]:
+    """The declarations of `file` in `policy` without an explicit `id`, each once, in source
+    order, with the ID to write (a split rule's base ID)."""
     wanted = file.resolve()
-    starts = [0]
-    for line in text.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
     found: dict[tuple[int, int], tuple[ir.Span, str]] = {}
     items: list[ir.Documented] = [*policy.rules, *policy.files, *policy.syscalls, *policy.resolve]
     for item in items:
         s = item.span
-        if (s.line, s.col) in found or Path(s.file).resolve() != wanted:
-            continue
-        declaration = text[_offset(starts, s.line, s.col):_offset(starts, s.end_line, s.end_col)]
-        if not has_explicit_id(declaration):
+        if not item.id_pinned and (s.line, s.col) not in found and Path(s.file).resolve() == wanted:
             found[(s.line, s.col)] = (s, item.id.split(".")[0])
     return [found[k] for k in sorted(found)]
 
@@ -57,12 +49,10 @@ def add_ids(path: Path, text: str, label: str, include_root: Path | None = None)
     errors = [d for d in result.diagnostics if d.severity is Severity.ERROR]
     if errors:
         raise PolicyError(errors)
-    starts = [0]
-    for line in text.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
+    starts = _line_starts(text)
     inserts: dict[int, str] = {}
     for policy in result.policies:
-        for s, rule_id in unpinned(policy, text, path):
+        for s, rule_id in unpinned(policy, path):
             inserts[_offset(starts, s.end_line, s.end_col)] = f" id {rule_id}"
     for at in sorted(inserts, reverse=True):
         text = text[:at] + inserts[at] + text[at:]

@@ -13,7 +13,7 @@ import pytest
 from clawpolicy.cli import main
 from clawpolicy.ir import Policy
 from clawpolicy.lower import load_policies
-from clawpolicy.pinids import add_ids, has_explicit_id
+from clawpolicy.pinids import add_ids
 from clawpolicy.review.lint import lint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -75,15 +75,6 @@ def test_add_ids_pins_what_the_rules_are_called(tmp_path: Path, subtests: pytest
         assert add_ids(src, pinned, "p.claw") == pinned
     with subtests.test("the included file is not touched"):
         assert (tmp_path / "shared.claw").read_text() == SHARED
-
-
-def test_explicit_id_in_text(subtests: pytest.Subtests) -> None:
-    cases = {'allow egress to x reason "r" id a': True, 'allow egress to x reason "an id here"': False,
-             'allow egress to x reason "r" # id b': False, 'allow egress to x reason "r"\n    id a': True,
-             'allow egress to id.example.com reason "r"': False}
-    for text, want in cases.items():
-        with subtests.test(text=text):
-            assert has_explicit_id(text) is want
 
 
 def test_lint_notes_rules_without_an_id(tmp_path: Path, subtests: pytest.Subtests) -> None:
