@@ -46,4 +46,4 @@ check: setup
 	$(PY) -m clawpolicy.cli compile $(EXAMPLES) --config $(CONFIG) --check
 
 clean:
-	rm -rf .venv .pytest_cache .hypothesis build *.egg-info .tools/node_modules
+	rm -rf .venv .venv-nca .venv-nca.failed .pytest_cache .hypothesis build *.egg-info .tools/node_modules

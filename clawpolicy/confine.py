@@ -19,7 +19,7 @@ from typing import Any, TypeVar, get_args
 from clawpolicy import ir
 from clawpolicy.errors import Diagnostics, Location, closest
 from clawpolicy.includes import parse_literal, parse_port
-from clawpolicy.ruleids import SHORT_WIDTH, IdRequest, assign, content_digest, reserved
+from clawpolicy.ruleids import IdRequest, assign, content_digest, handle, reserved
 from clawpolicy.syntax import (
     Attr, CapabilitiesDecl, ExpectDecl, FilesDecl, SocketsDecl, SyscallsDecl, TestDecl, Word,
 )
@@ -46,14 +46,17 @@ class RuleLowering:
         # `_final_ids` settles the IDs once every declaration of the policy is known
         self.id_requests: list[tuple[IdRequest, Location, list[Any]]] = []
 
-    def _request_id(self, explicit: str | None, prefix: str, loc: Location, *parts: object) -> str:
-        """The declaration's provisional ID (explicit, or the short automatic one); record it."""
-        request = IdRequest(explicit) if explicit else IdRequest(None, prefix, content_digest(*parts))
+    def _request_id(self, explicit: str | None, prefix: str, named: str, loc: Location,
+                    *parts: object) -> str:
+        """The declaration's provisional ID (explicit, or the bare automatic one from `named`,
+        its ticket or first peer: ruleids); record it."""
+        request = (IdRequest(explicit) if explicit
+                   else IdRequest(None, prefix, handle(named), content_digest(*parts)))
         self.id_requests.append((request, loc, []))
-        return request.at(SHORT_WIDTH)
+        return request.base
 
     def _final_ids(self) -> dict[int, Any]:
-        """Widen automatic IDs that would collide (ruleids.assign); report IDs used twice or
+        """Number automatic IDs that share a handle (ruleids.assign); report IDs used twice or
         reserved. Returns the items whose ID changed, keyed by id() of the provisional item."""
         requests = [r for r, _, _ in self.id_requests]
         final = assign(requests)
@@ -69,7 +72,7 @@ class RuleLowering:
                                 loc, "two rules with the same content are one rule too many; "
                                 "otherwise give each an explicit id", code="duplicate")
             first.setdefault(rule_id, loc)
-            short = request.at(SHORT_WIDTH)
+            short = request.base
             if rule_id != short:
                 for item in items:
                     renamed[id(item)] = item.model_copy(update={"id": rule_id + item.id[len(short):]})
@@ -241,18 +244,18 @@ class RuleLowering:
 
     def _documented(self, model: type[D], field: str, prefix: str, action_word: Word,
                     items: list[str], attrs: Sequence[Attr], loc: Location) -> list[D]:
-        """A confinement rule with its documentation and a content-derived ID
-        (`fd-…` for files deny, `sa-…` for syscalls allow, …)."""
+        """A confinement rule with its documentation and an ID from its ticket or first item
+        (`fd-ssh` for files deny ~/.ssh, `sa-…` for syscalls allow, …: ruleids)."""
         keyword = "files" if field == "paths" else "syscalls"
         docs = self._docs(attrs, loc, f"{keyword} {action_word.text} rule")
         if docs is None or not items:
             return []
         action = ir.Action(action_word.text)
-        rule_id = self._request_id(docs.get("id"), prefix + action.value[0], loc, action.value,
-                                   sorted(items))
+        rule_id = self._request_id(docs.get("id"), prefix + action.value[0],
+                                   docs.get("ticket") or items[0], loc, action.value, sorted(items))
         out = [model(id=rule_id, action=action, reason=docs["reason"], owner=docs.get("owner"),
                      ticket=docs.get("ticket"), expires=docs.get("expires"), span=span(loc),
-                     **{field: tuple(sorted(set(items)))})]
+                     id_pinned="id" in docs, **{field: tuple(sorted(set(items)))})]
         self.id_requests[-1][2].extend(out)
         return out
 

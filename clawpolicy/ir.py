@@ -211,6 +211,8 @@ class Documented(Model):
     ticket: str | None = None
     expires: dt.date | None = None
     span: Span
+    # `id` was written in the source (else automatic: ruleids); lint notes automatic ones
+    id_pinned: bool = False
 
 
 class Rule(Documented):

@@ -1,9 +1,9 @@
 """Syntax nodes to IR: floor 3, the second half of lowering.
 
 Validates every statement of a policy, expands definitions and catalog groups (through
-`includes`), normalises addresses, names and ports, and gives each rule a stable ID derived
-from its content (or its explicit `id`), never from its position. All problems of a file are
-collected, so one run shows them all.
+`includes`), normalises addresses, names and ports, and gives each rule a stable ID: its
+explicit `id`, or one from its ticket or first peer (ruleids), never from its content. All
+problems of a file are collected, so one run shows them all.
 """
 
 from __future__ import annotations
@@ -303,7 +303,8 @@ class PolicyLowering(RuleLowering):
         if docs is None or not atoms:
             return []
         base_id = self._request_id(
-            docs.get("id"), action.value[0] + direction.value[0], decl.loc, direction.value,
+            docs.get("id"), action.value[0] + direction.value[0],
+            docs.get("ticket") or decl.peers[0].text, decl.loc, direction.value,
             action.value, sorted(w.text.lower() for w in decl.peers),
             sorted(w.text.lower() for w in decl.ports))
         # Without a port clause, catalog groups bring their own ports and literals mean every
@@ -327,7 +328,7 @@ class PolicyLowering(RuleLowering):
                 id=rule_id, direction=direction, action=action, peers=_peers(group), ports=ports,
                 reason=docs["reason"], owner=docs.get("owner"), ticket=docs.get("ticket"),
                 expires=docs.get("expires"), origin=tuple(dict.fromkeys(a.origin for a in group)),
-                refusal=refusal, span=span(decl.loc)))
+                refusal=refusal, span=span(decl.loc), id_pinned="id" in docs))
         self.id_requests[-1][2].extend(out)
         return out
 
@@ -349,12 +350,12 @@ class PolicyLowering(RuleLowering):
         docs = self._docs(decl.attrs, decl.loc, "dns resolve statement")
         if docs is None or not (names or wildcards):
             return []
-        rule_id = self._request_id(docs.get("id"), "dr", decl.loc, "resolve", sorted(names),
-                                   sorted(wildcards))
+        rule_id = self._request_id(docs.get("id"), "dr", docs.get("ticket") or decl.names[0].text,
+                                   decl.loc, "resolve", sorted(names), sorted(wildcards))
         out = [ir.ResolveRule(
             id=rule_id, action=ir.Action.ALLOW, reason=docs["reason"], owner=docs.get("owner"),
             ticket=docs.get("ticket"), expires=docs.get("expires"), span=span(decl.loc),
-            names=tuple(sorted(names)), wildcards=tuple(sorted(wildcards)))]
+            id_pinned="id" in docs, names=tuple(sorted(names)), wildcards=tuple(sorted(wildcards)))]
         self.id_requests[-1][2].extend(out)
         return out
 

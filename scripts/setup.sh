@@ -44,6 +44,32 @@ if ((${#need_apt[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
+# network-config-analyzer (np-guard): an independent NetworkPolicy/Calico analyser the tests use as
+# an oracle (tests/unit/test_nca_oracle.py). It pins old dependencies (PyYAML 6.0.2, ...), so it gets
+# a venv of its own, never the project's. In CI a failed install fails the setup; elsewhere it is
+# reported once (remove .venv-nca.failed to retry) and the oracle tests skip, saying why.
+NCA_VERSION=2.1.0
+NCA_VENV=.venv-nca
+if [[ "$(cat "$NCA_VENV/.clawpolicy-setup" 2>/dev/null)" != "$NCA_VERSION" ]] \
+   && { [[ -n "${CI:-}" ]] || [[ "$(cat "$NCA_VENV.failed" 2>/dev/null)" != "$NCA_VERSION" ]]; }; then
+  echo "setup: creating $NCA_VENV with network-config-analyzer $NCA_VERSION (test oracle)"
+  rm -rf "$NCA_VENV"
+  if python3 -m venv "$NCA_VENV" \
+     && "$NCA_VENV/bin/python" -m pip install --quiet "network-config-analyzer==$NCA_VERSION" \
+     && "$NCA_VENV/bin/nca" --version >/dev/null; then
+    echo "$NCA_VERSION" > "$NCA_VENV/.clawpolicy-setup"
+    rm -f "$NCA_VENV.failed"
+  elif [[ -n "${CI:-}" ]]; then
+    echo "setup: network-config-analyzer $NCA_VERSION did not install (CI needs it)" >&2
+    exit 1
+  else
+    echo "setup: warning: network-config-analyzer $NCA_VERSION did not install; its oracle tests" \
+         "will skip (rm $NCA_VENV.failed to retry)" >&2
+    rm -rf "$NCA_VENV"
+    echo "$NCA_VERSION" > "$NCA_VENV.failed"
+  fi
+fi
+
 want="$(sha256sum pyproject.toml | cut -d' ' -f1)"
 if [[ -x "$VENV/bin/python" && -f "$STAMP" && "$(cat "$STAMP")" == "$want" ]]; then
   exit 0

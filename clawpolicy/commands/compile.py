@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from pathlib import Path
 
 from clawpolicy import ir
@@ -21,6 +22,7 @@ from clawpolicy.compiler import CompileResult, compile_paths
 from clawpolicy.errors import Diagnostic, ExitCode, Severity, printable
 from clawpolicy.kubernetes import namespace_problem, parse_selector
 from clawpolicy.lower import load_policies
+from clawpolicy.ruleids import WHAT_CHANGES_AN_ID
 from clawpolicy.write import OutputError, apply, describe, plan
 
 COMPILE_HELP = """\
@@ -284,7 +286,8 @@ def register(sub: Subparsers) -> None:
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("ir", help="print the IR as JSON (or its JSON Schema)",
-                       description="Print the lowered policy (the IR every backend reads) as JSON.",
+                       description="Print the lowered policy (the IR every backend reads) as JSON.\n\n"
+                                   + textwrap.fill(WHAT_CHANGES_AN_ID, 78),
                        epilog="examples:\n  clawpolicy ir examples/openclaw-workstation.claw\n"
                               "  clawpolicy ir --schema > clawpolicy-ir.schema.json",
                        formatter_class=HELP_FORMAT)

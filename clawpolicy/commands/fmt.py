@@ -11,6 +11,7 @@ from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
 from clawpolicy.errors import ExitCode, PolicyError, printable
 from clawpolicy.fmt import format_text
 from clawpolicy.includes import display_path
+from clawpolicy.pinids import add_ids
 from clawpolicy.sources import SourceError, read_policy
 from clawpolicy.write import atomic_write
 
@@ -19,15 +20,22 @@ examples:
   clawpolicy fmt examples/*.claw            rewrite the files in place (only those that change)
   clawpolicy fmt --check examples/*.claw    CI: exit 1 and show the diff if a file is not formatted
   clawpolicy fmt - < x.claw                 format standard input to standard output
+  clawpolicy fmt --add-ids policy.claw      pin every rule's current automatic ID as `id NAME`
 
 Formatting moves whitespace only, so the policy means exactly what it meant: one statement
 per line, two-space indentation, the author's line breaks inside a statement kept, defines and
 one-line tests aligned, comments kept. Files that do not parse are reported and left alone.
+--add-ids is the one change of content fmt makes: it writes the IDs the rules already have, so
+artifacts stay byte-identical apart from source positions, and later edits cannot rename them.
 """
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
     failed = False
+    if args.add_ids and "-" in args.paths:
+        print("clawpolicy fmt: --add-ids needs files (includes are found beside them), not -",
+              file=sys.stderr)
+        return ExitCode.USAGE
     for name in args.paths:
         if name == "-":
             text = sys.stdin.read()
@@ -43,7 +51,8 @@ def cmd_fmt(args: argparse.Namespace) -> int:
                 failed = True
                 continue
         try:
-            formatted = format_text(text, label)
+            formatted = (add_ids(Path(name), text, label, args.include_root) if args.add_ids
+                         else format_text(text, label))
         except PolicyError as exc:
             print_diagnostics(exc.diagnostics, {label: text})
             failed = True
@@ -71,4 +80,9 @@ def register(sub: Subparsers) -> None:
     p.add_argument("paths", nargs="+", metavar="POLICY.claw", help="files, or - for stdin")
     p.add_argument("--check", action="store_true",
                    help="write nothing; exit 1 if a file would change, printing the diff")
+    p.add_argument("--add-ids", action="store_true",
+                   help="write each rule's automatic ID into the file as an explicit `id` "
+                        "(files only, not stdin)")
+    p.add_argument("--include-root", type=Path, metavar="DIR",
+                   help="with --add-ids: directory tree includes must stay in")
     p.set_defaults(func=cmd_fmt)

@@ -51,7 +51,8 @@ _KERNEL_AUDIT = re.compile(r"^audit: type=(\d+) audit\((\d+)\.(\d+):\d+\): ?(.*)
 # The nftables log prefix `clawpolicy:<policy>:<deny|would-deny>:<label> ` (backends/nftables.py
 # `log_prefix`, always followed by a space). Policy names are `[a-z][a-z0-9-]*` (lower.POLICY_NAME);
 # a label is a rule ID (`id` words are `[a-z][a-z0-9-]*` (confine.RULE_ID), automatic IDs
-# `<2 letters>-<hex>`, and a rule split by port sets gets `.<n>` per part: `de-1a2b3c4d.2`),
+# `<2 letters>-<handle>[-<n>]` (ruleids), and a rule split by port sets gets `.<n>` per part:
+# `de-sec-204-2.2`),
 # `local-dns-only`, `default-egress|ingress`, or (rulesets before issue 17) a shared FQDN chain
 # (`egress_allow_fqdn_tcp443`).
 # So a label is a run of `[a-z0-9._-]` up to the blank that ends the prefix; the tests hold

@@ -366,17 +366,17 @@ def _base_id(rule_id: str) -> str:
 
 def _renamed_rules(old: Policy, new: Policy) -> Iterator[Change]:
     """Rules that are still there but under another ID: an automatic ID follows the rule's
-    content (ruleids), so an edit of its ports or peers renames its nftables chain, log
-    prefix and counters, and every dashboard or alert built on them. Paired by kind and first
-    peer as written, where exactly one rule on each side fits (split rules `ID.n` as one)."""
+    ticket or first peer and its rank among rules sharing it (ruleids.WHAT_CHANGES_AN_ID), so
+    editing the ticket, or inserting a rule of the same handle above it, renames its nftables
+    chain, log prefix and counters, and every dashboard or alert built on them (the old ID may
+    even name the inserted rule now). Paired by kind and first peer as written, where exactly
+    one rule on each side fits (split rules `ID.n` as one)."""
     before = {_base_id(r.id): r for r in old.rules}
     after = {_base_id(r.id): r for r in new.rules}
-    gone = [r for i, r in before.items() if i not in after]
-    came = [r for i, r in after.items() if i not in before]
-    for key in sorted({_handle(r) for r in gone}, key=str):
-        o = [r for r in gone if _handle(r) == key]
-        n = [r for r in came if _handle(r) == key]
-        if len(o) == 1 and len(n) == 1:
+    for key in sorted({_handle(r) for r in before.values()}, key=str):
+        o = [r for r in before.values() if _handle(r) == key]
+        n = [r for r in after.values() if _handle(r) == key]
+        if len(o) == 1 and len(n) == 1 and _base_id(o[0].id) != _base_id(n[0].id):
             a, b = _base_id(o[0].id), _base_id(n[0].id)
             yield Change("", "ids", Risk.LOW, f"rule {a} is now {b} ({key[0].value} {key[1].value} "
                          f"{'to' if key[0] is Direction.EGRESS else 'from'} {key[2]}, edited)",

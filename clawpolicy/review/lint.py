@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from clawpolicy.backends.registry import check_support, targets_for
 from clawpolicy.errors import Location, Severity
 from clawpolicy.ir import Policy, Span
-from clawpolicy.review import lockout
+from clawpolicy.review import explicit_id, lockout
 from clawpolicy.review.exposure import (
     CREDENTIAL_DIRS,
     DANGEROUS_CAPS,
@@ -137,6 +137,8 @@ CHECKS: tuple[Check, ...] = (
           "No selected enforcing target enforces this part of the policy.", check_unenforced),
     Check("missing-owner", Severity.WARNING, "Rule without owner",
           "Org setting (--require-owner): every rule names an owner.", check_owner),
+    Check("explicit-id", Severity.NOTE, explicit_id.TITLE, explicit_id.HELP,
+          lambda ctx: (Hit(*h) for h in explicit_id.unpinned_rules(ctx.policy))),
     *HOST_CHECKS,
 )
 

@@ -19,7 +19,7 @@ from unittest import mock
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from clawpolicy import confine, ruleids
+from clawpolicy import ruleids
 from clawpolicy.backends import nftables
 from clawpolicy.compiler import CompileResult, compile_paths
 from clawpolicy.errors import Severity
@@ -93,8 +93,9 @@ def policy_sets(draw: st.DrawFn, pods: bool | None = None) -> tuple[list[str], b
 
 @contextmanager
 def short_ids(width: int) -> Iterator[None]:
-    """Automatic IDs of `width` hex digits, so that they collide as they would in a huge policy."""
-    with mock.patch.object(ruleids, "SHORT_WIDTH", width), mock.patch.object(confine, "SHORT_WIDTH", width):
+    """Handles cut to `width` characters, so that many rules share one as they would in a
+    huge policy (and numbered IDs meet explicit ones)."""
+    with mock.patch.object(ruleids, "HANDLE_WIDTH", width):
         yield
 
 
@@ -142,14 +143,14 @@ def _assert_distinct(result: CompileResult, pods: bool) -> None:
 
 
 @FUZZ
-@given(policy_sets(), st.sampled_from([1, 1, 1, 2, ruleids.SHORT_WIDTH]))
+@given(policy_sets(), st.sampled_from([1, 1, 1, 2, ruleids.HANDLE_WIDTH]))
 def test_names_are_distinct_or_the_compile_fails(drawn: tuple[list[str], bool], width: int) -> None:
     texts, pods = drawn
     with short_ids(width):
         result = _compile(texts, pods)
-    widened = any(len(r.id.split(".")[0]) > 3 + width for p in result.policies for r in p.rules
-                  if r.id[2:3] == "-")  # an automatic ID longer than the short width
-    event(f"compiled: {result.ok}; widened: {widened}")  # --hypothesis-show-statistics
+    numbered = any(re.search(r"-[0-9]+$", r.id.split(".")[0]) for p in result.policies for r in p.rules
+                   if r.id[2:3] == "-")  # an automatic ID numbered among rules sharing its handle
+    event(f"compiled: {result.ok}; numbered: {numbered}")  # --hypothesis-show-statistics
     if result.ok:
         _assert_distinct(result, pods)
     else:  # the user's mistake (an ID used twice, ...), said with a position

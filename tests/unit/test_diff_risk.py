@@ -217,16 +217,28 @@ def test_a_wildcard_does_not_claim_names_already_allowed(tmp_path: Path, subtest
             assert "except" in shown, shown
 
 
-# old body, new body, whether diff reports an ID the edit renamed
+# old body, new body, whether diff reports an ID the edit renamed (ruleids.WHAT_CHANGES_AN_ID)
 RENAMES: dict[str, tuple[str, str, bool]] = {
-    "ports edited": ('allow egress to git.example.net port 22/tcp reason "git"',
-                     'allow egress to git.example.net port 22/tcp, 9418/tcp reason "git"', True),
-    "a second peer added": ('allow egress to 198.51.100.0/26 port 443/tcp reason "svc"',
-                            'allow egress to 198.51.100.0/26, 198.51.100.200 port 443/tcp reason "svc"', True),
+    "ports edited (the ID stays)": ('allow egress to git.example.net port 22/tcp reason "git"',
+                                    'allow egress to git.example.net port 22/tcp, 9418/tcp reason "git"', False),
+    "a second peer added (the ID stays)": (
+        'allow egress to 198.51.100.0/26 port 443/tcp reason "svc"',
+        'allow egress to 198.51.100.0/26, 198.51.100.200 port 443/tcp reason "svc"', False),
+    "peers edited under a ticket (the ID stays)": (
+        'allow egress to 198.51.100.0/26 port 443/tcp reason "svc" ticket OPS-1',
+        'allow egress to 203.0.113.0/24 port 443/tcp reason "svc" ticket OPS-1', False),
+    "ticket edited": ('allow egress to git.example.net port 22/tcp reason "git" ticket OPS-1',
+                      'allow egress to git.example.net port 22/tcp reason "git" ticket OPS-2', True),
+    "ticket added": ('allow egress to git.example.net port 22/tcp reason "git"',
+                     'allow egress to git.example.net port 22/tcp reason "git" ticket OPS-2', True),
+    "a rule of the same ticket inserted above": (
+        'allow egress to git.example.net port 22/tcp reason "git" ticket OPS-2',
+        'allow egress to ci.example.net port 443/tcp reason "ci" ticket OPS-2\n'
+        'allow egress to git.example.net port 22/tcp reason "git" ticket OPS-2', True),
     "reason edited (the ID stays)": ('allow egress to git.example.net port 22/tcp reason "git"',
                                      'allow egress to git.example.net port 22/tcp reason "source"', False),
     "explicit id kept": ('allow egress to git.example.net port 22/tcp reason "git" id git',
-                         'allow egress to git.example.net port 22/tcp, 9418/tcp reason "git" id git', False),
+                         'allow egress to git.example.net port 22/tcp reason "git" ticket OPS-2 id git', False),
     "another rule entirely": ('allow egress to git.example.net port 22/tcp reason "git"',
                               'allow egress to ci.example.net port 22/tcp reason "git"', False),
 }

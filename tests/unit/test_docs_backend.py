@@ -146,7 +146,7 @@ def test_example_renders_everything(example: Policy, subtests: Any) -> None:
         assert row_of(text, "Verdict", "no exfiltration")["Verdict"] == "would-deny (default)"
     with subtests.test("matrix"):
         fqdn = row_of(text, "nftables", "domain names")
-        assert fqdn["nftables"].startswith("partly: ") and "ae-167726be" in fqdn["Rules"]
+        assert fqdn["nftables"].startswith("partly: ") and "ae-sec-101" in fqdn["Rules"]
         assert row_of(text, "nftables", "file paths")["nftables"].startswith("no: ")
     with subtests.test("mermaid"):
         assert text.count("```mermaid\n") == 1 and text.rstrip().endswith("```")
@@ -223,12 +223,12 @@ FIELDS: dict[str, tuple[Callable[[Policy, str], Policy], tuple[str, str] | None]
     "description": (lambda p, v: p.model_copy(update={"description": v}), None),
     "policy owner": (lambda p, v: p.model_copy(update={"owner": v}), None),
     "policy name": (lambda p, v: p.model_copy(update={"name": v}), None),
-    "reason": (_rule0("reason"), ("Reason", "ae-167726be")),
-    "rule owner": (_rule0("owner"), ("Owner", "ae-167726be")),
-    "ticket": (_rule0("ticket"), ("Ticket", "ae-167726be")),
+    "reason": (_rule0("reason"), ("Reason", "ae-resolver")),
+    "rule owner": (_rule0("owner"), ("Owner", "ae-resolver")),
+    "ticket": (_rule0("ticket"), ("Ticket", "ae-resolver")),
     "peer name": (_peer_name, None),
     "test name": (_test_name, None),
-    "file reason": (_file_reason, ("Reason", "fd-5ab487ae")),
+    "file reason": (_file_reason, ("Reason", "fd-ssh")),
 }
 
 

@@ -1,107 +1,143 @@
-"""Automatic rule IDs never collide (issue 16, item 17): widened exactly where they would,
-whatever the order of the rules, and never onto an explicit ID."""
+"""Rule IDs survive edits (issue 17, item 9): an automatic ID comes from the rule's ticket (or
+first peer), numbered among rules sharing it, so editing ports, reasons, peers or owner keeps
+it, and exactly the changes `ruleids.WHAT_CHANGES_AN_ID` lists rename it. IDs never collide,
+whatever the order of the other rules, and never land on an explicit ID."""
 
 from __future__ import annotations
 
 import itertools
+import re
 from pathlib import Path
 
 import pytest
 
 from clawpolicy.lower import load_policies
-from clawpolicy.ruleids import FULL_WIDTH, SHORT_WIDTH, IdRequest, assign, content_digest
+from clawpolicy.ruleids import HANDLE_WIDTH, IdRequest, assign, handle
 
-# Two rules whose automatic IDs share their first 8 hex digits (found by a birthday search
-# over content_digest("egress", "allow", [address], [])); checked below, so a change of the
-# digest's input shows up here rather than as a vacuous test.
-CLASH = ("10.0.188.41", "10.1.96.94")
-CLASH_ID = "ae-4275a569"
-# A rule that splits (`openai, 172.16.1.55`) against a plain one, found the same way.
-SPLIT_CLASH = ("openai, 172.16.1.55", "10.19.202.6", "ae-9676ebe1")
+BASE = ('allow egress to 10.20.4.0/22, api.example.com port 8000-8100/tcp '
+        'reason "internal tool APIs" owner "tools" ticket SEC-203')
 
 
-def _auto(prefix: str, digest: str) -> IdRequest:
-    return IdRequest(None, prefix, digest)
-
-
-def test_the_pair_really_collides_at_the_short_width() -> None:
-    a, b = (content_digest("egress", "allow", [addr], []) for addr in CLASH)
-    assert a[:SHORT_WIDTH] == b[:SHORT_WIDTH] == CLASH_ID[3:] and a != b
-
-
-def test_assign_widens_only_what_collides(subtests: pytest.Subtests) -> None:
-    d1 = "1234abcd" + "0" * 56
-    d2 = "1234abcd" + "1" * 56  # same 8 digits as d1
-    d3 = "1234abcd0000" + "f" * 52  # same 12 digits as d1
-    d4 = "9" * 64
-    cases = {
-        "two autos": ([_auto("ae", d1), _auto("ae", d2), _auto("ae", d4)],
-                      ["ae-1234abcd0000", "ae-1234abcd1111", "ae-99999999"]),
-        "three autos, two share 12 digits": (
-            [_auto("ae", d1), _auto("ae", d2), _auto("ae", d3)],
-            ["ae-1234abcd00000000", "ae-1234abcd1111", "ae-1234abcd0000ffff"]),
-        "an explicit ID equal to an auto ID": ([IdRequest("ae-1234abcd"), _auto("ae", d1)],
-                                                ["ae-1234abcd", "ae-1234abcd0000"]),
-        "an explicit ID equal to a widened ID": (
-            [IdRequest("ae-1234abcd0000"), _auto("ae", d1), _auto("ae", d2)],
-            ["ae-1234abcd0000", "ae-1234abcd00000000", "ae-1234abcd1111"]),
-        "different kinds never collide": ([_auto("ae", d1), _auto("de", d2)], ["ae-1234abcd", "de-1234abcd"]),
-        "the same content twice stays one ID": ([_auto("ae", d1), _auto("ae", d1)],
-                                                 ["ae-1234abcd", "ae-1234abcd"]),
-        "the same content twice beside a clash": (
-            [_auto("ae", d1), _auto("ae", d1), _auto("ae", d2)],
-            ["ae-1234abcd0000", "ae-1234abcd0000", "ae-1234abcd1111"]),
-    }
-    for case, (requests, expected) in cases.items():
-        with subtests.test(case=case):
-            assert assign(requests) == expected
-            for order in itertools.permutations(range(len(requests))):  # order-independent
-                got = assign([requests[i] for i in order])
-                assert got == [expected[i] for i in order]
-
-
-def test_a_full_width_id_is_longer_than_any_explicit_one() -> None:
-    same_but_last = "a" * 63
-    ids = assign([_auto("ae", same_but_last + "0"), _auto("ae", same_but_last + "1")])
-    assert ids == ["ae-" + same_but_last + "0", "ae-" + same_but_last + "1"]
-    assert len(ids[0]) == 3 + FULL_WIDTH > 32  # lowering caps explicit IDs at 32 characters
+def _auto(prefix: str, name: str, digest: str) -> IdRequest:
+    return IdRequest(None, prefix, handle(name), digest)
 
 
 def _lower(tmp_path: Path, *rules: str) -> list[str]:
+    """The rules' IDs in source order (split parts as one, by their base)."""
     src = tmp_path / "ids.claw"
     src.write_text("policy ids {\n" + "".join(f"  {r}\n" for r in rules) + "}\n")
     result = load_policies([src])
     assert result.ok, [d.message for d in result.diagnostics]
-    return [r.id for r in result.policies[0].rules]
+    policy = result.policies[0]
+    by_line = sorted((r.span.line, r.id.split(".")[0]) for r in (*policy.rules, *policy.files))
+    return list(dict.fromkeys(i for _, i in by_line))
 
 
-def test_colliding_rules_get_distinct_ids_in_any_order(tmp_path: Path, subtests: pytest.Subtests) -> None:
-    a, b = (f'allow egress to {addr} reason "r"' for addr in CLASH)
-    other = 'allow egress to 192.0.2.77 reason "r"'
-    with subtests.test(case="the clash widens, the rest stays short"):
-        ids = _lower(tmp_path, a, b, other)
-        widened = sorted(i for i in ids if i.startswith(CLASH_ID))
-        assert len(widened) == 2 and len(set(widened)) == 2
-        assert all(len(i) == len(CLASH_ID) + 4 for i in widened)
-        assert [i for i in ids if not i.startswith(CLASH_ID)] == [
-            "ae-" + content_digest("egress", "allow", ["192.0.2.77"], [])[:SHORT_WIDTH]]
-    with subtests.test(case="reordered"):
-        assert sorted(_lower(tmp_path, other, b, a)) == sorted(ids)
-    with subtests.test(case="one alone keeps its short ID"):
-        assert _lower(tmp_path, a) == [CLASH_ID]
-    with subtests.test(case="an explicit ID takes the short form"):
-        got = _lower(tmp_path, f'deny egress to 192.0.2.1 reason "r" id {CLASH_ID}', a)
-        assert CLASH_ID in got and len(set(got)) == 2 and all(i.startswith(CLASH_ID) for i in got)
-    with subtests.test(case="a split rule's parts follow its widened ID"):
-        split, plain, short = SPLIT_CLASH
-        got = _lower(tmp_path, f'allow egress to {plain} reason "r"', f'allow egress to {split} reason "r"')
-        assert len(set(got)) == 3
-        base = next(i for i in got if "." in i).split(".")[0]
-        assert base.startswith(short) and len(base) == len(short) + 4
-        assert {f"{base}.1", f"{base}.2"} <= set(got)
-        assert [i for i in got if "." not in i][0].startswith(short)
-        assert sorted(_lower(tmp_path, f'allow egress to {split} reason "r"')) == [f"{short}.1", f"{short}.2"]
-    with subtests.test(case="the same rule twice is reported"):
-        src = tmp_path / "twice.claw"
-        src.write_text(f"policy twice {{\n  {a}\n  {a}\n}}\n")
-        assert any("used twice" in d.message for d in load_policies([src]).diagnostics)
+def test_handles(subtests: pytest.Subtests) -> None:
+    cases = {"SEC-203": "sec-203", "@llm": "llm", "*.slack.com": "slack-com",
+             "2001:db8::/32": "2001-db8-32", "~/.ssh": "ssh", "JIRA_1234 (infra)": "jira-1234-infra",
+             "façade": "fa-ade", "###": "rule", "x" * 40: "x" * HANDLE_WIDTH}
+    for text, want in cases.items():
+        with subtests.test(text=text):
+            assert handle(text) == want
+
+
+def test_edits_keep_the_id(tmp_path: Path, subtests: pytest.Subtests) -> None:
+    """Each edit of BASE that must keep `ae-sec-203` (with a sibling rule beside it)."""
+    sibling = 'deny egress to 10.20.4.13 port 8080/tcp reason "legacy admin API" ticket SEC-204'
+    edits = {
+        "ports": BASE.replace("8000-8100/tcp", "8000-9000/tcp, 53/udp"),
+        "no ports": BASE.replace(" port 8000-8100/tcp", ""),
+        "reason": BASE.replace("internal tool APIs", "tools, reworded"),
+        "peers replaced": BASE.replace("10.20.4.0/22, api.example.com", "10.0.0.0/8"),
+        "peer added first": BASE.replace("to 10.20.4.0/22", "to 192.0.2.7, 10.20.4.0/22"),
+        "owner": BASE.replace('owner "tools"', 'owner "platform"'),
+        "owner removed": BASE.replace(' owner "tools"', ""),
+        "expires added": BASE + " expires 2099-01-01",
+        "ticket case": BASE.replace("SEC-203", "sec-203"),
+        "moved below another rule": None,
+    }
+    for edit, rule in edits.items():
+        with subtests.test(edit=edit):
+            rules = (sibling, BASE) if rule is None else (rule, sibling)
+            assert "ae-sec-203" in _lower(tmp_path, *rules)
+
+
+def test_what_changes_an_id(tmp_path: Path, subtests: pytest.Subtests) -> None:
+    """Each change WHAT_CHANGES_AN_ID names, and the ID it gives."""
+    no_ticket = BASE.replace(" ticket SEC-203", "")
+    cases: dict[str, tuple[tuple[str, ...], int, str]] = {
+        "ticket": ((BASE.replace("SEC-203", "SEC-999"),), 0, "ae-sec-999"),
+        "action": ((BASE.replace("allow", "deny", 1),), 0, "de-sec-203"),
+        "no ticket: the first peer": ((no_ticket,), 0, "ae-10-20-4-0-22"),
+        "no ticket: first peer replaced": ((no_ticket.replace("10.20.4.0/22", "10.0.0.0/8"),), 0,
+                                           "ae-10-0-0-0-8"),
+        "a rule of the same handle inserted above": (
+            (BASE.replace("10.20.4.0/22", "192.0.2.0/24"), BASE), 1, "ae-sec-203-2"),
+        "an explicit id takes it": ((BASE.replace("SEC-203", "SEC-1") + " id ae-sec-203", BASE), 1,
+                                    "ae-sec-203-2"),
+        "no ticket: the same first peer": ((no_ticket.replace("8000-8100", "22"), no_ticket), 1,
+                                           "ae-10-20-4-0-22-2"),
+    }
+    for case, (rules, index, want) in cases.items():
+        with subtests.test(case=case):
+            assert _lower(tmp_path, *rules)[index] == want
+
+
+def test_assign_numbers_only_what_shares_a_handle(subtests: pytest.Subtests) -> None:
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    cases = {
+        "distinct handles": ([_auto("ae", "SEC-1", a), _auto("ae", "SEC-2", b)], ["ae-sec-1", "ae-sec-2"]),
+        "one handle, source order": ([_auto("ae", "SEC-1", b), _auto("ae", "SEC-1", a), _auto("ae", "SEC-1", c)],
+                                     ["ae-sec-1", "ae-sec-1-2", "ae-sec-1-3"]),
+        "different kinds never collide": ([_auto("ae", "SEC-1", a), _auto("de", "SEC-1", b)],
+                                          ["ae-sec-1", "de-sec-1"]),
+        "an explicit ID equal to a bare handle": ([IdRequest("ae-sec-1"), _auto("ae", "SEC-1", a)],
+                                                  ["ae-sec-1", "ae-sec-1-2"]),
+        "an explicit ID equal to a number": (
+            [IdRequest("ae-sec-1-2"), _auto("ae", "SEC-1", a), _auto("ae", "SEC-1", b)],
+            ["ae-sec-1-2", "ae-sec-1", "ae-sec-1-3"]),
+        "another handle's bare ID is skipped": (
+            [_auto("ae", "SEC-1", a), _auto("ae", "SEC-1", b), _auto("ae", "SEC-1-2", c)],
+            ["ae-sec-1", "ae-sec-1-3", "ae-sec-1-2"]),
+        "the same content twice stays one ID": ([_auto("ae", "SEC-1", a), _auto("ae", "SEC-1", a)],
+                                                 ["ae-sec-1", "ae-sec-1"]),
+        "the same content under another ticket is the same rule": (
+            [_auto("ae", "SEC-1", a), _auto("ae", "SEC-2", a)], ["ae-sec-1", "ae-sec-1"]),
+    }
+    for case, (requests, expected) in cases.items():
+        with subtests.test(case=case):
+            assert assign(requests) == expected
+            # the order of the other groups never matters: permute, keeping each group's order
+            for order in itertools.permutations(range(len(requests))):
+                shuffled = [requests[i] for i in order]
+                same_group_order = all(
+                    [i for i in order if requests[i].base == requests[k].base]
+                    == [i for i in range(len(requests)) if requests[i].base == requests[k].base]
+                    for k in range(len(requests)))
+                if same_group_order and len({r.digest for r in requests}) == len(requests):
+                    assert assign(shuffled) == [expected[i] for i in order]
+
+
+def test_automatic_ids_can_be_pinned(tmp_path: Path, subtests: pytest.Subtests) -> None:
+    """Every automatic ID is a valid explicit one (so `fmt --add-ids` can write it)."""
+    long = "allow egress to 192.0.2.1 reason \"r\" ticket " + "X" * 60
+    ids = _lower(tmp_path, long, long.replace("192.0.2.1", "192.0.2.2"), 'files deny ~/.aws reason "r"')
+    for rule_id in ids:
+        with subtests.test(rule_id=rule_id):
+            assert re.fullmatch(r"[a-z][a-z0-9-]{0,31}", rule_id)
+
+
+def test_a_split_rule_keeps_its_parts_under_one_id(tmp_path: Path) -> None:
+    src = tmp_path / "split.claw"
+    src.write_text('policy s {\n  allow egress to openai, 192.0.2.9 reason "r" ticket T-1\n}\n')
+    ids = sorted(r.id for r in load_policies([src]).policies[0].rules)
+    assert ids == ["ae-t-1.1", "ae-t-1.2"]
+
+
+def test_the_same_rule_twice_is_reported(tmp_path: Path) -> None:
+    rule = 'allow egress to 192.0.2.1 reason "r"'
+    src = tmp_path / "twice.claw"
+    other = rule.replace('"r"', '"other"')
+    src.write_text(f"policy twice {{\n  {rule}\n  {other}\n}}\n")
+    assert any("used twice" in d.message for d in load_policies([src]).diagnostics)
