@@ -1,8 +1,10 @@
 """Address rules to nft lookups: floor 2, the nftables backend's packet path for CIDR rules.
 
 For one direction, action and family, the rules (sorted by ID: the lowest ID decides, as in
-`evaluate`) become one address-only interval verdict map (one field, so the kernel keeps it
-in an rbtree: a lookup is logarithmic in its elements) whose elements jump to small chains.
+`evaluate`) become one address-only lookup whose regions jump to small chains: a verdict
+map, or a set and one rule when every region leads to the same chain; one key field, so the
+kernel keeps an interval lookup in an rbtree (logarithmic in its elements) and one of exact
+addresses in a hash (constant). `LookupKind` says which.
 
 Networks are CIDRs, so any two are nested or apart: they form a tree. Each tree node whose
 own rules (the rules naming exactly that network) decide something gets a *delta* chain:
@@ -30,6 +32,7 @@ are the map's stem and a counter, never user text.
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,7 +110,7 @@ class Layout:
     chains: list[Chain] = field(default_factory=list)
     ids: list[str] = field(default_factory=list)  # the rules in the map, for its comment
 
-    @property
+    @functools.cached_property
     def kind(self) -> LookupKind:
         verdicts = any(r[2] != self.regions[0][2] for r in self.regions)
         interval = any(lo != hi for lo, hi, _ in self.regions)
@@ -149,14 +152,18 @@ class _Ctx:
 def _networks(rules: Sequence[Rule], family: int) -> list[tuple[int, int, tuple[int, ...]]]:
     """Every network of `rules` once, with the ranks naming it, enclosing networks first:
     sorted by first address, then by size, so a sweep with a stack sees the tree in order."""
+    nets = [[FULL[family]] if rule.peers.any else list(map(
+        network_interval, rule.peers.ipv4 if family == 4 else rule.peers.ipv6)) for rule in rules]
+    if len(rules) == 1:  # one rule (100,000 addresses): no owners to gather
+        ordered = sorted(set(nets[0]))
+        if all(a[0] != b[0] for a, b in zip(ordered, ordered[1:])):  # so none encloses the next
+            return [(lo, hi, (0,)) for lo, hi in ordered]
     owners: dict[tuple[int, int], list[int]] = {}
-    for rank, rule in enumerate(rules):
-        nets = [FULL[family]] if rule.peers.any else [
-            network_interval(n) for n in (rule.peers.ipv4 if family == 4 else rule.peers.ipv6)]
-        for interval in nets:
+    for rank, intervals in enumerate(nets):
+        for interval in intervals:
             owners.setdefault(interval, []).append(rank)
-    ordered = sorted((lo, -hi, tuple(own)) for (lo, hi), own in owners.items())
-    return [(lo, -neg_hi, own) for lo, neg_hi, own in ordered]
+    by_start = sorted((lo, -hi, tuple(own)) for (lo, hi), own in owners.items())
+    return [(lo, -neg_hi, own) for lo, neg_hi, own in by_start]
 
 
 class _Emitter:
@@ -349,7 +356,12 @@ def address_layout(rules: Sequence[Rule], family: int, stem: str,
         if stack:
             stack[-1][2] = hi + 1
 
-    for lo, hi, own in _networks(rules, family):
+    networks = _networks(rules, family)
+    if all(a[1] < b[0] for a, b in zip(networks, networks[1:])):  # none nested: no stack needed
+        for lo, hi, own in networks:
+            add(lo, hi, emitter.context(None, own).target)
+        networks = []
+    for lo, hi, own in networks:
         while stack and stack[-1][0] < lo:
             close()
         parent = stack[-1] if stack else None

@@ -3,13 +3,16 @@
 Shape (see the nft wiki, "Sets", "Verdict maps", "Concatenations"):
 - one `table inet clawpolicy_<policy>`, loaded atomically by `nft -f` (the file is one
   transaction);
-- per direction and family, one address-only interval verdict map for deny rules and one for
-  allow rules (nft_layout.py): disjoint address regions (the kernel rejects overlaps), each
-  jumping to the one rule that covers it without ports, or to small `l4proto . th dport`
-  classifiers shared between regions (a segment tree over the rules' ID order). The lowest
-  rule ID decides, as in `evaluate`; the map grows with the networks, never with the product
-  of rules, and each rule's chain carries its counter, comment and log prefix. A rule
-  without ports is matched on the address alone and a whole-protocol entry (`icmp`,
+- per direction and family, one address-only lookup for deny rules and one for allow rules
+  (nft_layout.py): disjoint address regions (the kernel rejects overlaps), each jumping to
+  the one rule that covers it without ports, or to small `l4proto . th dport` classifiers
+  shared between regions (a segment tree over the rules' ID order). The lookup is a verdict
+  map when regions lead to different chains, else a plain set and one `@set jump chain`
+  rule; a hash of exact addresses when every region is one address, else an interval set
+  (`LookupKind`: each kind has its own name, `egress_allow_hostset_v4` and so on). The
+  lowest rule ID decides, as in `evaluate`; the lookup grows with the networks, never with
+  the product of rules, and each rule's chain carries its counter, comment and log prefix.
+  A rule without ports is matched on the address alone and a whole-protocol entry (`icmp`,
   `any/udp`) on `meta l4proto` alone, so a packet whose port cannot be read (IP protocol
   253, a 1-byte payload) meets every deny that covers it;
 - FQDN peers become address sets, one per rule (`FqdnGroup`), jumping to the rule's own
@@ -33,7 +36,8 @@ Reloading (DESIGN.md: "Replacing a table destroys its dynamic sets"): the file n
 the table. It declares the DNS-filled sets (created on a first load, kept with their elements
 afterwards; a changed `timeout` is updated in place), declares everything else it defines,
 then `flush table` (every rule goes; set elements stay), deletes every map, static set and
-chain it defines, and defines them anew, so comments, elements and chains are exactly this
+chain it defines (every address lookup of every kind, whichever this file uses: an earlier
+version may have used another), and defines them anew, so comments, elements and chains are exactly this
 file's. A DNS set's name carries a hash of the names it serves: a policy change that adds or
 removes a name starts a new, empty set, so a removed name's addresses are revoked at once.
 Objects an earlier version defined and this one does not (a removed rule's chain, a set of
