@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import bisect
 import functools
+import socket
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -135,8 +137,12 @@ class Layout:
 
 def _hosts_text(values: list[int]) -> list[str]:
     """IPv4 hosts as dotted quads, the common large case (100,000 /32s) without a call per
-    address through `interval_to_text`."""
-    return [f"{v >> 24}.{v >> 16 & 255}.{v >> 8 & 255}.{v & 255}" for v in values]
+    address through `interval_to_text` (inet_ntoa: a third faster than formatting)."""
+    ntoa, pack = socket.inet_ntoa, _U32.pack
+    return [ntoa(pack(v)) for v in values]
+
+
+_U32 = struct.Struct(">I")
 
 
 @dataclass(frozen=True)
@@ -155,8 +161,8 @@ def _networks(rules: Sequence[Rule], family: int) -> list[tuple[int, int, tuple[
     nets = [[FULL[family]] if rule.peers.any else list(map(
         network_interval, rule.peers.ipv4 if family == 4 else rule.peers.ipv6)) for rule in rules]
     if len(rules) == 1:  # one rule (100,000 addresses): no owners to gather
-        ordered = sorted(set(nets[0]))
-        if all(a[0] != b[0] for a, b in zip(ordered, ordered[1:])):  # so none encloses the next
+        ordered = sorted(nets[0])  # lowering sorts them: linear
+        if all(a[0] != b[0] for a, b in zip(ordered, ordered[1:])):  # no repeats, none encloses the next
             return [(lo, hi, (0,)) for lo, hi in ordered]
     owners: dict[tuple[int, int], list[int]] = {}
     for rank, intervals in enumerate(nets):
