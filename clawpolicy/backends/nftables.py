@@ -60,15 +60,14 @@ from clawpolicy.backends.base import (
 from clawpolicy.backends.naming import NameClaim, rule_owner
 from clawpolicy.backends.nft_layout import LOOKUP_KINDS, LookupKind, address_layout, port_keys, range_text
 from clawpolicy.backends.nft_names import (
-    COMMENT_MAX_BYTES, FqdnGroup, chain_name, fqdn_groups, fqdn_set_name, group_of, group_owner,
-    line_comment, log_prefix, nft_string, port_signature, table_name,
+    FqdnGroup, chain_name, fqdn_groups, group_of, group_owner, line_comment, log_prefix, nft_string,
+    port_signature, table_name,
 )
 from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, Refusal, Rule
 
 # The names other modules import from here (they live in nft_names.py since the split).
-__all__ = ["BACKEND", "COMMENT_MAX_BYTES", "FqdnGroup", "chain_name", "fqdn_groups", "fqdn_set_name",
-           "group_of", "group_owner", "line_comment", "log_prefix", "nft_string", "port_signature",
-           "render", "table_name"]
+__all__ = ["BACKEND", "FqdnGroup", "chain_name", "fqdn_groups", "group_of", "group_owner",
+           "line_comment", "log_prefix", "nft_string", "port_signature", "render", "table_name"]
 
 FAMILY_KEYWORD = {4: "ip", 6: "ip6"}
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
