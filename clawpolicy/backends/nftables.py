@@ -3,13 +3,16 @@
 Shape (see the nft wiki, "Sets", "Verdict maps", "Concatenations"):
 - one `table inet clawpolicy_<policy>`, loaded atomically by `nft -f` (the file is one
   transaction);
-- per direction and family, one address-only interval verdict map for deny rules and one for
-  allow rules (nft_layout.py): disjoint address regions (the kernel rejects overlaps), each
-  jumping to the one rule that covers it without ports, or to small `l4proto . th dport`
-  classifiers shared between regions (a segment tree over the rules' ID order). The lowest
-  rule ID decides, as in `evaluate`; the map grows with the networks, never with the product
-  of rules, and each rule's chain carries its counter, comment and log prefix. A rule
-  without ports is matched on the address alone and a whole-protocol entry (`icmp`,
+- per direction and family, one address-only lookup for deny rules and one for allow rules
+  (nft_layout.py): disjoint address regions (the kernel rejects overlaps), each jumping to
+  the one rule that covers it without ports, or to small `l4proto . th dport` classifiers
+  shared between regions (a segment tree over the rules' ID order). The lookup is a verdict
+  map when regions lead to different chains, else a plain set and one `@set jump chain`
+  rule; a hash of exact addresses when every region is one address, else an interval set
+  (`LookupKind`: each kind has its own name, `egress_allow_hostset_v4` and so on). The
+  lowest rule ID decides, as in `evaluate`; the lookup grows with the networks, never with
+  the product of rules, and each rule's chain carries its counter, comment and log prefix.
+  A rule without ports is matched on the address alone and a whole-protocol entry (`icmp`,
   `any/udp`) on `meta l4proto` alone, so a packet whose port cannot be read (IP protocol
   253, a 1-byte payload) meets every deny that covers it;
 - FQDN peers become address sets, one per rule (`FqdnGroup`), jumping to the rule's own
@@ -33,7 +36,8 @@ Reloading (DESIGN.md: "Replacing a table destroys its dynamic sets"): the file n
 the table. It declares the DNS-filled sets (created on a first load, kept with their elements
 afterwards; a changed `timeout` is updated in place), declares everything else it defines,
 then `flush table` (every rule goes; set elements stay), deletes every map, static set and
-chain it defines, and defines them anew, so comments, elements and chains are exactly this
+chain it defines (every address lookup of every kind, whichever this file uses: an earlier
+version may have used another), and defines them anew, so comments, elements and chains are exactly this
 file's. A DNS set's name carries a hash of the names it serves: a policy change that adds or
 removes a name starts a new, empty set, so a removed name's addresses are revoked at once.
 Objects an earlier version defined and this one does not (a removed rule's chain, a set of
@@ -44,32 +48,45 @@ before loading clears them, and the DNS-filled addresses with them.
 from __future__ import annotations
 
 import functools
-import hashlib
 import ipaddress
-import unicodedata
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import jinja2
 
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Level, Support, clip, load_template,
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
 )
 from clawpolicy.backends.naming import NameClaim, rule_owner
-from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, PortRange, Refusal, Rule
-from clawpolicy.backends.nft_layout import address_layout, port_keys, range_text
+from clawpolicy.backends.nft_layout import LOOKUP_KINDS, LookupKind, address_layout, port_keys, range_text
+from clawpolicy.backends.nft_names import (
+    FqdnGroup, chain_name, fqdn_groups, group_of, group_owner, line_comment, log_prefix, nft_string,
+    port_signature, table_name,
+)
+from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, Refusal, Rule
 
-COMMENT_MAX_BYTES = 127  # the kernel keeps 128 bytes of user data, NUL included
+# The names other modules import from here (they live in nft_names.py since the split).
+__all__ = ["BACKEND", "FqdnGroup", "chain_name", "fqdn_groups", "group_of", "group_owner",
+           "line_comment", "log_prefix", "nft_string", "port_signature", "render", "table_name"]
+
 FAMILY_KEYWORD = {4: "ip", 6: "ip6"}
 ADDR_TYPE = {4: "ipv4_addr", 6: "ipv6_addr"}
-# Every verdict map a ruleset can define, whatever the policy: a load declares and deletes
-# them all, so a map an earlier version had and this one does not is removed too.
-ALL_MAP_NAMES = tuple((f"{d}_{a}_addr_v{f}", f) for d in ("egress", "ingress")
-                      for a in ("deny", "allow") for f in (4, 6))
-# The `addr . l4proto . th dport` maps of earlier versions: declared with their own type and
-# deleted, so a reload over an older ruleset frees the rule chains their elements jump to.
-LEGACY_MAP_NAMES = tuple((f"{d}_{a}_v{f}", f) for d in ("egress", "ingress")
-                         for a in ("deny", "allow") for f in (4, 6))
+LOOKUP_SLOTS = tuple((d, a, f) for d in ("egress", "ingress") for a in ("deny", "allow") for f in (4, 6))
+
+
+def lookup_name(direction: str, action: str, kind: LookupKind, family: int) -> str:
+    return f"{direction}_{action}_{kind.suffix}_v{family}"
+
+
+# Every address map and set a ruleset can define, whatever the policy, and the
+# `addr . l4proto . th dport` maps of earlier versions (`egress_allow_v4`): a load declares
+# them all with their own type and deletes them, so one an earlier version had and this one
+# does not goes too (with the rule chains its elements jump to, and its memory).
+ALL_LOOKUPS = tuple(
+    [(f"{d}_{a}_v{f}", f"map {d}_{a}_v{f} {{ type {ADDR_TYPE[f]} . inet_proto . inet_service : verdict; "
+      "flags interval; }", "map") for d, a, f in LOOKUP_SLOTS]
+    + [(lookup_name(d, a, k, f), k.declaration(lookup_name(d, a, k, f), ADDR_TYPE[f]), k.keyword)
+       for k in LOOKUP_KINDS for d, a, f in LOOKUP_SLOTS])
 # ICMPv6 that IPv6 needs to work at all (RFC 4890 section 4.4.1): neighbour and router
 # discovery, and multicast listener reports (the kernel sends MLDv2 reports for solicited-node
 # groups; switches that snoop MLD stop forwarding neighbour solicitations without them).
@@ -79,139 +96,17 @@ ND_INGRESS = ("nd-neighbor-solicit", "nd-neighbor-advert", "nd-router-advert",
               "mld-listener-query")
 
 
-def table_name(policy: Policy) -> str:
-    return "clawpolicy_" + policy.name.replace("-", "_")
-
-
-def chain_name(rule_id: str) -> str:
-    """The chain of one rule: its ID verbatim. Rule IDs are `[a-z][a-z0-9-]*` plus a split
-    rule's `.N`, and nft's scanner reads `-` and `.` inside an identifier (`{string}` in
-    scanner.l), so nothing is replaced: replacing `.` and `-` by `_` once gave a split rule's
-    `ax.1` and a user's `ax-1` one chain, and a deny accepted (issue 16). Never shared: every
-    name is reported to `naming.collisions`."""
-    return "rule_" + rule_id
-
-
-_CONTROL_TO_SPACE = {c: " " for c in (*range(32), 127)}
-_NFT_STRING_MAP = {**_CONTROL_TO_SPACE, ord('"'): "'"}
-
-
-def log_prefix(policy: Policy, label: str) -> str:
-    """The kernel log prefix: `clawpolicy:<policy>:<deny|would-deny>:<rule>`. Policy names
-    and rule IDs are restricted to [a-z0-9-] while lowering, so the prefix needs no escaping."""
-    return f"clawpolicy:{policy.name}:{label}"
-
-
-def nft_string(text: str, limit: int = COMMENT_MAX_BYTES) -> str:
-    """A double-quoted nft string. nft's scanner has no escapes inside quotes, so a quote
-    or a line break in user text would end the string: replace them, cap the length."""
-    return f'"{clip(text.translate(_NFT_STRING_MAP), limit)}"'
-
-
-def line_comment(text: str) -> str:
-    """Text for a `#` comment line (nftables, dnsmasq): one line of bounded length, whatever
-    the user wrote (base.COMMENT_LINE_MAX_BYTES says why). The parsers end a line only at
-    '\n', but editors and `str.splitlines` also break at U+0085, U+2028 and U+2029: those
-    become spaces too, so no reader sees a line the file does not have."""
-    return clip("".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in text))
-
-
-def port_signature(ports: Sequence[PortRange]) -> str:
-    """A readable, stable identifier for a port set, used in FQDN set names."""
-    if not ports:
-        return "all"
-    parts = []
-    for p in ports:
-        if p.first is None or p.last is None:
-            parts.append(f"{p.protocol.value}any")
-        elif p.first == p.last:
-            parts.append(f"{p.protocol.value}{p.first}")
-        else:
-            parts.append(f"{p.protocol.value}{p.first}to{p.last}")
-    sig = "_".join(parts)
-    if len(sig) > 32:
-        sig = "p" + hashlib.sha256(sig.encode()).hexdigest()[:12]
-    return sig
-
-
-def fqdn_set_name(direction: Direction, action: Action, family: int, rule_id: str,
-                  entries: Sequence[str], *, locked: bool = False,
-                  refusal: Refusal = Refusal.DROP) -> str:
-    """The set DNS fills for one rule's names (`entries`: exact names and `*.suffix`
-    wildcards); the dnsmasq target and the DNS gate write the same names. One set per rule,
-    so its addresses lead to the rule's own chain and counter. The name carries the rule ID
-    (rule IDs are nft identifiers: see `chain_name`) and a hash of the names, so a set serves
-    exactly one rule's list of names: a changed list starts an empty set (see the module
-    docstring), while an edit of the rule's ports or reason keeps it. `locked`: the static
-    companion set that holds a lock file's addresses (rebuilt on every load, so no hash).
-    Denies that reject have their own kind (`fqdnr`), so a rule that changes how it refuses
-    starts another set."""
-    kind = ("lock" if locked else "fqdn") + ("r" if refusal is Refusal.REJECT else "")
-    stem = f"{direction.value}_{action.value}_{kind}{family}_{rule_id}"
-    if locked:
-        return stem
-    return stem + "_" + hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:8]
-
-
-@dataclass(frozen=True)
-class FqdnGroup:
-    """The egress FQDN peers of one rule: one DNS-filled set per family. (Rules with the same
-    ports once shared a set and a chain, and so a counter and a log prefix: nothing could
-    tell which rule matched.) `rules` is that one rule, for the callers that index by rule."""
-
-    direction: Direction
-    action: Action
-    ports: tuple[PortRange, ...]
-    rules: tuple[Rule, ...]
-    names: tuple[str, ...]  # exact names, sorted
-    wildcards: tuple[str, ...]  # suffixes: "slack.com" for *.slack.com, sorted
-    refusal: Refusal = Refusal.DROP  # how its denies refuse (allow groups: drop, unused)
-
-    @property
-    def rule(self) -> Rule:
-        return self.rules[0]
-
-    @property
-    def entries(self) -> tuple[str, ...]:
-        return tuple(sorted([*self.names, *(f"*.{w}" for w in self.wildcards)]))
-
-    def set_name(self, family: int, *, locked: bool = False) -> str:
-        return fqdn_set_name(self.direction, self.action, family, self.rule.id, self.entries,
-                             locked=locked, refusal=self.refusal)
-
-
-def fqdn_groups(policy: Policy) -> list[FqdnGroup]:
-    """Every egress rule with FQDN peers, deny before allow, then by rule ID (the order of the
-    lookups: the lowest ID decides, as in `evaluate`)."""
-    out = []
-    for action in (Action.DENY, Action.ALLOW):
-        for rule in sorted(policy.rules, key=lambda r: r.id):
-            if rule.direction is Direction.EGRESS and rule.action is action and rule.peers.has_fqdns:
-                how = policy.refusal(rule.direction, rule) if action is Action.DENY else Refusal.DROP
-                out.append(FqdnGroup(Direction.EGRESS, action, rule.ports, (rule,),
-                                     tuple(sorted(set(rule.peers.names))),
-                                     tuple(sorted(set(rule.peers.wildcards))), how))
-    return out
-
-
-def group_owner(group: FqdnGroup) -> str:
-    """The identity of a DNS-filled set: its rule."""
-    return f"FQDN peers of {group.direction.value} {group.action.value} rule {group.rule.id}"
-
-
-def group_of(policy: Policy, rule: Rule) -> FqdnGroup | None:
-    return next((g for g in fqdn_groups(policy) if rule in g.rules), None)
-
-
 # ------------------------------------------------------------------------------- model
 
 
 @dataclass
-class VerdictMap:
+class AddressLookup:
     name: str
     family: int
     comment: str
-    elements: list[str]
+    kind: LookupKind
+    elements: str  # the element lines, joined (100,000 of them: no template loop)
+    size: int
 
 
 @dataclass
@@ -238,7 +133,7 @@ class DirectionModel:
     nd_types: tuple[str, ...]
     interface: str  # oifname | iifname
     scope_rule: str  # the rule that sends in-scope traffic to the policy chain
-    maps: list[VerdictMap] = field(default_factory=list)
+    maps: list[AddressLookup] = field(default_factory=list)
     fqdn_sets: list[FqdnSet] = field(default_factory=list)  # filled by DNS; kept across loads
     lock_sets: list[FqdnSet] = field(default_factory=list)  # a lock file's addresses; rebuilt
     lookups: list[str] = field(default_factory=list)  # the policy chain, in evaluation order
@@ -310,7 +205,7 @@ class _Builder:
             rules = sorted((r for r in self.policy.rules
                             if r.direction is direction and r.action is action), key=lambda r: r.id)
             for family in (4, 6):
-                self._verdict_map(model, rules, action, family, addr)
+                self._address_lookup(model, rules, action, family, addr)
             for group in groups:
                 if group.action is action:
                     self._fqdn_sets(model, group)
@@ -322,7 +217,7 @@ class _Builder:
             self.claim("chain", chain, f"built-in chain {chain}")
         return model
 
-    def _verdict_map(self, model: DirectionModel, rules: list[Rule], action: Action,
+    def _address_lookup(self, model: DirectionModel, rules: list[Rule], action: Action,
                      family: int, addr: str) -> None:
         stem = f"{model.direction}_{action.value}_v{family}"
         layout = address_layout(rules, family, stem, self.rule_chain, nft_string)
@@ -331,11 +226,14 @@ class _Builder:
         for chain in layout.chains:
             self.claim("chain", chain.name, f"address layout chain {chain.name}")
             self.chains[chain.name] = RuleChain(chain.name, chain.comment, chain.statements)
-        name = f"{model.direction}_{action.value}_addr_v{family}"
-        self.claim("set", name, f"verdict map {name}")
+        kind = layout.kind
+        name = lookup_name(model.direction, action.value, kind, family)
+        self.claim("set", name, f"address {kind.keyword} {name}")
         comment = nft_string(f"{model.direction} {action.value} IPv{family}: " + ", ".join(layout.ids))
-        model.maps.append(VerdictMap(name, family, comment, layout.elements))
-        model.lookups.append(f"{FAMILY_KEYWORD[family]} {addr} vmap @{name}")
+        elements = "".join(f"\t\t\t{e},\n" for e in layout.elements)
+        model.maps.append(AddressLookup(name, family, comment, kind, elements, len(layout.regions)))
+        verdict = f"vmap @{name}" if kind.verdicts else f"@{name} jump {layout.target}"
+        model.lookups.append(f"{FAMILY_KEYWORD[family]} {addr} {verdict}")
 
     def _fqdn_sets(self, model: DirectionModel, group: FqdnGroup) -> None:
         direction, action, ports = group.direction, group.action, group.ports
@@ -428,8 +326,7 @@ def _render(policy: Policy, options: CompileOptions) -> tuple[str, list[NameClai
     builder.claim("set", "agent_ports", "the agent ports")
     return _template().render(
         policy=policy, table=table_name(policy), directions=directions, agent_ports=agent_ports,
-        chains=chains, chain_names=chain_names, map_names=ALL_MAP_NAMES,
-        legacy_map_names=LEGACY_MAP_NAMES, addr_type=ADDR_TYPE,
+        chains=chains, chain_names=chain_names, lookups=ALL_LOOKUPS, addr_type=ADDR_TYPE,
         fqdn_timeout=f"{options.fqdn_timeout}s"), builder.names
 
 

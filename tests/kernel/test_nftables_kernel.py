@@ -221,6 +221,41 @@ def test_reload_over_the_previous_layout(tmp_path: Path) -> None:
             True, False]
 
 
+# One policy, five versions whose allow lookup is each kind in turn (nft_layout.LookupKind):
+# two hosts to two chains (a hash verdict map), hosts to one chain (a hash set), a network
+# to one chain (an interval set), a network and a host to two chains (an interval map).
+KIND_VERSIONS = [
+    ("egress_allow_host_v4", 'allow egress to 192.0.2.10 port 22/tcp reason "r" id a\n'
+                             ' allow egress to 192.0.2.11 reason "s" id b'),
+    ("egress_allow_hostset_v4", 'allow egress to 192.0.2.10, 192.0.2.12 port 22/tcp reason "r" id a'),
+    ("egress_allow_addrset_v4", 'allow egress to 192.0.2.8/30 port 22/tcp reason "r" id a'),
+    ("egress_allow_addr_v4", 'allow egress to 192.0.2.8/30 port 22/tcp reason "r" id a\n'
+                             ' allow egress to 192.0.2.12 reason "s" id b'),
+    ("egress_allow_host_v4", 'allow egress to 192.0.2.10 port 22/tcp reason "r" id a\n'
+                             ' allow egress to 192.0.2.11 reason "s" id b'),
+]
+
+
+def test_reload_across_lookup_kinds(tmp_path: Path, subtests: pytest.Subtests) -> None:
+    """Each version reloads over the one before, whatever kind that one's lookup was: the
+    kernel refuses to declare a name with other flags, so every kind has its own name, and
+    each load deletes the others (no stale set keeps its elements). Every version decides
+    as the evaluator does."""
+    src = tmp_path / "p.claw"
+    peers = [f"192.0.2.{i}" for i in range(7, 14)]
+    with Lab(peer_addresses=peers, agent_addresses=AGENT_ADDRESSES, tcp_ports=(22, 23)) as lab:
+        for step, (name, body) in enumerate(KIND_VERSIONS):
+            with subtests.test(msg=f"{step}: {name}"):
+                src.write_text(f"policy p {{\n mode enforce\n applies-to host\n {body}\n}}\n")
+                (policy,) = _load(src)
+                cases = [c for c in universe(policy)[3] if c.probe.remote in peers
+                         and c.probe.protocol == "tcp" and c.probe.port in (22, 23)]
+                _check(lab, policy, cases)
+                listed = lab.nft("list", "table", "inet", "clawpolicy_p")
+                kinds = {k for k in ("addr", "host", "addrset", "hostset") if f" egress_allow_{k}_v4 {{" in listed}
+                assert kinds == {name.split("_")[2]}, listed
+
+
 # Rule IDs that a lossy chain name ('rule_' + [^a-z0-9] -> '_') merged: a split rule's `ax.1`
 # and a user's `ax-1`, in both directions (issue 16, item 1). Split rules come from catalog
 # groups with their own ports beside literal addresses.

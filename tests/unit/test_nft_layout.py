@@ -60,10 +60,18 @@ class Interpreter:
     """Runs a Layout on one packet; `port=None` is a port the kernel cannot read."""
 
     def __init__(self, layout: Layout) -> None:
+        """Reads the elements' text: `address : jump chain` in a verdict map, the address
+        alone in a set (whose one rule jumps to `layout.target`)."""
         self.elements = []
+        kind = layout.kind
         for e in layout.elements:
-            addr, target = re.fullmatch(r"(\S+) : jump (\S+)", e).groups()  # type: ignore[union-attr]
-            self.elements.append((*_interval(addr), target))
+            if kind.verdicts:
+                addr, target = re.fullmatch(r"(\S+) : jump (\S+)", e).groups()  # type: ignore[union-attr]
+            else:
+                addr, target = e, layout.target
+            lo, hi = _interval(addr)
+            assert kind.interval or lo == hi, f"a range {e} in a hash set"
+            self.elements.append((lo, hi, target))
         self.chains = {c.name: c.statements for c in layout.chains}
 
     def run(self, address: int, proto: int, port: int | None) -> str | None:
@@ -232,6 +240,12 @@ def test_portless_rules_need_no_port(tmp_path: Path) -> None:
       deny egress to 192.0.2.8 port icmp, any/udp reason "w" id w
       allow egress to any reason "a" id a
       allow ingress from 192.0.2.0/24 reason "i" id i"""), CompileOptions())
-    assert "192.0.2.7 : jump rule_d," in text and "2001:db8::7 : jump rule_d," in text
-    assert "0.0.0.0/0 : jump rule_a," in text and "192.0.2.0/24 : jump rule_i," in text
+    # hosts to two chains: a hash verdict map; one chain: a set and one rule jumping to it
+    assert "ip daddr vmap @egress_deny_host_v4" in text
+    assert "map egress_deny_host_v4 {\n\t\ttype ipv4_addr : verdict\n\t\tsize 2\n" in text
+    assert "\t\t\t192.0.2.7 : jump rule_d,\n\t\t\t192.0.2.8 : jump egress_deny_v4_c0,\n" in text
+    for lookup in ("ip6 daddr @egress_deny_hostset_v6 jump rule_d", "ip daddr @egress_allow_addrset_v4 jump rule_a",
+                   "ip saddr @ingress_allow_addrset_v4 jump rule_i"):
+        assert lookup in text
+    assert "\t\t\t2001:db8::7,\n" in text and "\t\t\t0.0.0.0/0,\n" in text and "\t\t\t192.0.2.0/24,\n" in text
     assert re.search(r"meta l4proto vmap \{ icmp : jump rule_w, udp : jump rule_w \}", text)

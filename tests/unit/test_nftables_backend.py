@@ -46,17 +46,21 @@ def test_port_signature_is_readable_and_bounded() -> None:
 
 
 def test_rule_count_is_constant_in_addresses(tmp_path: Path) -> None:
-    """Adding addresses adds map elements, never rules: the per-packet path stays the same
-    (one address element per network, all jumping to one port classifier of one element)."""
-    def shape(n: int) -> tuple[int, int]:
+    """Adding addresses adds set elements, never rules: the per-packet path stays the same
+    (one address element per network, in one set whose one rule jumps to one port classifier
+    of one element: every network leads to the same chain, so no verdict is repeated)."""
+    def shape(n: int) -> tuple[int, int, int]:
         # every other /24, so lowering cannot merge them into larger networks
         nets = ", ".join(f"10.{i // 128}.{(i % 128) * 2}.0/24" for i in range(n))
         text = render(_policy(tmp_path, f'allow egress to {nets} port 443/tcp reason "r"'),
                       CompileOptions())
-        return len(_chain(text, "egress")) + len(_chain(text, "output")), text.count(" : jump ")
+        body = _sets(text)["egress_allow_addrset_v4"]
+        assert "flags interval" in body
+        return (len(_chain(text, "egress")) + len(_chain(text, "output")),
+                len(re.findall(r"^\t\t\t10\.[0-9.]+/24,$", body, re.M)), text.count(" : jump "))
     small, large = shape(2), shape(2000)
     assert small[0] == large[0]
-    assert (small[1], large[1]) == (2 + 1, 2000 + 1)
+    assert (small[1:], large[1:]) == ((2, 1), (2000, 1))
 
 
 def test_overlapping_rules_become_disjoint_elements(tmp_path: Path) -> None:
@@ -143,9 +147,18 @@ def test_reload_keeps_dns_sets_and_rebuilds_the_rest(tmp_path: Path) -> None:
     assert defined_chains == set(re.findall(r"\n\tchain (\S+) { }", persistent))
     assert defined_chains == set(re.findall(r"^delete chain inet clawpolicy_p (\S+)$", rebuilt, re.M))
     deleted_sets = set(re.findall(r"^delete set inet clawpolicy_p (\S+)$", rebuilt, re.M))
-    assert deleted_sets == {"agent_ports", "egress_allow_lock4_a", "egress_allow_lock6_a"}
-    # every map name there can be, and those of the earlier `addr . proto . port` layout
-    assert len(re.findall(r"^delete map ", rebuilt, re.M)) == 16
+    lookups = {f"{d}_{a}_{k}_v{f}" for d in ("egress", "ingress") for a in ("deny", "allow")
+               for f in (4, 6) for k in ("addr", "host", "addrset", "hostset")}
+    assert deleted_sets == {"agent_ports", "egress_allow_lock4_a", "egress_allow_lock6_a"} | {
+        n for n in lookups if "set_" in n}
+    # every address map there can be, and those of the earlier `addr . proto . port` layout
+    deleted_maps = set(re.findall(r"^delete map inet clawpolicy_p (\S+)$", rebuilt, re.M))
+    assert deleted_maps == {n for n in lookups if "set_" not in n} | {
+        f"{d}_{a}_v{f}" for d in ("egress", "ingress") for a in ("deny", "allow") for f in (4, 6)}
+    # each declared with the type and flags it is defined with (the kernel refuses others)
+    assert "\tset egress_allow_hostset_v4 { type ipv4_addr; }\n" in persistent
+    assert "\tmap ingress_deny_host_v6 { type ipv6_addr : verdict; }\n" in persistent
+    assert "\tset egress_allow_addrset_v6 { type ipv6_addr; flags interval; }\n" in persistent
     (group,) = fqdn_groups(policy)
     assert f"set {group.set_name(4)} {{" in persistent and group.set_name(4) not in rebuilt.split(
         "\ntable inet")[0]
