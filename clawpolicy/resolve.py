@@ -21,6 +21,7 @@ from clawpolicy.errors import Diagnostics, Location, PolicyError, closest
 from clawpolicy.ir import PortRange, Protocol
 from clawpolicy.parse import parse_text
 from clawpolicy.names import embedded_ipv4_problem, normalise_name
+from clawpolicy.netspace import ipv4_network
 from clawpolicy.sources import SourceError, read_policy
 from clawpolicy.syntax import Define, Include, SourceFile, ToSyntax, Word
 
@@ -29,7 +30,7 @@ _PORT = re.compile(r"^(?:([0-9]+)(?:-([0-9]+))?|any)/(\w+)$")  # ASCII digits: \
 PROTOCOLS = {p.value: p for p in Protocol}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Atom:
     """One resolved peer: kind is any | net4 | net6 | name | wildcard."""
 
@@ -339,13 +340,13 @@ def _fast_ipv4(text: str) -> ipaddress.IPv4Network | None:
     except OSError:
         return None
     if not slash:
-        return ipaddress.IPv4Network((value, 32))
+        return ipv4_network(value, 32)
     if not plen.isdigit() or (len(plen) > 1 and plen[0] == "0") or int(plen) > 32:
         return None  # "/08", "/33", "/": leave to ipaddress
     prefix = int(plen)
     if value & ((1 << (32 - prefix)) - 1):
         return None  # host bits set: the slow path says so, with a fix
-    return ipaddress.IPv4Network((value, prefix))
+    return ipv4_network(value, prefix)
 
 
 def parse_literal(word: Word, diag: Diagnostics,
