@@ -245,6 +245,16 @@ class Resolver:
         """The atoms of one peer word; `stack` is accepted for callers that validate a define
         (its name), and is otherwise unused: cycles are found while expanding."""
         text = word.text
+        # Address literals first (no other peer spells like one): one dict probe for a
+        # literal seen before, else the IPv4 fast path, before any other kind is tried.
+        cached = self._literals.get(text)
+        if cached is not None:
+            return [cached]
+        if text[:1].isdigit():
+            fast = _fast_ipv4(text)
+            if fast is not None:
+                atom = self._literals[text] = Atom("net4", text, text, None, fast)
+                return [atom]
         if text.startswith("@"):
             return self._ref(word)
         if text == "any":
@@ -252,9 +262,6 @@ class Resolver:
         group = self.catalog.get(text.lower())
         if group is not None:
             return _group_atoms(group, text)
-        cached = self._literals.get(text)
-        if cached is not None:
-            return [cached]
         atom = parse_literal(word, self.diag, suggestions=self._suggestions)
         if atom is None:
             return []
