@@ -214,8 +214,8 @@ class IPv4Net(ipaddress.IPv4Network):
 
     __slots__ = ()
 
-    def hosts(self) -> Iterator[ipaddress.IPv4Address]:  # type: ignore[override]
-        if self._prefixlen >= 31:  # the stdlib's per-instance special cases
+    def hosts(self) -> Iterator[ipaddress.IPv4Address]:
+        if self.prefixlen >= 31:  # the stdlib's per-instance special cases
             return iter(self)
         return super().hosts()
 

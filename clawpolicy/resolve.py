@@ -253,8 +253,8 @@ class Resolver:
         if text[:1].isdigit():
             fast = _fast_ipv4(text)
             if fast is not None:
-                atom = self._literals[text] = Atom("net4", text, text, None, fast)
-                return [atom]
+                literal = self._literals[text] = Atom("net4", text, text, None, fast)
+                return [literal]
         if text.startswith("@"):
             return self._ref(word)
         if text == "any":

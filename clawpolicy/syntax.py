@@ -158,7 +158,7 @@ def split_peers(filename: str, text: str, line: int, column: int) -> tuple[Word,
     """The items of a PEERS token starting at line:column, each with the position it has in
     the file (lark counts lines at \n only, columns from 1), as the WORD tokens would have.
     One regex pass that also sees the line breaks: per item, one match and one Word."""
-    words = []
+    words: list[Word] = []
     append = words.append
     line_start = -column + 1  # offset in `text` where the current line starts (may be < 0)
     for m in _PEER_ITEM.finditer(text):
