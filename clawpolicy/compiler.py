@@ -16,15 +16,17 @@ import gc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from clawpolicy.backends.base import Artifact, CompileOptions
 from clawpolicy.backends.naming import NameClaim, collisions
 from clawpolicy.backends.registry import BACKENDS, check_support, targets_for
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Mode, Policy, Refusal
-from clawpolicy.lockfile import LockError, load, lock_path, names_of
 from clawpolicy.lower import load_policies
-from clawpolicy.validate import Validation, validate_apparmor, validate_dnsmasq, validate_nft
+
+if TYPE_CHECKING:  # --validate and --lock import these when asked for
+    from clawpolicy.validate import Validation
 
 
 @dataclass
@@ -122,6 +124,8 @@ def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, s
 def _validations(target: str, artifact: Artifact) -> list[Validation]:
     """`--validate`: the real parsers on what they read (nft rulesets, AppArmor profiles,
     dnsmasq fragments); each says "none" when its tool is not installed."""
+    from clawpolicy.validate import validate_apparmor, validate_dnsmasq, validate_nft
+
     if target == "nftables":
         return validate_nft(artifact.content.decode("utf-8"))
     if target == "apparmor" and artifact.media_type == "text/x-apparmor":
@@ -147,6 +151,8 @@ def _name_check(claims: dict[NameClaim, str]) -> list[Diagnostic]:
 def _locked_addresses(policy: Policy, diagnostics: list[Diagnostic]) -> dict[str, tuple[str, ...]] | None:
     """The lock beside the policy's file, as name -> addresses; None (and an error) when it
     is missing, unreadable or lacks a name the policy uses."""
+    from clawpolicy.lockfile import LockError, load, lock_path, names_of
+
     path = lock_path(Path(policy.source))
     try:
         lock = load(path)

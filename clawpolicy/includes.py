@@ -22,6 +22,7 @@ from clawpolicy.errors import Diagnostics, Location, PolicyError, closest
 from clawpolicy.ir import PortRange, Protocol
 from clawpolicy.parse import parse_text
 from clawpolicy.names import embedded_ipv4_problem, normalise_name
+from clawpolicy.netspace import ipv4_network
 from clawpolicy.sources import SourceError, read_policy
 from clawpolicy.syntax import Define, Include, SourceFile, ToSyntax, Word
 
@@ -30,7 +31,7 @@ _PORT = re.compile(r"^(?:([0-9]+)(?:-([0-9]+))?|any)/(\w+)$")  # ASCII digits: \
 PROTOCOLS = {p.value: p for p in Protocol}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Atom:
     """One resolved peer: kind is any | net4 | net6 | name | wildcard."""
 
@@ -245,6 +246,16 @@ class Resolver:
         """The atoms of one peer word; `stack` is accepted for callers that validate a define
         (its name), and is otherwise unused: cycles are found while expanding."""
         text = word.text
+        # Address literals first (no other peer spells like one): one dict probe for a
+        # literal seen before, else the IPv4 fast path, before any other kind is tried.
+        cached = self._literals.get(text)
+        if cached is not None:
+            return [cached]
+        if text[:1].isdigit():
+            fast = _fast_ipv4(text)
+            if fast is not None:
+                literal = self._literals[text] = Atom("net4", text, text, None, fast)
+                return [literal]
         if text.startswith("@"):
             return self._ref(word)
         if text == "any":
@@ -252,9 +263,6 @@ class Resolver:
         group = self.catalog.get(text.lower())
         if group is not None:
             return _group_atoms(group, text)
-        cached = self._literals.get(text)
-        if cached is not None:
-            return [cached]
         atom = parse_literal(word, self.diag, suggestions=self._suggestions)
         if atom is None:
             return []
@@ -340,13 +348,13 @@ def _fast_ipv4(text: str) -> ipaddress.IPv4Network | None:
     except OSError:
         return None
     if not slash:
-        return ipaddress.IPv4Network((value, 32))
+        return ipv4_network(value, 32)
     if not plen.isdigit() or (len(plen) > 1 and plen[0] == "0") or int(plen) > 32:
         return None  # "/08", "/33", "/": leave to ipaddress
     prefix = int(plen)
     if value & ((1 << (32 - prefix)) - 1):
         return None  # host bits set: the slow path says so, with a fix
-    return ipaddress.IPv4Network((value, prefix))
+    return ipv4_network(value, prefix)
 
 
 def parse_literal(word: Word, diag: Diagnostics,

@@ -312,10 +312,10 @@ class PolicyLowering(RuleLowering):
         groups: dict[tuple[ir.PortRange, ...], list[Atom]] = {}
         merged: dict[tuple[ir.PortRange, ...] | None, tuple[ir.PortRange, ...]] = {}
         rule_ports = merge_ports(explicit) if decl.ports else None
-        for atom in atoms:
-            if rule_ports is not None:
-                ports = rule_ports
-            elif atom.ports not in merged:
+        if rule_ports is not None:  # one group (hashing the ports per atom costs 1 µs each)
+            groups[rule_ports] = atoms
+        for atom in atoms if rule_ports is None else ():
+            if atom.ports not in merged:
                 ports = merged[atom.ports] = merge_ports(atom.ports or ())
             else:
                 ports = merged[atom.ports]
@@ -412,12 +412,16 @@ class PolicyLowering(RuleLowering):
 
 
 def _peers(atoms: list[Atom]) -> ir.Peers:
-    if any(a.kind == "any" for a in atoms):
+    """The atoms' peers, sorted and merged, in one pass over a list that may be 100,000 long."""
+    by_kind: dict[str, list[Atom]] = {"net4": [], "net6": [], "name": [], "wildcard": [], "any": []}
+    for a in atoms:
+        by_kind[a.kind].append(a)
+    if by_kind["any"]:
         return ir.Peers(any=True)
     return ir.Peers(
-        ipv4=merge_networks(a.net for a in atoms if isinstance(a.net, ipaddress.IPv4Network)),
-        ipv6=merge_networks(a.net for a in atoms if isinstance(a.net, ipaddress.IPv6Network)),
-        names=tuple(sorted({a.value for a in atoms if a.kind == "name"})),
-        wildcards=tuple(sorted({a.value for a in atoms if a.kind == "wildcard"})),
+        ipv4=merge_networks(a.net for a in by_kind["net4"] if isinstance(a.net, ipaddress.IPv4Network)),
+        ipv6=merge_networks(a.net for a in by_kind["net6"] if isinstance(a.net, ipaddress.IPv6Network)),
+        names=tuple(sorted({a.value for a in by_kind["name"]})),
+        wildcards=tuple(sorted({a.value for a in by_kind["wildcard"]})),
     )
 

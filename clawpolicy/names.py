@@ -29,9 +29,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from typing import TYPE_CHECKING
 
-import idna
-from publicsuffixlist import PublicSuffixList
+if TYPE_CHECKING:  # imported where needed: a policy of addresses only never loads them
+    from publicsuffixlist import PublicSuffixList
 
 MAX_NAME = 253  # RFC 1035 2.3.4, without the final dot
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -53,6 +54,8 @@ def normalise_name(text: str) -> str | None:
         text = text[:-1]
     if not text or len(text) > 4 * MAX_NAME:  # bound the work before the IDNA tables
         return None
+    import idna
+
     try:
         ascii_name = idna.encode(text, uts46=True, std3_rules=True, transitional=False).decode("ascii")
     except (idna.IDNAError, UnicodeError, ValueError):
@@ -71,6 +74,8 @@ def _public_suffixes() -> PublicSuffixList:
     """The Public Suffix List the package bundles (ICANN and private sections): read from the
     installed package, never fetched, so lint and diff work offline and give the same answer
     for the same installed version."""
+    from publicsuffixlist import PublicSuffixList
+
     return PublicSuffixList()
 
 

@@ -14,7 +14,8 @@ product of their rules' ports.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from operator import itemgetter
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -33,15 +34,19 @@ def merge_networks(networks: Iterable[N]) -> tuple[N, ...]:
 
     Sorting and sweeping on integers keeps 100,000 networks cheap; only runs of networks
     that touch go through `ipaddress.collapse_addresses` (which compares objects)."""
-    spans = sorted(((network_interval(n), n) for n in networks), key=lambda s: s[0])
+    spans = sorted([(int(n.network_address), n.prefixlen, n) for n in networks], key=itemgetter(0))
+    if not spans:
+        return ()
+    bits = spans[0][2].max_prefixlen
     out: list[N] = []
     run: list[N] = []
     run_end = -2
-    for (lo, hi), net in spans:
+    for lo, prefix, net in spans:
         if run and lo > run_end + 1:
             out.extend(run if len(run) == 1 else ipaddress.collapse_addresses(run))
             run = []
         run.append(net)
+        hi = lo + (1 << (bits - prefix)) - 1
         run_end = hi if len(run) == 1 else max(run_end, hi)
     if run:
         out.extend(run if len(run) == 1 else ipaddress.collapse_addresses(run))
@@ -197,6 +202,40 @@ def interval_to_text(lo: int, hi: int, family: int) -> str:
         net = nets[0]
         return str(net.network_address) if net.num_addresses == 1 else str(net)
     return f"{first}-{last}"
+
+
+class IPv4Net(ipaddress.IPv4Network):
+    """An IPv4Network built by `ipv4_network` from integers lowering already checked.
+
+    The stdlib constructor re-parses and re-checks, and gives every /32 its own `hosts`
+    closure: 430 bytes and ~2 µs per network, against 190 bytes here, which is most of a
+    100,000-address policy's IR (issue 14). Equal, hashed, ordered and printed like any
+    IPv4Network (it is one); `hosts()` answers as the stdlib's /31 and /32 do."""
+
+    __slots__ = ()
+
+    def hosts(self) -> Iterator[ipaddress.IPv4Address]:
+        if self.prefixlen >= 31:  # the stdlib's per-instance special cases
+            return iter(self)
+        return super().hosts()
+
+    def __repr__(self) -> str:
+        return f"IPv4Network({str(self)!r})"
+
+
+_MASK4 = [ipaddress.IPv4Network._make_netmask(p)[0] for p in range(33)]  # type: ignore[attr-defined]
+
+
+def ipv4_network(value: int, prefix: int) -> ipaddress.IPv4Network:
+    """`IPv4Network((value, prefix))` for a network the caller has checked: 0 <= value <
+    2**32, 0 <= prefix <= 32, no host bits set."""
+    address = object.__new__(ipaddress.IPv4Address)
+    address._ip = value  # type: ignore[attr-defined]
+    net = object.__new__(IPv4Net)
+    net.network_address = address
+    net.netmask = _MASK4[prefix]
+    net._prefixlen = prefix  # type: ignore[attr-defined]
+    return net
 
 
 def network_interval(net: IPNetwork) -> Interval:

@@ -19,7 +19,7 @@ from lark.tree import Meta
 from clawpolicy.errors import Location
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a peer list may hold 100,000 words
 class Word:
     text: str
     loc: Location
@@ -143,8 +143,8 @@ class SourceFile:
     text: str = field(default="", repr=False)
 
 
-# One item of a PEERS token (the grammar's REF | WORD), or a comment to skip.
-_PEER_ITEM = re.compile(r"#[^\n]*|@\w[\w-]*|[\w*~.\/:\[\]][\w*~.\/:\[\]+%-]*")
+# One item of a PEERS token (the grammar's REF | WORD), a comment to skip, or a line break.
+_PEER_ITEM = re.compile(r"#[^\n]*|(\n)|@\w[\w-]*|[\w*~.\/:\[\]][\w*~.\/:\[\]+%-]*")
 
 
 @dataclass(frozen=True)
@@ -156,23 +156,21 @@ class PeerList:
 
 def split_peers(filename: str, text: str, line: int, column: int) -> tuple[Word, ...]:
     """The items of a PEERS token starting at line:column, each with the position it has in
-    the file (lark counts lines at \n only, columns from 1), as the WORD tokens would have."""
-    words = []
+    the file (lark counts lines at \n only, columns from 1), as the WORD tokens would have.
+    One regex pass that also sees the line breaks: per item, one match and one Word."""
+    words: list[Word] = []
+    append = words.append
     line_start = -column + 1  # offset in `text` where the current line starts (may be < 0)
-    newlines = 0
-    seen = 0
     for m in _PEER_ITEM.finditer(text):
+        if m.lastindex:  # a line break
+            line += 1
+            line_start = m.end()
+            continue
         item = m.group()
         if item[0] == "#":
             continue
-        start = m.start()
-        breaks = text.count("\n", seen, start)
-        if breaks:
-            newlines += breaks
-            line_start = text.rfind("\n", seen, start) + 1
-        seen = start
-        col = start - line_start + 1
-        words.append(Word(item, Location(filename, line + newlines, col, col + len(item))))
+        col = m.start() - line_start + 1
+        append(Word(item, Location(filename, line, col, col + len(item))))
     return tuple(words)
 
 

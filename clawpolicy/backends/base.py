@@ -12,13 +12,14 @@ import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any, Literal, Protocol
-
-import jinja2
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from clawpolicy.backends.naming import NameClaim
 from clawpolicy.errors import Diagnostic
 from clawpolicy.ir import Policy
+
+if TYPE_CHECKING:  # imported when a template target renders, not by every command
+    import jinja2
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ def load_template(name: str, filters: Mapping[str, Callable[[Any], str]]) -> jin
     """A template from clawpolicy/templates/ in the one environment every text target uses:
     undefined names are errors, and nothing is escaped implicitly (autoescape off), so each
     target passes its own escaping filters and every user string must go through one."""
+    import jinja2
+
     env = jinja2.Environment(loader=jinja2.PackageLoader("clawpolicy", "templates"),
                              undefined=jinja2.StrictUndefined, autoescape=False,
                              keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)

@@ -1,28 +1,83 @@
 """The table of targets, and the one check of what a policy asks against what targets enforce.
 
-Adding a target means: its module, its templates, and one line in `BACKENDS`.
+Adding a target means: its module, its templates, and one line in `TARGET_MODULES` (and in
+the type-checked table below it).
+
+The table maps target names to module paths, imported when a target is first looked up:
+importing every backend (jinja2, YAML, the seccomp baseline, ...) cost a `compile -t
+nftables` about 65 ms of start-up for targets it never builds (issue 14). mypy still checks
+every module against `Backend` through `_checked`, which exists for the type checker only.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import importlib
+from collections.abc import Iterator, Mapping, MutableMapping, Sequence
+from typing import TYPE_CHECKING
 
-from clawpolicy.backends import apparmor, dnsgate, dnsmasq, docs, k8s, nftables, seccomp, systemd
 from clawpolicy.backends.base import Backend, CompileOptions, Feature, Level, Support
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Action, Direction, Mode, Policy, Rule, Span
 
-BACKENDS: dict[str, Backend] = {
-    "nftables": nftables.BACKEND,
-    "dnsmasq": dnsmasq.BACKEND,
-    "dnsgate": dnsgate.BACKEND,
-    "seccomp": seccomp.BACKEND,
-    "apparmor": apparmor.BACKEND,
-    "k8s": k8s.BACKEND,
-    "systemd": systemd.BACKEND,
-    "docs": docs.BACKEND,
+# target name -> the module whose BACKEND builds it, in the default (and help) order
+TARGET_MODULES: dict[str, str] = {
+    "nftables": "clawpolicy.backends.nftables",
+    "dnsmasq": "clawpolicy.backends.dnsmasq",
+    "dnsgate": "clawpolicy.backends.dnsgate",
+    "seccomp": "clawpolicy.backends.seccomp",
+    "apparmor": "clawpolicy.backends.apparmor",
+    "k8s": "clawpolicy.backends.k8s",
+    "systemd": "clawpolicy.backends.systemd",
+    "docs": "clawpolicy.backends.docs",
 }
-DEFAULT_TARGETS: tuple[str, ...] = tuple(BACKENDS)  # narrowed per policy by `targets_for`
+
+if TYPE_CHECKING:  # the static table: mypy checks each module's BACKEND against the Protocol
+    from clawpolicy.backends import apparmor, dnsgate, dnsmasq, docs, k8s, nftables, seccomp, systemd
+
+    def _checked() -> dict[str, Backend]:  # a function: its body is checked after the cycle
+        return {
+            "nftables": nftables.BACKEND, "dnsmasq": dnsmasq.BACKEND, "dnsgate": dnsgate.BACKEND,
+            "seccomp": seccomp.BACKEND, "apparmor": apparmor.BACKEND, "k8s": k8s.BACKEND,
+            "systemd": systemd.BACKEND, "docs": docs.BACKEND,
+        }
+
+
+class BackendTable(MutableMapping[str, Backend]):
+    """Target name -> Backend, each module imported on first lookup. Keys (and their order)
+    come from the names alone, so listing targets (`--target` choices, defaults) imports
+    nothing. Assignable, so a test can add a stand-in target."""
+
+    def __init__(self, modules: Mapping[str, str]) -> None:
+        self._modules = dict(modules)
+        self._loaded: dict[str, Backend] = {}
+
+    def __getitem__(self, name: str) -> Backend:
+        backend = self._loaded.get(name)
+        if backend is None:
+            backend = importlib.import_module(self._modules[name]).BACKEND
+            self._loaded[name] = backend
+        return backend
+
+    def __setitem__(self, name: str, backend: Backend) -> None:
+        self._modules.setdefault(name, "")
+        self._loaded[name] = backend
+
+    def __delitem__(self, name: str) -> None:
+        del self._modules[name]
+        self._loaded.pop(name, None)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._modules
+
+
+BACKENDS = BackendTable(TARGET_MODULES)
+DEFAULT_TARGETS: tuple[str, ...] = tuple(TARGET_MODULES)  # narrowed per policy by `targets_for`
 NODE_NETWORK_TARGETS = ("nftables", "dnsmasq", "dnsgate")
 
 
@@ -60,7 +115,9 @@ def targets_for(policy: Policy, targets: Sequence[str], options: CompileOptions 
 
 def support_of(backend: Backend, options: CompileOptions | None) -> Mapping[Feature, Support]:
     """A backend's support table; the k8s target's depends on its flavour and the lock."""
-    if backend is BACKENDS.get("k8s") and options is not None:
+    if backend.name == "k8s" and options is not None:
+        from clawpolicy.backends import k8s
+
         return k8s.support_for(options)
     return backend.support
 

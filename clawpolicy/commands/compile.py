@@ -124,7 +124,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
                              k8s_flavor=args.k8s_flavor, k8s_selector=args.k8s_selector or (),
                              k8s_namespace=args.k8s_namespace, k8s_container=args.k8s_container,
                              dns_upstreams=tuple(args.dns_upstream or ()),
-                             systemd_unit=args.systemd_unit)
+                             systemd_unit=args.systemd_unit or CompileOptions.systemd_unit)
     result = compile_paths(args.policies, targets, mode=ir.Mode(args.mode) if args.mode else None,
                            strict=args.strict, validate=args.validate, lock=args.lock,
                            options=options, explicit=bool(args.target),
@@ -267,7 +267,9 @@ def register(sub: Subparsers) -> None:
                    help="namespace of those pods (default: the policy's, else `default`)")
     p.add_argument("--k8s-container", type=_k8s_namespace, metavar="NAME",
                    help="container the pod hardening patch merges into (default: openclaw)")
-    p.add_argument("--systemd-unit", type=_systemd_unit,
+    # No string default: argparse would pass it through _systemd_unit, importing the systemd
+    # backend (and the nftables one it uses) on every compile.
+    p.add_argument("--systemd-unit", type=_systemd_unit, default=None,
                    metavar="NAME.service", help="the agent's unit the systemd target writes a "
                    "drop-in for (default: openclaw-gateway.service; the target is built only "
                    "with -t systemd)")

@@ -80,3 +80,25 @@ def test_every_command_parses_as_with_the_full_parser(subtests: pytest.Subtests)
             lazy = vars(cli.build_parser(argv).parse_args(argv))
             full = vars(cli.build_parser().parse_args(argv))
             assert json.dumps(lazy, default=str, sort_keys=True) == json.dumps(full, default=str, sort_keys=True)
+
+
+def test_compile_imports_only_the_targets_it_builds(tmp_path: Path) -> None:
+    """`compile -t nftables` loads the nftables backend and none of the others (the registry
+    imports a target's module on first lookup), nor the lock and validation machinery."""
+    out = tmp_path / "out"
+    modules = _modules_after(["compile", str(REPO / "examples" / "openclaw-workstation.claw"),
+                              "-t", "nftables", "-o", str(out)])
+    assert "clawpolicy.backends.nftables" in modules
+    others = ("apparmor", "dnsgate", "dnsmasq", "docs", "k8s", "seccomp", "systemd")
+    assert [m for m in modules if m.split(".")[-1].startswith(others)] == []
+    assert not {"yaml", "rich", "clawpolicy.lockfile", "clawpolicy.validate"} & modules
+    assert (out / "openclaw-workstation" / "nftables" / "ruleset.nft").is_file()
+
+
+def test_backend_table_names_each_module_by_its_target() -> None:
+    from clawpolicy.backends import registry
+
+    assert list(registry.BACKENDS) == list(registry.TARGET_MODULES) == list(registry.DEFAULT_TARGETS)
+    for name, backend in registry.BACKENDS.items():
+        assert backend.name == name
+        assert backend is sys.modules[registry.TARGET_MODULES[name]].BACKEND  # type: ignore[attr-defined]

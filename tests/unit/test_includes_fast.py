@@ -38,7 +38,12 @@ def test_fast_path_agrees_with_ipaddress(subtests: pytest.Subtests) -> None:
         with subtests.test(text=text):
             fast = _fast_ipv4(text)
             if fast is not None:
-                assert fast == _slow(text) and type(fast) is ipaddress.IPv4Network
+                slow = _slow(text)
+                assert isinstance(fast, ipaddress.IPv4Network) and isinstance(slow, ipaddress.IPv4Network)
+                assert (fast, hash(fast), str(fast), repr(fast)) == (slow, hash(slow), str(slow), repr(slow))
+                assert fast.prefixlen == slow.prefixlen and fast.netmask == slow.netmask
+                if fast.prefixlen >= 24:  # hosts(): the stdlib special-cases /31 and /32
+                    assert list(fast.hosts()) == list(slow.hosts())
 
 
 def test_slow_path_diagnostics_unchanged(subtests: pytest.Subtests) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import pickle
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from hypothesis import strategies as st
 
 from clawpolicy.ir import PortRange, Protocol
 from clawpolicy.netspace import (
-    Box, interval_to_text, merge_networks, merge_ports, network_interval, partition,
+    Box, interval_to_text, ipv4_network, merge_networks, merge_ports, network_interval, partition,
     protocol_number,
 )
 
@@ -56,6 +57,31 @@ def test_merge_networks(subtests: pytest.Subtests) -> None:
     for name, nets, expected in cases:
         with subtests.test(name):
             assert merge_networks(nets) == tuple(expected)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 255), st.integers(24, 32)), max_size=25), st.booleans())
+def test_merge_networks_is_collapse_addresses(items: list[tuple[int, int]], ipv6: bool) -> None:
+    """The integer sweep agrees with the stdlib on random, often touching, networks."""
+    nets: list[Any] = []
+    for octet, prefix in items:
+        value = ((10 << 24) | (octet << 2)) & ~((1 << (32 - prefix)) - 1)
+        nets.append(ipaddress.IPv6Network(((0x20010DB8 << 96) | value, prefix + 96)) if ipv6
+                    else ipaddress.IPv4Network((value, prefix)))
+    assert merge_networks(nets) == tuple(ipaddress.collapse_addresses(nets))
+
+
+def test_ipv4_network_is_the_stdlib_network(subtests: pytest.Subtests) -> None:
+    for value, prefix in ((0, 0), (10 << 24, 8), ((192 << 24) | (2 << 8) | 4, 31),
+                          ((192 << 24) | (2 << 8) | 7, 32), (2**32 - 1, 32)):
+        with subtests.test(f"{value}/{prefix}"):
+            fast, slow = ipv4_network(value, prefix), ipaddress.IPv4Network((value, prefix))
+            assert isinstance(fast, ipaddress.IPv4Network)
+            assert (fast, hash(fast), str(fast), repr(fast)) == (slow, hash(slow), str(slow), repr(slow))
+            assert (fast.broadcast_address, fast.num_addresses) == (slow.broadcast_address, slow.num_addresses)
+            assert pickle.loads(pickle.dumps(fast)) == slow
+            if prefix >= 24:
+                assert list(fast.hosts()) == list(slow.hosts())
 
 
 def test_interval_to_text(subtests: pytest.Subtests) -> None:
