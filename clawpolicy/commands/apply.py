@@ -78,11 +78,11 @@ def _plan(args: argparse.Namespace) -> tuple[Plan, ResolverPlan | None] | int:
     has_names = bool(fqdn_groups(policy) or policy.resolve)
     if not has_names:
         if target:
-            print(f"clawpolicy: error: policy {policy.name} names no hosts: no resolver to install",
+            print(f"clawpolicy: warning: policy {policy.name} names no hosts: no resolver to install",
                   file=sys.stderr)
         return plan, None
     if not target:
-        print(f"clawpolicy: error: policy {policy.name} allows names: their sets stay empty until a "
+        print(f"clawpolicy: warning: policy {policy.name} allows names: their sets stay empty until a "
               "resolver fills them (--resolver gate or --resolver dnsmasq, or install one yourself)",
               file=sys.stderr)
         return plan, None
