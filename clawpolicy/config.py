@@ -120,7 +120,7 @@ def _schema() -> dict[tuple[str, ...], dict[str, tuple[str, str, Convert]]]:
     """table path -> key -> (command, argparse dest, converter). Built lazily: the argument
     checks live with the commands (and import the backends' tables)."""
     from clawpolicy.backends.registry import BACKENDS
-    from clawpolicy.commands import compile as cc
+    from clawpolicy.commands import compile_args as cc
     from clawpolicy.ir import Mode, Refusal
     targets = _choices(*sorted(BACKENDS))
     refusal = _choice(*(r.value for r in Refusal))
@@ -133,20 +133,20 @@ def _schema() -> dict[tuple[str, ...], dict[str, tuple[str, str, Convert]]]:
             "ingress-deny-action": ("compile", "ingress_deny_action", refusal),
             "include-root": ("compile", "include_root", _path),
             "fqdn-timeout": ("compile", "fqdn_timeout", _positive),
-            "dns-upstreams": ("compile", "dns_upstream", _strings(_argtype(cc._dns_upstream))),
+            "dns-upstreams": ("compile", "dns_upstream", _strings(_argtype(cc.dns_upstream))),
             "strict": ("compile", "strict", _bool),
             "lock": ("compile", "lock", _bool),
             "validate": ("compile", "validate", _bool),
         },
         ("k8s",): {
             "flavor": ("compile", "k8s_flavor", _choice("vanilla", "cilium", "calico")),
-            "selector": ("compile", "k8s_selector", _argtype(cc._k8s_selector)),
-            "namespace": ("compile", "k8s_namespace", _argtype(cc._k8s_namespace)),
-            "container": ("compile", "k8s_container", _argtype(cc._k8s_namespace)),
+            "selector": ("compile", "k8s_selector", _argtype(cc.k8s_selector)),
+            "namespace": ("compile", "k8s_namespace", _argtype(cc.k8s_namespace)),
+            "container": ("compile", "k8s_container", _argtype(cc.k8s_namespace)),
         },
         ("seccomp",): {"deny-action": ("compile", "seccomp_deny_action", _choice("errno", "kill"))},
         ("apparmor",): {"abi": ("compile", "apparmor_abi", _choice("3.0", "4.0"))},
-        ("systemd",): {"unit": ("compile", "systemd_unit", _argtype(cc._systemd_unit))},
+        ("systemd",): {"unit": ("compile", "systemd_unit", _argtype(cc.systemd_unit))},
         ("lint",): {
             "targets": ("lint", "target", targets),
             "fail-on": ("lint", "fail_on", _choice(*(s.value for s in Severity))),

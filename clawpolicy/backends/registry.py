@@ -158,7 +158,15 @@ def check_support(policy: Policy, targets: Sequence[str], strict: bool = False,
     rule another (unselected) target enforces is a division of labour, not a gap: a note with
     code "enforced-elsewhere" (the CLI sums these up in one line), never an error."""
     enforcing = [BACKENDS[t] for t in targets if BACKENDS[t].enforces]
-    applicable = targets_for(policy, list(BACKENDS), options, explicit=True)[0] if explicit else []
+    others: list[str] | None = None  # the unselected targets that apply: imported only if asked
+
+    def unselected() -> list[str]:
+        nonlocal others
+        if others is None:
+            others = [n for n in targets_for(policy, list(BACKENDS), options, explicit=True)[0]
+                      if n not in targets] if explicit else []
+        return others
+
     out: list[Diagnostic] = []
     reported: set[tuple[Feature, str]] = set()
     for feature, rule_id, span in features_used(policy):
@@ -181,7 +189,7 @@ def check_support(policy: Policy, targets: Sequence[str], strict: bool = False,
                                   f"{cover[1]}, which lets all of it through by {cover[0]} "
                                   "(every address on the same ports)", loc, code="covered"))
             continue
-        elsewhere = [n for n in applicable if n not in targets and BACKENDS[n].enforces
+        elsewhere = [n for n in unselected() if BACKENDS[n].enforces
                      and (sup := support_of(BACKENDS[n], options).get(feature)) is not None
                      and sup.level is not Level.NO]
         if elsewhere:

@@ -204,7 +204,7 @@ def _window(text: str) -> int:
 
 
 def _dns_upstream(text: str) -> str:
-    from clawpolicy.commands.compile import _dns_upstream as check
+    from clawpolicy.commands.compile_args import dns_upstream as check
     return check(text)
 
 

@@ -18,9 +18,14 @@ from clawpolicy.commands import (
     positive_int,
     print_diagnostics,
 )
+from clawpolicy.commands.compile_args import (
+    dns_upstream,
+    k8s_namespace,
+    k8s_selector,
+    systemd_unit,
+)
 from clawpolicy.compiler import CompileResult, compile_paths
 from clawpolicy.errors import Diagnostic, ExitCode, Severity, printable
-from clawpolicy.kubernetes import namespace_problem, parse_selector
 from clawpolicy.lower import load_policies
 from clawpolicy.ruleids import WHAT_CHANGES_AN_ID
 from clawpolicy.write import OutputError, apply, describe, plan
@@ -59,38 +64,6 @@ git work tree, else its directory; symlinks resolved first), or inside --include
 """
 
 
-def _k8s_selector(text: str) -> tuple[tuple[str, str], ...]:
-    labels, problems = parse_selector(text)
-    if problems:
-        raise argparse.ArgumentTypeError("; ".join(problems) + " (write app=openclaw[,key=value])")
-    return labels
-
-
-def _k8s_namespace(text: str) -> str:
-    problem = namespace_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(problem)
-    return text
-
-
-def _dns_upstream(text: str) -> str:
-    from clawpolicy.dnsgate.upstreams import parse_address
-    try:
-        parse_address(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
-    return text
-
-
-def _systemd_unit(text: str) -> str:
-    from clawpolicy.backends.systemd import UNIT_NAME
-
-    if not UNIT_NAME.match(text):
-        raise argparse.ArgumentTypeError(f"{text!r}: a service unit name (letters, digits, "
-                                         "':_.\\@-', ending in .service)")
-    return text
-
-
 def _refusal(value: str | None) -> ir.Refusal | None:
     return None if value is None else ir.Refusal(value)
 
@@ -115,7 +88,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     config.settle(args, project.compile, DEFAULTS)
     to_stdout = str(args.output) == "-"
     if to_stdout and args.check:
-        print("clawpolicy compile: -o - writes to stdout; --check compares a directory",
+        print("clawpolicy: error: -o - writes to stdout; --check compares a directory",
               file=sys.stderr)
         return ExitCode.USAGE
     targets = args.target or list(DEFAULT_TARGETS)
@@ -252,7 +225,7 @@ def register(sub: Subparsers) -> None:
     p.add_argument("--fqdn-timeout", type=positive_int, metavar="SECONDS",
                    help="how long an address DNS put into an FQDN set stays without a new "
                         "answer or connection (default 600; dnsmasq TTLs are capped to it)")
-    p.add_argument("--dns-upstream", action="append", type=_dns_upstream, metavar="IP[:PORT]",
+    p.add_argument("--dns-upstream", action="append", type=dns_upstream, metavar="IP[:PORT]",
                    help="the agent resolver's upstream servers (repeatable): the dnsmasq fragment "
                         "forwards only the policy's names there; the gate's unit passes them on")
     p.add_argument("--k8s-flavor", choices=["vanilla", "cilium", "calico"],
@@ -260,16 +233,16 @@ def register(sub: Subparsers) -> None:
                         "(any cluster; no names, no logging), cilium CiliumNetworkPolicy (toFQDNs, "
                         "deny rules), calico projectcalico.org/v3 (ordered Log/Deny/Allow; shadow "
                         "mode as StagedNetworkPolicy). Default: vanilla")
-    p.add_argument("--k8s-selector", type=_k8s_selector, metavar="KEY=VALUE[,KEY=VALUE]",
+    p.add_argument("--k8s-selector", type=k8s_selector, metavar="KEY=VALUE[,KEY=VALUE]",
                    help="pods the k8s target fences (e.g. app=openclaw); overrides the policy's "
                         "`applies-to pods`, and lets a host or user policy compile to k8s")
-    p.add_argument("--k8s-namespace", type=_k8s_namespace, metavar="NAME",
+    p.add_argument("--k8s-namespace", type=k8s_namespace, metavar="NAME",
                    help="namespace of those pods (default: the policy's, else `default`)")
-    p.add_argument("--k8s-container", type=_k8s_namespace, metavar="NAME",
+    p.add_argument("--k8s-container", type=k8s_namespace, metavar="NAME",
                    help="container the pod hardening patch merges into (default: openclaw)")
-    # No string default: argparse would pass it through _systemd_unit, importing the systemd
+    # No string default: argparse would pass it through systemd_unit, importing the systemd
     # backend (and the nftables one it uses) on every compile.
-    p.add_argument("--systemd-unit", type=_systemd_unit, default=None,
+    p.add_argument("--systemd-unit", type=systemd_unit, default=None,
                    metavar="NAME.service", help="the agent's unit the systemd target writes a "
                    "drop-in for (default: openclaw-gateway.service; the target is built only "
                    "with -t systemd)")

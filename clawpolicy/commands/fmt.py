@@ -33,7 +33,7 @@ artifacts stay byte-identical apart from source positions, and later edits canno
 def cmd_fmt(args: argparse.Namespace) -> int:
     failed = False
     if args.add_ids and "-" in args.paths:
-        print("clawpolicy fmt: --add-ids needs files (includes are found beside them), not -",
+        print("clawpolicy: error: --add-ids needs files (includes are found beside them), not -",
               file=sys.stderr)
         return ExitCode.USAGE
     for name in args.paths:

@@ -49,8 +49,18 @@ def checkout(rev: str) -> Iterator[Path]:
         _git("archive", "--format=tar", "-o", str(archive), rev, cwd=root)
         tree = Path(tmp) / "tree"
         with tarfile.open(archive) as tar:
-            tar.extractall(tree, filter="data")
+            tar.extractall(tree, filter=_inside_tree)
         yield tree / prefix()
+
+
+def _inside_tree(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """tarfile's "data" filter, but a member it refuses (a symlink to an absolute path or out
+    of the tree, a device) is left out instead of failing the whole diff: no policy may
+    include through such a link anyway, and a repository may well commit one."""
+    try:
+        return tarfile.data_filter(member, dest)
+    except tarfile.FilterError:
+        return None
 
 
 def policy_files(rev: str) -> list[str]:

@@ -48,7 +48,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from clawpolicy.operate.netlab import nftload, probing
+import clawpolicy.operate.netlab.nftload as nftload
+import clawpolicy.operate.netlab.probing as probing
 from clawpolicy.operate.netlab.model import (
     DEFAULT_AGENT_ADDRESSES,
     DEFAULT_TCP_PORTS,
