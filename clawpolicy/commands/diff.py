@@ -85,6 +85,7 @@ def _label_old(changes: list[Change], rev: str) -> list[Change]:
     return [dataclasses.replace(c, old=tuple(ref(r) for r in c.old)) for c in changes]
 
 
+@progress.one_shot
 def cmd_diff(args: argparse.Namespace) -> int:
     artifacts = not args.no_artifacts
     if args.git:

@@ -184,6 +184,7 @@ def _user_id(text: str) -> tuple[str, int]:
     return name, int(uid)
 
 
+@progress.one_shot
 def cmd_simulate(args: argparse.Namespace) -> int:
     policies = _load([args.policy_file])
     if policies is None:

@@ -24,6 +24,7 @@ Exit status: 1 if a finding at or above --fail-on (default: error) exists, 2 usa
 """
 
 
+@progress.one_shot
 def cmd_lint(args: argparse.Namespace) -> int:
     import datetime as dt
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
+from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics, progress
 from clawpolicy.errors import ExitCode
 from clawpolicy.lower import load_policies
 from clawpolicy.operate import junit, kerneltest
@@ -32,15 +32,18 @@ Exit status: 0 all passed, 1 a failure, 2 usage (including --kernel without root
 """
 
 
+@progress.one_shot
 def cmd_test(args: argparse.Namespace) -> int:
     if args.kernel and (why := kerneltest.can_run()) is not None:
         print(f"clawpolicy test --kernel: {why}", file=sys.stderr)
         return ExitCode.USAGE
-    loaded = load_policies(args.policies)
+    with progress.step("loading the policies"):
+        loaded = load_policies(args.policies)
     print_diagnostics(loaded.diagnostics, loaded.sources)
     if not loaded.ok:
         return ExitCode.POLICY_ERROR
-    results = kerneltest.run(loaded.policies, kernel=args.kernel)
+    with progress.step("running the tests" + (" in the kernel" if args.kernel else "")):
+        results = kerneltest.run(loaded.policies, kernel=args.kernel)
     for r in results:
         status = {"passed": "ok  ", "failed": "FAIL", "skipped": "skip", "error": "ERR "}[r.status]
         layer = f"[{r.layer}] " if args.kernel else ""

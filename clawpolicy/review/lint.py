@@ -29,7 +29,7 @@ from clawpolicy.ir import (
 )
 from clawpolicy.names import METADATA_ENDPOINTS, is_public_suffix
 from clawpolicy.review import lockout
-from clawpolicy.netspace import IPNetwork, network_interval
+from clawpolicy.netspace import IPNetwork, intervals, network_interval
 from clawpolicy.review.protected import (  # one list, shared with diff and suggest
     GATEWAY_PORT,
     MDNS,
@@ -302,10 +302,9 @@ def _peers_contain(outer: Peers, inner: Peers) -> bool:
         return True
     if inner.any:
         return False
-    cover4 = sorted(network_interval(n) for n in outer.ipv4)
-    cover6 = sorted(network_interval(n) for n in outer.ipv6)
-    if not (all(_interval_covered(*network_interval(n), cover4) for n in inner.ipv4)
-            and all(_interval_covered(*network_interval(n), cover6) for n in inner.ipv6)):
+    cover4, cover6 = intervals(outer.ipv4), intervals(outer.ipv6)  # sorted, once per run
+    if not (all(_interval_covered(lo, hi, cover4) for lo, hi in intervals(inner.ipv4))
+            and all(_interval_covered(lo, hi, cover6) for lo, hi in intervals(inner.ipv6))):
         return False
     return (all(peer_matches(outer, n) for n in inner.names)
             and all(any(w == v or w.endswith("." + v) for v in outer.wildcards) for w in inner.wildcards))

@@ -15,14 +15,17 @@ reported on their own by `diff`.
 
 from __future__ import annotations
 
+import bisect
 import functools
 import ipaddress
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import overload
 
 from clawpolicy.evaluate import LOOPBACK
 from clawpolicy.ir import Action, Direction, Policy, PortRange, Protocol, Rule
-from clawpolicy.netspace import Interval, interval_to_text, network_interval, overlay, segments
+from clawpolicy.netspace import Interval, interval_to_text, intervals, network_interval, overlay, segments
 
 PROTOCOLS = (Protocol.TCP, Protocol.UDP, Protocol.ICMP)
 ALL_PORTS = (0, 65535)
@@ -61,7 +64,7 @@ class ReachChange:
     # `api.example.org` widens every other name below example.org, not that one).
     excluded: tuple[str, ...] = ()
 
-    @property
+    @functools.cached_property
     def size(self) -> int:
         """How many addresses the change holds (0 for names)."""
         return sum(hi - lo + 1 for lo, hi in self.intervals)
@@ -87,15 +90,17 @@ class ReachChange:
     def peers_text(self, limit: int = PEERS_SHOWN) -> str:
         """The peers for a reader: a CIDR list, or `NET except GAPS` when that is shorter
         (0.0.0.0/0 minus the tailnet is two items, not thirteen); past `limit` items, a count
-        (`0.0.0.0/0 except 100,000 networks`): the full list is `peers`, in the JSON."""
-        direct = self.peers
+        (`0.0.0.0/0 except 100,000 networks`): the full list is `peers`, in the JSON. Counted
+        on integers, so the 900,000 CIDRs between 100,000 networks are never written out."""
         if self.family is None:
-            shown = _capped(direct, limit, "names")
+            shown = _capped(self.names, limit, "names")
             return f"{shown} (except {_capped(self.excluded, limit, 'names')})" if self.excluded else shown
-        if len(direct) <= 3:
-            return ", ".join(direct)
+        family = self.family
+        count = sum(_cidr_count(lo, hi) for lo, hi in self.intervals)
+        if count <= 3:
+            return ", ".join(self.peers)
         lo, hi = self.intervals[0][0], self.intervals[-1][1]
-        bits = 32 if self.family == 4 else 128
+        bits = 32 if family == 4 else 128
         size = 1 << max(1, (hi - lo).bit_length())
         while lo // size != hi // size:
             size <<= 1
@@ -103,13 +108,22 @@ class ReachChange:
         outer_lo = lo - lo % size
         outer = (outer_lo, outer_lo + size - 1)
         gaps = _merge_intervals(_gaps(outer, self.intervals))
-        gap_text = [t for g_lo, g_hi in gaps for t in _cidrs(g_lo, g_hi, self.family)]
-        if len(gap_text) + 1 >= len(direct):
-            if len(direct) > limit:
-                return (f"{len(direct):,} networks from {direct[0]} to {direct[-1]} "
-                        f"({self.size:,} addresses)")
-            return ", ".join(direct)
-        return f"{_cidrs(*outer, self.family)[0]} except {_capped(gap_text, limit, 'networks')}"
+        gap_count = sum(_cidr_count(g_lo, g_hi) for g_lo, g_hi in gaps)
+        if gap_count + 1 >= count:
+            if count > limit:
+                first = _cidrs(*self.intervals[0], family)[0]
+                last = _cidrs(*self.intervals[-1], family)[-1]
+                return f"{count:,} networks from {first} to {last} ({self.size:,} addresses)"
+            return ", ".join(self.peers)
+        shown = list(itertools.islice((t for g_lo, g_hi in gaps for t in _cidrs(g_lo, g_hi, family)),
+                                      limit if gap_count > limit else gap_count))
+        if gap_count <= limit:
+            listed = ", ".join(shown)
+        elif limit <= 0:
+            listed = f"{gap_count:,} networks"
+        else:
+            listed = f"{', '.join(shown)} and {gap_count - limit:,} more networks"
+        return f"{_cidrs(*outer, family)[0]} except {listed}"
 
     @property
     def ports_text(self) -> str:
@@ -120,7 +134,8 @@ class ReachChange:
 
     def covers_address(self, address: str) -> bool:
         a = ipaddress.ip_address(address)
-        return a.version == self.family and any(lo <= int(a) <= hi for lo, hi in self.intervals)
+        k = bisect.bisect_right(self.intervals, (int(a), FAMILY_SPAN[6][1])) - 1
+        return a.version == self.family and k >= 0 and self.intervals[k][1] >= int(a)
 
     def widest_prefix(self) -> int | None:
         """The shortest prefix among the changed networks (None for names)."""
@@ -128,6 +143,47 @@ class ReachChange:
             return None
         return min(int(t.split("/")[1]) if "/" in t else (32 if self.family == 4 else 128)
                    for t in self.peers if "-" not in t)
+
+
+class PeerList(Sequence[str]):
+    """A change's peers (and the names it leaves out, as `not NAME`), written out when first
+    read: the JSON lists them all, the text and Markdown summaries only count them, and
+    `0.0.0.0/0 except 100,000 networks` is 900,000 CIDRs."""
+
+    def __init__(self, change: ReachChange) -> None:
+        self._change = change
+
+    @functools.cached_property
+    def _items(self) -> tuple[str, ...]:
+        return self._change.peers + tuple(f"not {e}" for e in self._change.excluded)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        c = self._change
+        return bool(c.intervals or c.names or c.excluded)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
+        return self._items[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return tuple(self) == tuple(other) if isinstance(other, (PeerList, tuple)) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._items)
+
+    def __repr__(self) -> str:
+        return f"PeerList({len(self)} peers)"
 
 
 def _port_boxes(ports: Sequence[PortRange]) -> list[tuple[Interval, Interval]]:
@@ -179,7 +235,7 @@ def _address_segments(old: Policy, new: Policy, direction: Direction,
         for rule, decider in _deciders(policy, side):
             assert rule is not None
             if rule.direction is direction:
-                add(decider, rule.ports, map(network_interval, rule.peers.ipv4 if family == 4 else rule.peers.ipv6),
+                add(decider, rule.ports, intervals(rule.peers.ipv4 if family == 4 else rule.peers.ipv6),
                     rule.peers.any)
         if direction is Direction.EGRESS and policy.local_dns is not None:
             add(Decider(1, policy.local_dns.id, Action.DENY, side), policy.local_dns.ports, (), True)
@@ -340,6 +396,17 @@ def _capped(items: Sequence[str], limit: int, noun: str) -> str:
         f"{', '.join(items[:limit])} and {len(items) - limit:,} more {noun}")
 
 
+def _cidr_count(lo: int, hi: int) -> int:
+    """How many CIDRs `_cidrs(lo, hi)` gives (the fewest aligned blocks), without them:
+    split at the highest bit where lo and hi differ; each side takes one block per set bit."""
+    size = hi - lo + 1
+    if size & (size - 1) == 0 and lo % size == 0:
+        return 1
+    half = 1 << ((lo ^ hi).bit_length() - 1)
+    mid = hi - hi % half
+    return (mid - lo).bit_count() + (hi + 1 - mid).bit_count()
+
+
 def _cidrs(lo: int, hi: int, family: int) -> list[str]:
     size = hi - lo + 1
     if size & (size - 1) == 0 and lo % size == 0:  # one aligned network: the common case
@@ -391,8 +458,8 @@ def _plainly_alive(rule: Rule, denies: Sequence[Rule], local: bool) -> bool:
     if local:
         return False
     for family in (4, 6):
-        own = [FAMILY_SPAN[family]] if rule.peers.any else [
-            network_interval(n) for n in (rule.peers.ipv4 if family == 4 else rule.peers.ipv6)]
+        own = [FAMILY_SPAN[family]] if rule.peers.any else intervals(
+            rule.peers.ipv4 if family == 4 else rule.peers.ipv6)
         if not own:
             continue
         spans: list[Interval] = []
@@ -400,10 +467,10 @@ def _plainly_alive(rule: Rule, denies: Sequence[Rule], local: bool) -> bool:
             if d.peers.any:
                 spans.append(FAMILY_SPAN[family])
             else:
-                spans.extend(network_interval(n) for n in (d.peers.ipv4 if family == 4 else d.peers.ipv6))
+                spans.extend(intervals(d.peers.ipv4 if family == 4 else d.peers.ipv6))
         cover = _merge_intervals(spans)
         j = 0
-        for lo, hi in sorted(own):
+        for lo, hi in own:  # sorted
             while j < len(cover) and cover[j][1] < lo:
                 j += 1
             if j == len(cover) or cover[j][0] > lo or cover[j][1] < hi:
