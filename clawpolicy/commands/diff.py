@@ -61,7 +61,7 @@ def _load(paths: Sequence[str], label: str, artifacts: bool) -> Side:
     side = Side(label, list(loaded.policies))
     if artifacts and existing:
         with progress.step(f"compiling {label} (--no-artifacts skips this)"):
-            side.outputs = compile_paths(existing, list(DEFAULT_TARGETS)).outputs
+            side.outputs = compile_paths(existing, list(DEFAULT_TARGETS), loaded=loaded).outputs
     return side
 
 
