@@ -19,13 +19,14 @@ test: setup
 test-unit: setup
 	$(PY) -m pytest tests/unit tests/golden tests/fuzz
 
-## clawpolicy vs Aerleon (compile, start-up, packet path), then compile-time, memory, nft load-time, overlap, seccomp, simulate and DNS gate figures (tables; never asserted).
+## clawpolicy vs Aerleon (compile, start-up, packet path), then compile-time, memory, nft load-time, overlap, seccomp, simulate, review commands at 100k networks and DNS gate figures (tables; never asserted).
 bench: setup
 	$(PY) benchmarks/aerleon_bench.py
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/overlap_bench.py
 	$(PY) benchmarks/seccomp_bench.py
 	$(PY) benchmarks/simulate_bench.py
+	$(PY) benchmarks/review_bench.py
 	$(PY) benchmarks/dnsgate_bench.py
 
 ## Regenerate golden files and generated/ after a reviewed change (then read the diff!).

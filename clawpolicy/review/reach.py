@@ -93,8 +93,8 @@ class ReachChange:
         (`0.0.0.0/0 except 100,000 networks`): the full list is `peers`, in the JSON. Counted
         on integers, so the 900,000 CIDRs between 100,000 networks are never written out."""
         if self.family is None:
-            shown = _capped(self.names, limit, "names")
-            return f"{shown} (except {_capped(self.excluded, limit, 'names')})" if self.excluded else shown
+            names = _capped(self.names, limit, "names")
+            return f"{names} (except {_capped(self.excluded, limit, 'names')})" if self.excluded else names
         family = self.family
         count = sum(_cidr_count(lo, hi) for lo, hi in self.intervals)
         if count <= 3:
@@ -325,10 +325,10 @@ def reach_changes(old: Policy, new: Policy) -> list[ReachChange]:
         for family in (4, 6):
             entries, cut = _address_segments(old, new, direction, family)
             pieces: dict[frozenset[int], list[_Piece]] = {}  # label sets repeat: decided once each
-            for interval, labels in cut:
-                changed = pieces.get(labels)
+            for interval, ks in cut:
+                changed = pieces.get(ks)
                 if changed is None:
-                    changed = pieces[labels] = _changed_ports(entries, labels)
+                    changed = pieces[ks] = _changed_ports(entries, ks)
                 for protocol, ports, before, after in changed:
                     key = (direction, after.action is Action.ALLOW, protocol, ports, before, after, f"ipv{family}")
                     grouped.setdefault(key, []).append(interval)
