@@ -11,11 +11,13 @@ what was printed, so a row that got fast by failing, or a Markdown comment over 
     python benchmarks/review_bench.py                  # 100,000 networks, 150,000 flows
     python benchmarks/review_bench.py --networks 10000 --flows 15000 --repeat 1
     python benchmarks/review_bench.py --keep /tmp/scale --only diff
+    python benchmarks/review_bench.py --repo /path/to/main --no-huge   # the same rows, another checkout
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -56,18 +58,22 @@ def commands(paths: dict[str, Path], huge: bool) -> list[tuple[str, list[str]]]:
     return rows
 
 
-def run(args: list[str], repeat: int) -> tuple[float, int, int]:
-    """Median wall seconds, exit status and characters printed of `clawpolicy ARGS`."""
-    times, status, size = [], 0, 0
+def run(args: list[str], repeat: int, repo: Path = REPO) -> tuple[float, float, int, int]:
+    """Median wall and CPU (user + system) seconds, exit status and characters printed of
+    `clawpolicy ARGS`. CPU time is the steadier figure on a shared machine."""
+    times, cpus, status, size = [], [], 0, 0
     for _ in range(repeat):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "clawpolicy.cli", *args], capture_output=True,
-                              text=True, cwd=REPO)
+                              text=True, cwd=repo)
         times.append(time.perf_counter() - t0)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
         status, size = proc.returncode, len(proc.stdout)
         if proc.returncode not in (0, 1):
             print(f"{args[0]}: exit {proc.returncode}: {proc.stderr.strip()[-400:]}", file=sys.stderr)
-    return statistics.median(times), status, size
+    return statistics.median(times), statistics.median(cpus), status, size
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,20 +84,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="write the inputs here (and keep them)")
     parser.add_argument("--only", help="rows whose label contains this text")
     parser.add_argument("--no-huge", action="store_true", help="only the one-address diff")
+    parser.add_argument("--repo", type=Path, default=REPO,
+                        help="time the clawpolicy of another checkout (e.g. before a change)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="review-bench-") as tmp:
         folder = args.keep or Path(tmp)
         paths = write(folder, args.networks, args.flows)
         print(f"policy: {args.networks:,} networks (+ a 1% blocklist), {args.flows:,} flows; "
               f"median of {args.repeat}; goal <= {GOAL_S:.0f} s\n")
-        print("| command | s | exit | stdout chars |")
-        print("|---|---:|---:|---:|")
+        print("| command | wall s | CPU s | exit | stdout chars |")
+        print("|---|---:|---:|---:|---:|")
         for label, cli in commands(paths, huge=not args.no_huge):
             if args.only and args.only not in label:
                 continue
-            seconds, status, size = run(cli, args.repeat)
+            seconds, cpu, status, size = run(cli, args.repeat, args.repo.resolve())
             flag = "" if seconds <= GOAL_S else " (over)"
-            print(f"| {label} | {seconds:.2f}{flag} | {status} | {size:,} |", flush=True)
+            print(f"| {label} | {seconds:.2f}{flag} | {cpu:.2f} | {status} | {size:,} |", flush=True)
     return 0
 
 

@@ -234,6 +234,7 @@ def _simulate_dns(args: argparse.Namespace, policies: Sequence[Policy]) -> int:
     return ExitCode.OK
 
 
+@progress.one_shot
 def cmd_suggest(args: argparse.Namespace) -> int:
     policies = _load([args.policy_file])
     if policies is None:
@@ -246,8 +247,10 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     policy = chosen[0]
     try:
         if args.flows:
-            flows = _read_flows(args.flows, args.flow_format, args.local)
-            observations = suggest.from_simulation(simulate.simulate(policy, flows.flows))
+            with progress.step("reading the flows"):
+                flows = _read_flows(args.flows, args.flow_format, args.local)
+            with progress.step(f"deciding {len(flows.flows):,} flows"):
+                observations = suggest.from_simulation(simulate.simulate(policy, flows.flows))
             syscalls: list[tuple[str, int]] = []
         else:
             result = _explain_logs(args.log, [policy], _processes(args))

@@ -16,7 +16,8 @@ from clawpolicy.ir import Action, Direction, Mode, Policy, Rule
 from clawpolicy.netspace import intervals
 from clawpolicy.review.lint import CREDENTIAL_DIRS, DANGEROUS_CAPS
 from clawpolicy.review.protected import protected_by
-from clawpolicy.review.reach import Decider, PeerList, reach_changes
+from clawpolicy.review.peertext import PeerList
+from clawpolicy.review.reach import Decider, reach_changes
 from clawpolicy.review.risk import Risk, opened, reach_risk
 
 __all__ = ["Change", "Flow", "Ref", "Risk", "at_or_above", "diff_policies", "diff_policy_sets", "opened",

@@ -18,14 +18,13 @@ from __future__ import annotations
 import bisect
 import functools
 import ipaddress
-import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import overload
 
 from clawpolicy.evaluate import LOOPBACK
 from clawpolicy.ir import Action, Direction, Policy, PortRange, Protocol, Rule
-from clawpolicy.netspace import Interval, interval_to_text, intervals, network_interval, overlay, segments
+from clawpolicy.netspace import Interval, intervals, network_interval, overlay, segments
+from clawpolicy.review.peertext import cidrs, merge_intervals, summary
 
 PROTOCOLS = (Protocol.TCP, Protocol.UDP, Protocol.ICMP)
 ALL_PORTS = (0, 65535)
@@ -85,45 +84,11 @@ class ReachChange:
         summary, the risk and the JSON."""
         if self.family is None:
             return self.names
-        return tuple(t for lo, hi in self.intervals for t in _cidrs(lo, hi, self.family))
+        return tuple(t for lo, hi in self.intervals for t in cidrs(lo, hi, self.family))
 
     def peers_text(self, limit: int = PEERS_SHOWN) -> str:
-        """The peers for a reader: a CIDR list, or `NET except GAPS` when that is shorter
-        (0.0.0.0/0 minus the tailnet is two items, not thirteen); past `limit` items, a count
-        (`0.0.0.0/0 except 100,000 networks`): the full list is `peers`, in the JSON. Counted
-        on integers, so the 900,000 CIDRs between 100,000 networks are never written out."""
-        if self.family is None:
-            names = _capped(self.names, limit, "names")
-            return f"{names} (except {_capped(self.excluded, limit, 'names')})" if self.excluded else names
-        family = self.family
-        count = sum(_cidr_count(lo, hi) for lo, hi in self.intervals)
-        if count <= 3:
-            return ", ".join(self.peers)
-        lo, hi = self.intervals[0][0], self.intervals[-1][1]
-        bits = 32 if family == 4 else 128
-        size = 1 << max(1, (hi - lo).bit_length())
-        while lo // size != hi // size:
-            size <<= 1
-        size = min(size, 1 << bits)
-        outer_lo = lo - lo % size
-        outer = (outer_lo, outer_lo + size - 1)
-        gaps = _merge_intervals(_gaps(outer, self.intervals))
-        gap_count = sum(_cidr_count(g_lo, g_hi) for g_lo, g_hi in gaps)
-        if gap_count + 1 >= count:
-            if count > limit:
-                first = _cidrs(*self.intervals[0], family)[0]
-                last = _cidrs(*self.intervals[-1], family)[-1]
-                return f"{count:,} networks from {first} to {last} ({self.size:,} addresses)"
-            return ", ".join(self.peers)
-        shown = list(itertools.islice((t for g_lo, g_hi in gaps for t in _cidrs(g_lo, g_hi, family)),
-                                      limit if gap_count > limit else gap_count))
-        if gap_count <= limit:
-            listed = ", ".join(shown)
-        elif limit <= 0:
-            listed = f"{gap_count:,} networks"
-        else:
-            listed = f"{', '.join(shown)} and {gap_count - limit:,} more networks"
-        return f"{_cidrs(*outer, family)[0]} except {listed}"
+        """The peers for a reader, counted past `limit` (peertext.summary)."""
+        return summary(self, limit)
 
     @property
     def ports_text(self) -> str:
@@ -143,47 +108,6 @@ class ReachChange:
             return None
         return min(int(t.split("/")[1]) if "/" in t else (32 if self.family == 4 else 128)
                    for t in self.peers if "-" not in t)
-
-
-class PeerList(Sequence[str]):
-    """A change's peers (and the names it leaves out, as `not NAME`), written out when first
-    read: the JSON lists them all, the text and Markdown summaries only count them, and
-    `0.0.0.0/0 except 100,000 networks` is 900,000 CIDRs."""
-
-    def __init__(self, change: ReachChange) -> None:
-        self._change = change
-
-    @functools.cached_property
-    def _items(self) -> tuple[str, ...]:
-        return self._change.peers + tuple(f"not {e}" for e in self._change.excluded)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __bool__(self) -> bool:
-        c = self._change
-        return bool(c.intervals or c.names or c.excluded)
-
-    @overload
-    def __getitem__(self, index: int) -> str: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
-
-    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
-        return self._items[index]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
-
-    def __eq__(self, other: object) -> bool:
-        return tuple(self) == tuple(other) if isinstance(other, (PeerList, tuple)) else NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(self._items)
-
-    def __repr__(self) -> str:
-        return f"PeerList({len(self)} peers)"
 
 
 def _port_boxes(ports: Sequence[PortRange]) -> list[tuple[Interval, Interval]]:
@@ -345,7 +269,7 @@ def reach_changes(old: Policy, new: Policy) -> list[ReachChange]:
     changes: dict[tuple[object, ...], ReachChange] = {}
     for (direction, widened, protocol, ports, before, after, kind), members in grouped.items():
         fam = None if kind == "name" else (4 if kind == "ipv4" else 6)
-        intervals = _merge_intervals(m for m in members if isinstance(m, tuple))
+        intervals = merge_intervals(m for m in members if isinstance(m, tuple))
         names = tuple(sorted({m for m in members if isinstance(m, str)}))
         merged_key = (direction, widened, fam, intervals, names, before, after)
         prev = changes.get(merged_key)
@@ -367,53 +291,6 @@ def _excluded(names: Sequence[str], atoms: Sequence[tuple[str, bool]]) -> tuple[
 
 def _plain(decider: Decider) -> Decider:
     return Decider(decider.rank, decider.rule_id, decider.action, "both")
-
-
-def _merge_intervals(members: Iterable[Interval]) -> tuple[Interval, ...]:
-    merged: list[list[int]] = []
-    for lo, hi in sorted(members):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
-    return tuple((lo, hi) for lo, hi in merged)
-
-
-def _gaps(outer: Interval, inside: Sequence[Interval]) -> Iterator[Interval]:
-    cursor = outer[0]
-    for lo, hi in inside:
-        if lo > cursor:
-            yield cursor, lo - 1
-        cursor = hi + 1
-    if cursor <= outer[1]:
-        yield cursor, outer[1]
-
-
-def _capped(items: Sequence[str], limit: int, noun: str) -> str:
-    if len(items) <= limit:
-        return ", ".join(items)
-    return f"{len(items):,} {noun}" if limit <= 0 else (
-        f"{', '.join(items[:limit])} and {len(items) - limit:,} more {noun}")
-
-
-def _cidr_count(lo: int, hi: int) -> int:
-    """How many CIDRs `_cidrs(lo, hi)` gives (the fewest aligned blocks), without them:
-    split at the highest bit where lo and hi differ; each side takes one block per set bit."""
-    size = hi - lo + 1
-    if size & (size - 1) == 0 and lo % size == 0:
-        return 1
-    half = 1 << ((lo ^ hi).bit_length() - 1)
-    mid = hi - hi % half
-    return (mid - lo).bit_count() + (hi + 1 - mid).bit_count()
-
-
-def _cidrs(lo: int, hi: int, family: int) -> list[str]:
-    size = hi - lo + 1
-    if size & (size - 1) == 0 and lo % size == 0:  # one aligned network: the common case
-        return [interval_to_text(lo, hi, family)]
-    cls = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
-    nets = ipaddress.summarize_address_range(cls(lo), cls(hi))
-    return [interval_to_text(*network_interval(n), family) for n in nets]
 
 
 def _port_key(p: tuple[Protocol, Interval]) -> tuple[int, Interval]:
@@ -468,7 +345,7 @@ def _plainly_alive(rule: Rule, denies: Sequence[Rule], local: bool) -> bool:
                 spans.append(FAMILY_SPAN[family])
             else:
                 spans.extend(intervals(d.peers.ipv4 if family == 4 else d.peers.ipv6))
-        cover = _merge_intervals(spans)
+        cover = merge_intervals(spans)
         j = 0
         for lo, hi in own:  # sorted
             while j < len(cover) and cover[j][1] < lo:
