@@ -25,13 +25,14 @@ test: setup-test
 test-unit: setup-test
 	$(PY) -m pytest tests/unit tests/golden tests/fuzz
 
-## clawpolicy vs Aerleon (compile, start-up, packet path), then compile-time, memory, nft load-time, overlap, seccomp, simulate, DNS gate and Mermaid render figures (tables; never asserted).
+## clawpolicy vs Aerleon (compile, start-up, packet path), then compile-time, memory, nft load-time, overlap, seccomp, simulate, review commands at 100k networks, DNS gate and Mermaid render figures (tables; never asserted).
 bench: setup
 	$(PY) benchmarks/aerleon_bench.py
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/overlap_bench.py
 	$(PY) benchmarks/seccomp_bench.py
 	$(PY) benchmarks/simulate_bench.py
+	$(PY) benchmarks/review_bench.py
 	$(PY) benchmarks/dnsgate_bench.py
 	$(PY) benchmarks/mermaid_bench.py
 

@@ -23,7 +23,7 @@ from clawpolicy.backends.naming import NameClaim, collisions
 from clawpolicy.backends.registry import BACKENDS, check_support, targets_for
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Mode, Policy, Refusal
-from clawpolicy.lower import load_policies
+from clawpolicy.lower import LoadResult, load_policies
 
 if TYPE_CHECKING:  # --validate and --lock import these when asked for
     from clawpolicy.validate import Validation
@@ -62,8 +62,10 @@ def compile_paths(paths: Sequence[Path], targets: Sequence[str], *, mode: Mode |
                   today: dt.date | None = None,
                   options: CompileOptions | None = None, explicit: bool = False,
                   include_root: Path | None = None,
-                  refusal: tuple[Refusal | None, Refusal | None] = (None, None)) -> CompileResult:
-    """`refusal`: how denies without their own `reject`/`drop` refuse, egress and ingress
+                  refusal: tuple[Refusal | None, Refusal | None] = (None, None),
+                  loaded: LoadResult | None = None) -> CompileResult:
+    """`loaded`: the same paths already loaded by the caller (`diff` compares them first), so a
+    100,000-network file is not read, parsed and lowered twice. `refusal`: how denies without their own `reject`/`drop` refuse, egress and ingress
     (`--deny-action`, `--ingress-deny-action`; None keeps the policy's). `lock`: put the addresses of each policy file's lock (`<stem>.lock.json`, written by
     `clawpolicy resolve`) into the FQDN sets; a name the lock lacks is an error. `options`:
     target settings (AppArmor ABI, FQDN set timeout, ...); `strict` overrides its field.
@@ -71,14 +73,16 @@ def compile_paths(paths: Sequence[Path], targets: Sequence[str], *, mode: Mode |
     `include_root`: the tree includes must stay in (default: each named file's directory)."""
     with _no_cyclic_gc():
         return _compile(paths, targets, mode, strict, validate, lock, today,
-                        options or CompileOptions(), explicit, include_root, refusal)
+                        options or CompileOptions(), explicit, include_root, refusal, loaded)
 
 
 def _compile(paths: Sequence[Path], targets: Sequence[str], mode: Mode | None, strict: bool,
              validate: bool, lock: bool, today: dt.date | None,
              given: CompileOptions, explicit: bool, include_root: Path | None,
-             refusal: tuple[Refusal | None, Refusal | None] = (None, None)) -> CompileResult:
-    loaded = load_policies(paths, today=today, include_root=include_root)
+             refusal: tuple[Refusal | None, Refusal | None] = (None, None),
+             loaded: LoadResult | None = None) -> CompileResult:
+    if loaded is None:
+        loaded = load_policies(paths, today=today, include_root=include_root)
     result = CompileResult(sources=loaded.sources)
     result.diagnostics.extend(_strictly(loaded.diagnostics, strict))
     if not loaded.ok:

@@ -12,6 +12,7 @@ DNS ports to anything but loopback are denied before the rules are consulted.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from clawpolicy.ir import Action, Direction, Mode, Peers, Policy, Protocol, Refusal, Rule
@@ -56,7 +57,10 @@ class Verdict:
         return f"{what} ({by}{how})"
 
 
-def evaluate(policy: Policy, flow: Flow) -> Verdict:
+def evaluate(policy: Policy, flow: Flow, matching: Sequence[Rule] | None = None) -> Verdict:
+    """`matching`: the rules of `policy` that match `flow` (`rule_matches`), when the caller
+    already knows them from an index over many flows (operate/ruleindex.py); by default
+    every rule is checked here. Everything else is decided here either way."""
     enforced = policy.mode is Mode.ENFORCE
     if not _in_scope(policy, flow):
         return Verdict(Action.ALLOW, "out-of-scope", enforced=enforced)
@@ -67,7 +71,8 @@ def evaluate(policy: Policy, flow: Flow) -> Verdict:
     if (dns is not None and flow.direction is Direction.EGRESS and not dns.exempts(policy.scope, flow.user)
             and any(p.covers(flow.protocol, flow.port) for p in dns.ports)):
         return Verdict(Action.DENY, "rule", dns.id, enforced, policy.refusal(flow.direction))
-    candidates = [r for r in policy.rules if r.direction is flow.direction and _matches(r, flow)]
+    candidates = (matching if matching is not None
+                  else [r for r in policy.rules if r.direction is flow.direction and _matches(r, flow)])
     for action in (Action.DENY, Action.ALLOW):  # deny overrides allow
         hits = sorted((r for r in candidates if r.action is action), key=lambda r: r.id)
         if hits:
@@ -87,9 +92,12 @@ def _in_scope(policy: Policy, flow: Flow) -> bool:
 
 
 def _matches(rule: Rule, flow: Flow) -> bool:
-    if rule.ports and not any(p.covers(flow.protocol, flow.port) for p in rule.ports):
-        return False
-    return peer_matches(rule.peers, flow.peer)
+    return ports_match(rule, flow) and peer_matches(rule.peers, flow.peer)
+
+
+def ports_match(rule: Rule, flow: Flow) -> bool:
+    """The rule's ports (none: every port) cover the flow's protocol and port."""
+    return not rule.ports or any(p.covers(flow.protocol, flow.port) for p in rule.ports)
 
 
 def rule_matches(rule: Rule, flow: Flow) -> bool:

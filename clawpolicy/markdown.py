@@ -12,6 +12,7 @@ ABSENT = "—"
 # entity the user wrote. `$` (GitHub math), `~` (strikethrough) and `#` (closing ATX heading
 # marks) are structure on the renderers these files are read in.
 MD_ESCAPES = {c: "\\" + c for c in "\\`*_[]|~#$"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_MD_TABLE = str.maketrans(MD_ESCAPES)
 # Mermaid entity codes (mermaid.js.org, flowchart "Entity codes to escape characters"): a
 # quote would end the label, `#`/`;` start codes and statements, a leading backtick would
 # make a "markdown string", `<`/`>`/`&` would reach the HTML label renderer. `%`: Mermaid
@@ -28,8 +29,11 @@ def _one_line(value: object) -> str:
     would end a table row or a Mermaid statement), bidi controls and the other invisible
     format characters (zero-width, BOM, tags) and lone surrogates (which no encoder accepts)
     become visible U+XXXX."""
+    text = "" if value is None else str(value)
+    if text.isascii() and text.isprintable():  # the common case, at C speed (docs of 100,000 networks)
+        return text
     out = []
-    for c in "" if value is None else str(value):
+    for c in text:
         if c in BIDI_CONTROLS or unicodedata.category(c) in ("Cf", "Cs"):
             out.append(f"(U+{ord(c):04X})")
         elif unicodedata.category(c) in ("Cc", "Zl", "Zp"):
@@ -41,7 +45,7 @@ def _one_line(value: object) -> str:
 
 def md_text(value: object) -> str:
     """Running Markdown text that cannot open a link, tag, emphasis, code span or heading."""
-    return "".join(MD_ESCAPES.get(c, c) for c in _one_line(value))
+    return _one_line(value).translate(_MD_TABLE)
 
 
 def md_cell(value: object) -> str:

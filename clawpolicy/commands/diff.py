@@ -61,7 +61,7 @@ def _load(paths: Sequence[str], label: str, artifacts: bool) -> Side:
     side = Side(label, list(loaded.policies))
     if artifacts and existing:
         with progress.step(f"compiling {label} (--no-artifacts skips this)"):
-            side.outputs = compile_paths(existing, list(DEFAULT_TARGETS)).outputs
+            side.outputs = compile_paths(existing, list(DEFAULT_TARGETS), loaded=loaded).outputs
     return side
 
 
@@ -85,6 +85,7 @@ def _label_old(changes: list[Change], rev: str) -> list[Change]:
     return [dataclasses.replace(c, old=tuple(ref(r) for r in c.old)) for c in changes]
 
 
+@progress.one_shot
 def cmd_diff(args: argparse.Namespace) -> int:
     artifacts = not args.no_artifacts
     if args.git:

@@ -195,6 +195,7 @@ def _user_id(text: str) -> tuple[str, int]:
     return name, int(uid)
 
 
+@progress.one_shot
 def cmd_simulate(args: argparse.Namespace) -> int:
     policies = _load([args.policy_file])
     if policies is None:
@@ -244,6 +245,7 @@ def _simulate_dns(args: argparse.Namespace, policies: Sequence[Policy]) -> int:
     return ExitCode.OK
 
 
+@progress.one_shot
 def cmd_suggest(args: argparse.Namespace) -> int:
     policies = _load([args.policy_file])
     if policies is None:
@@ -256,8 +258,10 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     policy = chosen[0]
     try:
         if args.flows:
-            flows = _read_flows(args.flows, args.flow_format, args.local)
-            observations = suggest.from_simulation(simulate.simulate(policy, flows.flows))
+            with progress.step("reading the flows"):
+                flows = _read_flows(args.flows, args.flow_format, args.local)
+            with progress.step(f"deciding {len(flows.flows):,} flows"):
+                observations = suggest.from_simulation(simulate.simulate(policy, flows.flows))
             syscalls: list[tuple[str, int]] = []
         else:
             result = _explain_logs(args.log, [policy], _processes(args))

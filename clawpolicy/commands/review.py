@@ -40,6 +40,7 @@ Exit status: 1 if an unsuppressed finding at or above --fail-on (default: error)
 LINT_DEFAULTS: dict[str, object] = {"fail_on": "error", "require_owner": False}
 
 
+@progress.one_shot
 def cmd_lint(args: argparse.Namespace) -> int:
     import datetime as dt
 

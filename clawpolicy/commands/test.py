@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics
+from clawpolicy.commands import HELP_FORMAT, Subparsers, print_diagnostics, progress
 from clawpolicy.errors import ExitCode
 from clawpolicy.lower import load_policies
 from clawpolicy.operate import junit, kerneltest
@@ -42,15 +42,18 @@ def _print_text(results: list[kerneltest.CaseResult], *, kernel: bool) -> None:
         print(shown(f"{status} {layer}{r.policy}: {r.name}{detail}"))  # a name holds any text
 
 
+@progress.one_shot
 def cmd_test(args: argparse.Namespace) -> int:
     if args.kernel and (why := kerneltest.can_run()) is not None:
         print(f"clawpolicy: error: {why}", file=sys.stderr)
         return ExitCode.USAGE
-    loaded = load_policies(args.policies)
+    with progress.step("loading the policies"):
+        loaded = load_policies(args.policies)
     print_diagnostics(loaded.diagnostics, loaded.sources)
     if not loaded.ok:
         return ExitCode.POLICY_ERROR
-    results = kerneltest.run(loaded.policies, kernel=args.kernel)
+    with progress.step("running the tests" + (" in the kernel" if args.kernel else "")):
+        results = kerneltest.run(loaded.policies, kernel=args.kernel)
     failed = sum(r.status in ("failed", "error") for r in results)
     skipped = sum(r.status == "skipped" for r in results)
     if args.format == "json":  # no durations: the same policies give the same bytes

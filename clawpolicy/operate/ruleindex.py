@@ -2,21 +2,40 @@
 
 The evaluator decides a flow by scanning every rule's networks: right for one flow, but a
 policy of 100,000 networks times 150,000 recorded flows is 10^10 comparisons. The index cuts
-the address space once (`netspace.overlay`) into regions, each with the rules whose networks
-cover it; a flow to an address is then decided by the evaluator on the policy reduced to those
-rules (and the rules that name `any`), each holding only that region of its networks. Only
-what cannot match is left out, so the verdict is the evaluator's own: same rule, same cause.
+the address space once (`netspace.segments`, over integer intervals) into regions, each with
+the rules whose networks cover all of it; a flow to an address finds its region by bisection,
+keeps the region's rules (and the rules that name `any`) whose direction and ports fit, and
+hands them to the evaluator as the matching rules (`evaluate(..., matching=)`), which decides
+everything else (scope, loopback, `dns local`, deny over allow) as for any flow. Flows to
+names go to the evaluator whole (it never scans networks for a name).
 """
 
 from __future__ import annotations
 
 import bisect
 import ipaddress
+import socket
 from collections.abc import Sequence
 
-from clawpolicy.evaluate import Flow, Verdict, evaluate, rule_matches
+from clawpolicy.evaluate import Flow, Verdict, evaluate, ports_match, rule_matches
 from clawpolicy.ir import Policy, Rule
-from clawpolicy.netspace import Interval, network_interval, overlay
+from clawpolicy.netspace import intervals, segments
+
+
+def address_value(peer: str) -> tuple[int, int] | None:
+    """(family, integer) of an address as the evaluator reads it (`ipaddress`); None for a
+    name. Canonical IPv4 text, nearly every flow, takes the C path."""
+    try:
+        packed = socket.inet_pton(socket.AF_INET, peer)
+        if socket.inet_ntop(socket.AF_INET, packed) == peer:
+            return 4, int.from_bytes(packed, "big")
+    except (OSError, ValueError):  # not dotted-quad; a NUL or a lone surrogate (ValueError)
+        pass
+    try:
+        address = ipaddress.ip_address(peer)
+    except ValueError:
+        return None
+    return address.version, int(address)
 
 
 class RuleIndex:
@@ -24,57 +43,41 @@ class RuleIndex:
         self.policy = policy
         rules = policy.rules
         self._always = tuple(i for i, r in enumerate(rules) if r.peers.any)
-        self._regions: dict[int, tuple[list[int], list[Interval], list[tuple[int, ...]]]] = {}
+        self._regions: dict[int, tuple[list[int], list[int], list[tuple[Rule, ...]]]] = {}
         for family in (4, 6):
-            boxes = [((network_interval(n),), i) for i, r in enumerate(rules)
-                     for n in (r.peers.ipv4 if family == 4 else r.peers.ipv6)]
-            regions = overlay(boxes)
-            self._regions[family] = ([b[0][0] for b, _ in regions], [b[0] for b, _ in regions],
-                                     [tuple(sorted(int(x) for x in labels if isinstance(x, int)))
-                                      for _, labels in regions])
-        self._reduced: dict[tuple[int, int], Policy] = {}
+            items = [(span, frozenset((i,))) for i, r in enumerate(rules) if not r.peers.any
+                     for span in intervals(r.peers.ipv4 if family == 4 else r.peers.ipv6)]
+            found: dict[frozenset[int], tuple[Rule, ...]] = {}
+            starts, ends, kept = [], [], []
+            for (lo, hi), labels in segments(items):
+                rule_set = found.get(labels)
+                if rule_set is None:  # in policy order, as the evaluator scans them
+                    rule_set = found[labels] = tuple(rules[i] for i in sorted(labels | set(self._always)))
+                starts.append(lo)
+                ends.append(hi)
+                kept.append(rule_set)
+            self._regions[family] = (starts, ends, kept)
+        self._anywhere = tuple(rules[i] for i in self._always)
 
-    def _region(self, peer: str) -> tuple[int, int] | None:
-        """(family, region number; -1 outside every region) of an address peer; None for a name."""
-        try:
-            address = ipaddress.ip_address(peer)
-        except ValueError:
-            return None
-        starts, spans, _ = self._regions[address.version]
-        value = int(address)
-        k = bisect.bisect_right(starts, value) - 1
-        return address.version, (k if k >= 0 and spans[k][1] >= value else -1)
-
-    def reduced(self, flow: Flow) -> Policy:
-        """The policy with only the rules that can match `flow` (all of them for a name), each
-        with only the part of its networks around the address (the region: inside every one
-        of them), so the evaluator's scan is short."""
-        where = self._region(flow.peer)
+    def _candidates(self, flow: Flow) -> Sequence[Rule] | None:
+        """The rules whose peers hold the flow's address (None for a name)."""
+        where = address_value(flow.peer)
         if where is None:
-            return self.policy
-        hit = self._reduced.get(where)
-        if hit is None:
-            family, k = where
-            _, spans, labels = self._regions[family]
-            rules = self.policy.rules
-            kept: dict[int, Rule] = {i: rules[i] for i in self._always}
-            if k >= 0:
-                cls = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
-                nets = tuple(ipaddress.summarize_address_range(cls(spans[k][0]), cls(spans[k][1])))
-                for i in labels[k]:
-                    peers = rules[i].peers.model_copy(update={"ipv4": nets if family == 4 else (),
-                                                              "ipv6": nets if family == 6 else ()})
-                    kept.setdefault(i, rules[i].model_copy(update={"peers": peers}))
-            hit = self._reduced[where] = self.policy.model_copy(
-                update={"rules": tuple(kept[i] for i in sorted(kept))})
-        return hit
-
-    def evaluate(self, flow: Flow) -> Verdict:
-        return evaluate(self.reduced(flow), flow)
+            return None
+        starts, ends, kept = self._regions[where[0]]
+        value = where[1]
+        k = bisect.bisect_right(starts, value) - 1
+        return kept[k] if k >= 0 and ends[k] >= value else self._anywhere
 
     def matching(self, flow: Flow) -> Sequence[Rule]:
         """The rules that cover `flow`, whatever the others say (`evaluate.rule_matches`)."""
-        return [r for r in self.reduced(flow).rules if rule_matches(r, flow)]
+        rules = self._candidates(flow)
+        if rules is None:
+            return [r for r in self.policy.rules if rule_matches(r, flow)]
+        return [r for r in rules if r.direction is flow.direction and ports_match(r, flow)]
+
+    def evaluate(self, flow: Flow) -> Verdict:
+        return evaluate(self.policy, flow, self.matching(flow))
 
     def matching_ids(self, flow: Flow) -> list[str]:
         return [r.id for r in self.matching(flow)]

@@ -14,7 +14,6 @@ every value through `clawpolicy.markdown`, the one escaper for Markdown.
 
 from __future__ import annotations
 
-import ipaddress
 import pwd
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from clawpolicy.evaluate import Flow, Verdict, evaluate
 from clawpolicy.ir import Action, Direction, Mode, Policy, Protocol
 from clawpolicy.markdown import md_cell, md_code, md_text
 from clawpolicy.operate.flowfile import FlowRecord
-from clawpolicy.operate.ruleindex import RuleIndex
+from clawpolicy.operate.ruleindex import RuleIndex, address_value
 from clawpolicy.printable import shown
 
 _Key = tuple[str, str, str, str, int | None, str | None]  # direction, address, name, proto, port, uid
@@ -212,11 +211,8 @@ def simulate(policy: Policy, records: Iterable[FlowRecord], users: Mapping[str, 
 
 
 def _sort_peer(peer: str) -> tuple[int, int, str]:
-    try:
-        address = ipaddress.ip_address(peer)
-    except ValueError:
-        return (2, 0, peer)
-    return (address.version - 4, int(address), "")
+    where = address_value(peer)
+    return (2, 0, peer) if where is None else (where[0] - 4, where[1], "")
 
 
 # ------------------------------------------------------------------------------ output

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from clawpolicy.evaluate import evaluate
 from clawpolicy.ir import Action, Direction, Mode, Policy, Rule
+from clawpolicy.netspace import intervals
 from clawpolicy.review.exposure import CREDENTIAL_DIRS, DANGEROUS_CAPS
 from clawpolicy.review.protected import protected_by
+from clawpolicy.review.peertext import PeerList
 from clawpolicy.review.reach import Decider, reach_changes
 from clawpolicy.review.risk import Risk, opened, reach_risk
 
@@ -56,7 +58,7 @@ class Change:
     old: tuple[Ref, ...] = ()
     new: tuple[Ref, ...] = ()
     flow: Flow | None = None
-    peers: tuple[str, ...] = ()  # reach: every peer the summary may count (JSON lists them)
+    peers: Sequence[str] = ()  # reach: every peer the summary may count (JSON lists them; lazy)
 
     def sort_key(self) -> tuple[object, ...]:
         return (-self.risk.rank, self.policy, CATEGORIES.index(self.category), self.summary)
@@ -169,7 +171,7 @@ def _reach(old: Policy, new: Policy) -> Iterator[Change]:
         summary = f"{c.direction.value} {where} {shown} on {c.ports_text} {verb}"
         yield Change("", "reach", risk, summary, why, _decider_refs(old, c.old), _decider_refs(new, c.new),
                      Flow(c.direction, shown, c.ports_text, c.widened),
-                     c.peers + tuple(f"not {e}" for e in c.excluded))
+                     PeerList(c))
     yield from _protections(old, new)
 
 
@@ -329,7 +331,11 @@ def _executable(old: Policy, new: Policy) -> Iterator[Change]:
 
 
 def _meaning(rule: Rule) -> tuple[object, ...]:
-    return (rule.direction, rule.action, rule.peers, rule.ports)
+    """What a rule decides, as a key (networks as integer intervals: hashing 100,000 network
+    objects cost more than the rest of the diff's bookkeeping)."""
+    p = rule.peers
+    return (rule.direction, rule.action, intervals(p.ipv4), intervals(p.ipv6), p.names, p.wildcards, p.any,
+            rule.ports)
 
 
 def _rule_docs(old: Policy, new: Policy) -> Iterator[Change]:

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 
 from clawpolicy.evaluate import peer_matches
 from clawpolicy.ir import Action, Peers, PortRange
-from clawpolicy.netspace import network_interval
+from clawpolicy.netspace import intervals
 from clawpolicy.review.exposure import allows
 from clawpolicy.review.finding import Context, Hit
 from clawpolicy.review.protected import protected_by
@@ -36,10 +36,9 @@ def _peers_contain(outer: Peers, inner: Peers) -> bool:
         return True
     if inner.any:
         return False
-    cover4 = sorted(network_interval(n) for n in outer.ipv4)
-    cover6 = sorted(network_interval(n) for n in outer.ipv6)
-    if not (all(_interval_covered(*network_interval(n), cover4) for n in inner.ipv4)
-            and all(_interval_covered(*network_interval(n), cover6) for n in inner.ipv6)):
+    cover4, cover6 = intervals(outer.ipv4), intervals(outer.ipv6)  # sorted, once per run
+    if not (all(_interval_covered(lo, hi, cover4) for lo, hi in intervals(inner.ipv4))
+            and all(_interval_covered(lo, hi, cover6) for lo, hi in intervals(inner.ipv6))):
         return False
     return (all(peer_matches(outer, n) for n in inner.names)
             and all(any(w == v or w.endswith("." + v) for v in outer.wildcards) for w in inner.wildcards))

@@ -15,13 +15,16 @@ reported on their own by `diff`.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import ipaddress
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from clawpolicy.evaluate import LOOPBACK
 from clawpolicy.ir import Action, Direction, Policy, PortRange, Protocol, Rule
-from clawpolicy.netspace import Interval, interval_to_text, network_interval, overlay
+from clawpolicy.netspace import Interval, intervals, network_interval, overlay, segments
+from clawpolicy.review.peertext import cidrs, merge_intervals, summary
 
 PROTOCOLS = (Protocol.TCP, Protocol.UDP, Protocol.ICMP)
 ALL_PORTS = (0, 65535)
@@ -60,7 +63,7 @@ class ReachChange:
     # `api.example.org` widens every other name below example.org, not that one).
     excluded: tuple[str, ...] = ()
 
-    @property
+    @functools.cached_property
     def size(self) -> int:
         """How many addresses the change holds (0 for names)."""
         return sum(hi - lo + 1 for lo, hi in self.intervals)
@@ -75,38 +78,17 @@ class ReachChange:
             return True
         return ANY_NAME in self.names
 
-    @property
+    @functools.cached_property
     def peers(self) -> tuple[str, ...]:
+        """Every peer as text (a CIDR or a name); computed once: 100,000 of them are read by the
+        summary, the risk and the JSON."""
         if self.family is None:
             return self.names
-        return tuple(t for lo, hi in self.intervals for t in _cidrs(lo, hi, self.family))
+        return tuple(t for lo, hi in self.intervals for t in cidrs(lo, hi, self.family))
 
     def peers_text(self, limit: int = PEERS_SHOWN) -> str:
-        """The peers for a reader: a CIDR list, or `NET except GAPS` when that is shorter
-        (0.0.0.0/0 minus the tailnet is two items, not thirteen); past `limit` items, a count
-        (`0.0.0.0/0 except 100,000 networks`): the full list is `peers`, in the JSON."""
-        direct = self.peers
-        if self.family is None:
-            shown = _capped(direct, limit, "names")
-            return f"{shown} (except {_capped(self.excluded, limit, 'names')})" if self.excluded else shown
-        if len(direct) <= 3:
-            return ", ".join(direct)
-        lo, hi = self.intervals[0][0], self.intervals[-1][1]
-        bits = 32 if self.family == 4 else 128
-        size = 1 << max(1, (hi - lo).bit_length())
-        while lo // size != hi // size:
-            size <<= 1
-        size = min(size, 1 << bits)
-        outer_lo = lo - lo % size
-        outer = (outer_lo, outer_lo + size - 1)
-        gaps = _merge_intervals(_gaps(outer, self.intervals))
-        gap_text = [t for g_lo, g_hi in gaps for t in _cidrs(g_lo, g_hi, self.family)]
-        if len(gap_text) + 1 >= len(direct):
-            if len(direct) > limit:
-                return (f"{len(direct):,} networks from {direct[0]} to {direct[-1]} "
-                        f"({self.size:,} addresses)")
-            return ", ".join(direct)
-        return f"{_cidrs(*outer, self.family)[0]} except {_capped(gap_text, limit, 'networks')}"
+        """The peers for a reader, counted past `limit` (peertext.summary)."""
+        return summary(self, limit)
 
     @property
     def ports_text(self) -> str:
@@ -117,7 +99,8 @@ class ReachChange:
 
     def covers_address(self, address: str) -> bool:
         a = ipaddress.ip_address(address)
-        return a.version == self.family and any(lo <= int(a) <= hi for lo, hi in self.intervals)
+        k = bisect.bisect_right(self.intervals, (int(a), FAMILY_SPAN[6][1])) - 1
+        return a.version == self.family and k >= 0 and self.intervals[k][1] >= int(a)
 
     def widest_prefix(self) -> int | None:
         """The shortest prefix among the changed networks (None for names)."""
@@ -146,27 +129,68 @@ def _decide(labels: Iterable[object], side: str) -> Decider:
     return min(mine, default=DEFAULT)
 
 
-def _address_regions(old: Policy, new: Policy, direction: Direction,
-                     family: int) -> list[tuple[tuple[Interval, ...], frozenset[object]]]:
+_Entry = tuple[Decider, tuple[tuple[Interval, Interval], ...]]  # a decider and its protocol·port boxes
+
+
+def _address_segments(old: Policy, new: Policy, direction: Direction,
+                      family: int) -> tuple[list[_Entry], list[tuple[Interval, frozenset[int]]]]:
+    """The address space of one direction and family cut into segments, each labelled with
+    the entries (deciders of both versions, by index) whose networks cover it. Addresses
+    first, protocol·port per distinct label set after (`_changed_ports`): 100,000 networks
+    of one rule are one sort and one sweep, not 100,000 boxes per port."""
     whole = FAMILY_SPAN[family]
-    boxes: list[tuple[tuple[Interval, ...], object]] = []
+    entries: list[_Entry] = []
+    base: set[int] = set()
+    by_interval: dict[Interval, list[int]] = {}
+
+    def add(decider: Decider, ports: Sequence[PortRange], intervals: Iterable[Interval], everywhere: bool) -> None:
+        k = len(entries)
+        entries.append((decider, tuple(_port_boxes(ports))))
+        if everywhere:
+            base.add(k)
+            return
+        for interval in intervals:
+            if interval == whole:
+                base.add(k)
+            else:
+                by_interval.setdefault(interval, []).append(k)
+
     for policy, side in ((old, "old"), (new, "new")):
         for rule, decider in _deciders(policy, side):
             assert rule is not None
-            if rule.direction is not direction:
-                continue
-            nets = [whole] if rule.peers.any else [
-                network_interval(n) for n in (rule.peers.ipv4 if family == 4 else rule.peers.ipv6)]
-            port_boxes = _port_boxes(rule.ports)
-            boxes += [((net, proto, ports), decider) for net in nets for proto, ports in port_boxes]
+            if rule.direction is direction:
+                add(decider, rule.ports, intervals(rule.peers.ipv4 if family == 4 else rule.peers.ipv6),
+                    rule.peers.any)
         if direction is Direction.EGRESS and policy.local_dns is not None:
-            decider = Decider(1, policy.local_dns.id, Action.DENY, side)
-            boxes += [((whole, proto, ports), decider)
-                      for proto, ports in _port_boxes(policy.local_dns.ports)]
-    loopback = Decider(0, "loopback", Action.ALLOW, "both")
-    boxes += [((network_interval(n), (0, len(PROTOCOLS) - 1), ALL_PORTS), loopback)
-              for n in LOOPBACK if n.version == family]
-    return overlay(boxes)
+            add(Decider(1, policy.local_dns.id, Action.DENY, side), policy.local_dns.ports, (), True)
+    add(Decider(0, "loopback", Action.ALLOW, "both"), (),
+        (network_interval(n) for n in LOOPBACK if n.version == family), False)
+    interned: dict[tuple[int, ...], frozenset[int]] = {}
+    items = []
+    for interval, ks in by_interval.items():
+        key = tuple(ks)
+        labels = interned.get(key)
+        if labels is None:
+            labels = interned[key] = frozenset(ks)
+        items.append((interval, labels))
+    return entries, segments(items, frozenset(base), whole)
+
+
+_Piece = tuple[Protocol, Interval, Decider, Decider]
+
+
+def _changed_ports(entries: Sequence[_Entry], labels: frozenset[int]) -> list[_Piece]:
+    """Where on protocol·port the entries `labels` decide differently in the two versions:
+    (protocol, ports, old decider, new decider), as the evaluator decides (`_decide`)."""
+    boxes = [(box, k) for k in labels for box in entries[k][1]]
+    out: list[_Piece] = []
+    for bounds, ks in overlay(boxes):
+        deciders = [entries[k][0] for k in ks if isinstance(k, int)]
+        before, after = _decide(deciders, "old"), _decide(deciders, "new")
+        if (before.action is Action.ALLOW) != (after.action is Action.ALLOW):
+            out += [(protocol, ports, _plain(before), _plain(after))
+                    for protocol, ports in _port_pieces(bounds[0], bounds[1])]
+    return out
 
 
 def _name_atoms(policies: Iterable[Policy], direction: Direction) -> list[tuple[str, bool]]:
@@ -221,24 +245,17 @@ def reach_changes(old: Policy, new: Policy) -> list[ReachChange]:
     """Every peer/port set whose verdict differs between `old` and `new`, sorted."""
     grouped: dict[tuple[Direction, bool, Protocol, Interval, Decider, Decider, str],
                   list[tuple[int, int] | str]] = {}
-    verdicts: dict[frozenset[object], tuple[Decider, Decider]] = {}  # label sets repeat
-
-    def both(labels: frozenset[object]) -> tuple[Decider, Decider]:
-        hit = verdicts.get(labels)
-        if hit is None:
-            hit = verdicts[labels] = (_decide(labels, "old"), _decide(labels, "new"))
-        return hit
-
     for direction in Direction:
         for family in (4, 6):
-            for bounds, labels in _address_regions(old, new, direction, family):
-                before, after = both(labels)
-                if (before.action is Action.ALLOW) == (after.action is Action.ALLOW):
-                    continue
-                for protocol, ports in _port_pieces(bounds[1], bounds[2]):
-                    key = (direction, after.action is Action.ALLOW, protocol, ports,
-                           _plain(before), _plain(after), f"ipv{family}")
-                    grouped.setdefault(key, []).append(bounds[0])
+            entries, cut = _address_segments(old, new, direction, family)
+            pieces: dict[frozenset[int], list[_Piece]] = {}  # label sets repeat: decided once each
+            for interval, ks in cut:
+                changed = pieces.get(ks)
+                if changed is None:
+                    changed = pieces[ks] = _changed_ports(entries, ks)
+                for protocol, ports, before, after in changed:
+                    key = (direction, after.action is Action.ALLOW, protocol, ports, before, after, f"ipv{family}")
+                    grouped.setdefault(key, []).append(interval)
         for name, wildcard in _name_atoms((old, new), direction):
             for bounds, labels in _name_regions(old, new, direction, name, wildcard):
                 before, after = _decide(labels, "old"), _decide(labels, "new")
@@ -252,7 +269,7 @@ def reach_changes(old: Policy, new: Policy) -> list[ReachChange]:
     changes: dict[tuple[object, ...], ReachChange] = {}
     for (direction, widened, protocol, ports, before, after, kind), members in grouped.items():
         fam = None if kind == "name" else (4 if kind == "ipv4" else 6)
-        intervals = _merge_intervals(m for m in members if isinstance(m, tuple))
+        intervals = merge_intervals(m for m in members if isinstance(m, tuple))
         names = tuple(sorted({m for m in members if isinstance(m, str)}))
         merged_key = (direction, widened, fam, intervals, names, before, after)
         prev = changes.get(merged_key)
@@ -274,42 +291,6 @@ def _excluded(names: Sequence[str], atoms: Sequence[tuple[str, bool]]) -> tuple[
 
 def _plain(decider: Decider) -> Decider:
     return Decider(decider.rank, decider.rule_id, decider.action, "both")
-
-
-def _merge_intervals(members: Iterable[Interval]) -> tuple[Interval, ...]:
-    merged: list[list[int]] = []
-    for lo, hi in sorted(members):
-        if merged and lo <= merged[-1][1] + 1:
-            merged[-1][1] = max(merged[-1][1], hi)
-        else:
-            merged.append([lo, hi])
-    return tuple((lo, hi) for lo, hi in merged)
-
-
-def _gaps(outer: Interval, inside: Sequence[Interval]) -> Iterator[Interval]:
-    cursor = outer[0]
-    for lo, hi in inside:
-        if lo > cursor:
-            yield cursor, lo - 1
-        cursor = hi + 1
-    if cursor <= outer[1]:
-        yield cursor, outer[1]
-
-
-def _capped(items: Sequence[str], limit: int, noun: str) -> str:
-    if len(items) <= limit:
-        return ", ".join(items)
-    return f"{len(items):,} {noun}" if limit <= 0 else (
-        f"{', '.join(items[:limit])} and {len(items) - limit:,} more {noun}")
-
-
-def _cidrs(lo: int, hi: int, family: int) -> list[str]:
-    size = hi - lo + 1
-    if size & (size - 1) == 0 and lo % size == 0:  # one aligned network: the common case
-        return [interval_to_text(lo, hi, family)]
-    cls = ipaddress.IPv4Address if family == 4 else ipaddress.IPv6Address
-    nets = ipaddress.summarize_address_range(cls(lo), cls(hi))
-    return [interval_to_text(*network_interval(n), family) for n in nets]
 
 
 def _port_key(p: tuple[Protocol, Interval]) -> tuple[int, Interval]:
@@ -354,8 +335,8 @@ def _plainly_alive(rule: Rule, denies: Sequence[Rule], local: bool) -> bool:
     if local:
         return False
     for family in (4, 6):
-        own = [FAMILY_SPAN[family]] if rule.peers.any else [
-            network_interval(n) for n in (rule.peers.ipv4 if family == 4 else rule.peers.ipv6)]
+        own = [FAMILY_SPAN[family]] if rule.peers.any else intervals(
+            rule.peers.ipv4 if family == 4 else rule.peers.ipv6)
         if not own:
             continue
         spans: list[Interval] = []
@@ -363,10 +344,10 @@ def _plainly_alive(rule: Rule, denies: Sequence[Rule], local: bool) -> bool:
             if d.peers.any:
                 spans.append(FAMILY_SPAN[family])
             else:
-                spans.extend(network_interval(n) for n in (d.peers.ipv4 if family == 4 else d.peers.ipv6))
-        cover = _merge_intervals(spans)
+                spans.extend(intervals(d.peers.ipv4 if family == 4 else d.peers.ipv6))
+        cover = merge_intervals(spans)
         j = 0
-        for lo, hi in sorted(own):
+        for lo, hi in own:  # sorted
             while j < len(cover) and cover[j][1] < lo:
                 j += 1
             if j == len(cover) or cover[j][0] > lo or cover[j][1] < hi:

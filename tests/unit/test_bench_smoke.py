@@ -25,3 +25,13 @@ def test_aerleon_benchmark_runs_without_aerleon() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "| 100x100 | claw |" in proc.stdout and "clawpolicy --help" in proc.stdout
     assert "| 100x100 | aerleon | skipped |" in proc.stdout
+
+
+def test_review_benchmark_runs() -> None:
+    """The review commands' table at a small scale (every row a whole process)."""
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/review_bench.py"), "--networks", "300",
+                           "--flows", "300", "--repeat", "1", "--no-huge"],
+                          capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "| diff one-address --format markdown |" in proc.stdout and "| simulate (flows.jsonl) |" in proc.stdout
+    assert "| lint |" in proc.stdout and "| test (6 tests) | " in proc.stdout
