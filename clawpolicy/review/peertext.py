@@ -8,12 +8,33 @@ import functools
 import ipaddress
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, overload
+from typing import Protocol, overload
 
 from clawpolicy.netspace import Interval, interval_to_text, network_interval
 
-if TYPE_CHECKING:
-    from clawpolicy.review.reach import ReachChange
+
+
+class ReachChange(Protocol):
+    """What the text needs of a `reach.ReachChange` (a protocol, so this module stays below
+    reach.py, which uses it)."""
+
+    @property
+    def family(self) -> int | None: ...
+
+    @property
+    def intervals(self) -> tuple[Interval, ...]: ...
+
+    @property
+    def names(self) -> tuple[str, ...]: ...
+
+    @property
+    def excluded(self) -> tuple[str, ...]: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def peers(self) -> tuple[str, ...]: ...
 
 
 def summary(change: ReachChange, limit: int) -> str:
