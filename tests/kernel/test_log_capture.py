@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kernel_io import kmsg
 from netlab import Lab, Probe
 
 from clawpolicy.backends.base import CompileOptions
@@ -62,26 +63,6 @@ def _log_all_netns() -> Iterator[None]:
         ALL_NETNS.write_text(old)
 
 
-@contextlib.contextmanager
-def _kmsg() -> Iterator[list[str]]:
-    """Lines written to the kernel ring buffer inside the block (collected at its end)."""
-    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
-    os.lseek(fd, 0, os.SEEK_END)
-    lines: list[str] = []
-    try:
-        yield lines
-        time.sleep(0.2)
-        while True:
-            try:
-                lines.append(os.read(fd, 8192).decode("utf-8", "replace").rstrip("\n"))
-            except BlockingIOError:
-                break
-            except BrokenPipeError:  # the buffer wrapped past our position: keep reading
-                continue
-    finally:
-        os.close(fd)
-
-
 def _save(name: str, lines: list[str]) -> None:
     if regenerate():  # only CLAWPOLICY_REGENERATE=1, and never under CI
         path = DATA / name
@@ -97,7 +78,7 @@ def test_nftables_denials_are_explained(subtests: pytest.FixtureRequest) -> None
         for mode, verdict in ((Mode.ENFORCE, "deny"), (Mode.SHADOW, "would-deny")):
             with subtests.test(msg=mode.value):  # type: ignore[attr-defined]
                 lab.load_ruleset(render(policy.with_mode(mode), CompileOptions()))
-                with _kmsg() as lines:
+                with kmsg() as lines:
                     passed = lab.probe(probes, timeout=0.3)
                 assert passed == [mode is Mode.SHADOW] * 2
                 ours = [line for line in lines if f"clawpolicy:{policy.name}:" in line]
@@ -132,7 +113,7 @@ def test_seccomp_log_record_is_explained(tmp_path: Path) -> None:
     ours: list[str] = []
     for attempt in range(6):  # without auditd the kernel rate-limits these records (printk
         time.sleep(2 * bool(attempt))  # ratelimit, shared with every other test): wait, retry
-        with _kmsg() as lines:
+        with kmsg() as lines:
             child = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "profile.json")],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             out, err = child.communicate(timeout=60)

@@ -7,7 +7,6 @@ fails (EPERM from uv_interface_addresses) when the policy has no netlink. Root, 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import json
 import os
@@ -16,14 +15,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kernel_io import kmsg, write_seccomp
 
 from clawpolicy.backends.base import CompileOptions
-from clawpolicy.backends.seccomp import BACKEND
 from clawpolicy.ir import NETLINK_PROTOCOLS, Mode, Policy
 from clawpolicy.lower import load_policies
 
@@ -61,15 +59,6 @@ def _workstation() -> Policy:
     return loaded.policies[0]
 
 
-def _compile(policy: Policy, where: Path, options: CompileOptions = CompileOptions()) -> Path:
-    result = BACKEND.compile(policy, options)
-    assert result.artifacts, result.diagnostics
-    where.mkdir(parents=True, exist_ok=True)
-    for artifact in result.artifacts:
-        (where / artifact.path).write_bytes(artifact.content)
-    return where
-
-
 def _child(directory: Path, how: str, *args: str) -> subprocess.CompletedProcess[str]:
     source = (["--profile", str(directory / "profile.json")] if how == "profile" else
               ["--log", "--bpf", str(directory / "filter-x86_64.bpf")])
@@ -91,7 +80,7 @@ def _key(call: list[int]) -> str:
 def test_only_the_listed_protocols_pass(tmp_path: Path, subtests: Any) -> None:
     policy = _policy(tmp_path, "unix, inet stream, netlink route")
     for mode in Mode:
-        directory = _compile(policy.with_mode(mode), tmp_path / mode.value)
+        directory = write_seccomp(policy.with_mode(mode), tmp_path / mode.value)
         for how in ("profile", "bpf"):
             with subtests.test(msg=f"{mode.value} via {how}"):
                 got = _probe(directory, how, [call for call, _ in CALLS.values()])
@@ -101,7 +90,7 @@ def test_only_the_listed_protocols_pass(tmp_path: Path, subtests: Any) -> None:
 
 
 def test_kill_action_kills_on_a_refused_protocol(tmp_path: Path, subtests: Any) -> None:
-    directory = _compile(_policy(tmp_path, "unix, netlink route"), tmp_path,
+    directory = write_seccomp(_policy(tmp_path, "unix, netlink route"), tmp_path,
                          CompileOptions(seccomp_deny_action="kill"))
     for how in ("profile", "bpf"):
         with subtests.test(msg=how):
@@ -111,38 +100,18 @@ def test_kill_action_kills_on_a_refused_protocol(tmp_path: Path, subtests: Any) 
             assert killed.returncode == -signal.SIGSYS, (killed.returncode, killed.stderr)
 
 
-@contextlib.contextmanager
-def _kmsg() -> Iterator[list[str]]:
-    """Kernel log lines written during the block (read from /dev/kmsg at its end)."""
-    fd = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
-    os.lseek(fd, 0, os.SEEK_END)
-    lines: list[str] = []
-    try:
-        yield lines
-        time.sleep(0.2)
-        while True:
-            try:
-                lines.append(os.read(fd, 8192).decode("utf-8", "replace"))
-            except BlockingIOError:
-                break
-            except BrokenPipeError:  # the buffer wrapped past our position
-                continue
-    finally:
-        os.close(fd)
-
-
 def test_shadow_logs_a_refused_protocol(tmp_path: Path) -> None:
     """The shadow filter answers SECCOMP_RET_LOG: the call succeeds and the kernel writes an
     audit record (type=1326, socket = 41, code=0x7ffc0000) naming the child."""
     logged = Path("/proc/sys/kernel/seccomp/actions_logged")
     if not logged.exists() or "log" not in logged.read_text().split():
         pytest.skip("kernel.seccomp.actions_logged lacks 'log': SCMP_ACT_LOG records are not written")
-    directory = _compile(_policy(tmp_path, "unix, netlink route").with_mode(Mode.SHADOW), tmp_path)
+    directory = write_seccomp(_policy(tmp_path, "unix, netlink route").with_mode(Mode.SHADOW), tmp_path)
     call = CALLS["audit raw"][0]
     ours: list[str] = []
     for attempt in range(6):  # without auditd the kernel rate-limits these records: retry
         time.sleep(2 * bool(attempt))
-        with _kmsg() as lines:
+        with kmsg() as lines:
             child = subprocess.Popen([sys.executable, str(CHILD), "--profile",
                                       str(directory / "profile.json"), "probe", json.dumps([call])],
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -171,7 +140,7 @@ def test_node_reads_its_interfaces_under_the_workstation_profile(tmp_path: Path,
         "allow": tuple(k for k in example.sockets.allow if k.family != "netlink")})})
     for label, policy in (("as written", example), ("without netlink", no_netlink)):
         for mode in Mode:
-            directory = _compile(policy.with_mode(mode), tmp_path / label.replace(" ", "-") / mode.value)
+            directory = write_seccomp(policy.with_mode(mode), tmp_path / label.replace(" ", "-") / mode.value)
             for how in ("profile", "bpf"):
                 with subtests.test(msg=f"{label} {mode.value} via {how}"):
                     done = _node(directory, how, node)

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kernel_io import write_seccomp
 
 from clawpolicy import seccomp_loader
 from clawpolicy.backends.base import CompileOptions
-from clawpolicy.backends.seccomp import BACKEND
 from clawpolicy.ir import Mode, Policy
 from clawpolicy.lower import load_policies
 
@@ -62,15 +62,6 @@ server.listen(0, "127.0.0.1", () => {
   });
 });
 """
-
-
-def _compile(policy: Policy, where: Path, options: CompileOptions = CompileOptions()) -> Path:
-    result = BACKEND.compile(policy, options)
-    assert result.artifacts, result.diagnostics
-    where.mkdir(parents=True, exist_ok=True)
-    for artifact in result.artifacts:
-        (where / artifact.path).write_bytes(artifact.content)
-    return where
 
 
 def _child(directory: Path, how: str, *args: str, timeout: int = 60) -> subprocess.CompletedProcess[str]:
@@ -132,7 +123,7 @@ def _check(directory: Path, refused: set[str], mode: Mode, subtests: Any, label:
 def test_examples_in_the_kernel(tmp_path: Path, subtests: Any) -> None:
     for policy in _examples():
         for mode in (Mode.ENFORCE, Mode.SHADOW):
-            directory = _compile(policy.with_mode(mode), tmp_path / policy.name / mode.value)
+            directory = write_seccomp(policy.with_mode(mode), tmp_path / policy.name / mode.value)
             _check(directory, REFUSED_BY_EXAMPLE[policy.name], mode, subtests, f"{policy.name} {mode.value}")
 
 
@@ -142,12 +133,12 @@ def test_table_in_the_kernel(tmp_path: Path, subtests: Any) -> None:
         src.write_text(f"policy t{n} {{\n mode enforce\n applies-to host\n {body}\n}}\n")
         loaded = load_policies([src])
         assert loaded.ok, loaded.diagnostics
-        _check(_compile(loaded.policies[0], tmp_path / f"t{n}"), refused, Mode.ENFORCE, subtests, label)
+        _check(write_seccomp(loaded.policies[0], tmp_path / f"t{n}"), refused, Mode.ENFORCE, subtests, label)
 
 
 def test_kill_option_kills_the_process(tmp_path: Path) -> None:
     policy = _examples()[0].with_mode(Mode.ENFORCE)
-    directory = _compile(policy, tmp_path, CompileOptions(seccomp_deny_action="kill"))
+    directory = write_seccomp(policy, tmp_path, CompileOptions(seccomp_deny_action="kill"))
     for how in ("profile", "bpf"):
         ok = _probe(directory, how, {"inet stream|cloexec": CALLS["inet stream|cloexec"]})
         assert ok == {"inet stream|cloexec": 0}
@@ -159,7 +150,7 @@ def test_kill_option_kills_the_process(tmp_path: Path) -> None:
 def test_workloads_run_under_the_filters(tmp_path: Path, mode: Mode, subtests: Any) -> None:
     node = shutil.which("node")
     for policy in _examples():
-        directory = _compile(policy.with_mode(mode), tmp_path / policy.name)
+        directory = write_seccomp(policy.with_mode(mode), tmp_path / policy.name)
         for how in ("profile", "bpf"):
             with subtests.test(msg=f"python {policy.name} via {how}"):
                 done = _child(directory, how, "workload")
@@ -180,7 +171,7 @@ def test_libseccomp_fail_open_is_avoided_in_the_kernel(tmp_path: Path, subtests:
     profile.json with libseccomp's default, flat optimizer), so a libseccomp that no longer
     reproduces the trap (the skip at the end) never skips this check."""
     for policy in _examples():
-        directory = _compile(policy.with_mode(Mode.ENFORCE), tmp_path / policy.name)
+        directory = write_seccomp(policy.with_mode(Mode.ENFORCE), tmp_path / policy.name)
         refused = REFUSED_BY_EXAMPLE[policy.name]
         calls = json.dumps([CALLS[label] for label in sorted(refused) if label in CALLS])
         for optimize in (seccomp_loader.OPTIMIZE_PRIORITY, seccomp_loader.OPTIMIZE_BINARY_TREE):
