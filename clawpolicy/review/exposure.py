@@ -172,6 +172,19 @@ def check_dangerous_capabilities(ctx: Context) -> Iterator[Hit]:
                   "use 'capabilities drop all keep ...' without them, or say why in 'reason'")
 
 
+def check_netlink_any(ctx: Context) -> Iterator[Hit]:
+    """`netlink` (or `netlink raw|dgram`) opens every netlink protocol: audit, sock_diag,
+    netfilter and xfrm as well as the route protocol an agent needs for its interfaces."""
+    sockets = ctx.policy.sockets
+    if sockets is None:
+        return
+    for kind in sockets.allow:
+        if kind.family == "netlink" and kind.protocol is None:
+            yield Hit(f"'{kind}' allows every netlink protocol", "sockets", sockets.span,
+                      "name the protocols the agent needs, e.g. 'netlink route' (interface "
+                      "addresses: Node's os.networkInterfaces)")
+
+
 def check_credentials(ctx: Context) -> Iterator[Hit]:
     policy = ctx.policy
     if not policy.files and policy.capabilities is None:

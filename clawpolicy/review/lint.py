@@ -21,6 +21,7 @@ from clawpolicy.review.exposure import (
     WIDE_PREFIX,
     check_credentials,
     check_dangerous_capabilities,
+    check_netlink_any,
     check_dns_any_resolver,
     check_fqdn_without_dns,
     check_gateway_exposed,
@@ -119,6 +120,9 @@ CHECKS: tuple[Check, ...] = (
     Check("dangerous-capability", Severity.WARNING, "Dangerous capability kept",
           f"{', '.join(DANGEROUS_CAPS)} give raw network or system control.",
           check_dangerous_capabilities),
+    Check("netlink-any", Severity.WARNING, "Every netlink protocol allowed",
+          "A netlink socket of any protocol reaches the kernel's audit, sock_diag, netfilter "
+          "and xfrm interfaces; name the protocols (netlink route).", check_netlink_any),
     Check("credentials-not-denied", Severity.NOTE, "Credential directories not denied",
           f"A policy that confines the process should deny {', '.join(CREDENTIAL_DIRS)}.",
           check_credentials),

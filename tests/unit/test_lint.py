@@ -55,6 +55,12 @@ CASES: list[tuple[str, str, bool]] = [
     ("gateway-exposed", 'allow ingress from 192.168.1.0/24 port 22/tcp reason "r"', False),
     ("gateway-exposed", ('allow ingress from any port 18789/tcp reason "r"\n'
                         'deny ingress from 0.0.0.0/0, ::/0 port 18789/tcp reason "no"'), False),
+    ("netlink-any", 'sockets allow unix, netlink', True),
+    ("netlink-any", 'sockets allow unix, netlink dgram', True),
+    ("netlink-any", 'sockets allow unix, netlink raw', True),
+    ("netlink-any", 'sockets allow unix, netlink route', False),
+    ("netlink-any", 'sockets allow unix, netlink route, netlink sock_diag', False),
+    ("netlink-any", 'sockets allow unix, inet stream', False),
     ("mdns-allowed", 'allow egress to 224.0.0.0/4 port 5353/udp reason "r"', True),
     ("mdns-allowed", ('allow egress to 224.0.0.0/4 port 5353/udp reason "r"\n'
                      'deny egress to 224.0.0.251, ff02::fb port 5353/udp reason "no"'), False),
