@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import os
-import signal
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from clawpolicy.commands import HELP_FORMAT, Subparsers, positive_int, print_diagnostics
@@ -109,38 +106,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
                  f"listen={where} upstream={ups} ttl-cap={gate.cap} uid={os.getuid()} "
                  f"capeff={caps:#x}")
 
-    def run(gate: Gate, on_signal: Callable[[int], None] = lambda _sig: None) -> int:
+    def run(gate: Gate) -> int:
         try:
             asyncio.run(serve(gate, listen, reload=lambda: _load(args.policy, args.policy_name),
-                              after_bind=after_bind, ready=ready, reuse_port=args.workers > 1,
-                              on_signal=on_signal))
+                              after_bind=after_bind, ready=ready, reuse_port=args.workers > 1))
         except (OSError, privileges.PrivilegeError, SetError) as exc:
             print(f"clawpolicy: error: {exc}", file=sys.stderr)
             return ExitCode.POLICY_ERROR
         return ExitCode.OK
 
-    children = []
-    for _ in range(args.workers - 1):  # forked before any event loop or netlink use of theirs
-        pid = os.fork()
-        if pid == 0:
-            code: int = ExitCode.POLICY_ERROR
-            try:
-                code = run(Gate(policy, Libnftables(), options, mode=mode))
-            finally:
-                os._exit(code)  # never return into the parent's code
-        children.append(pid)
+    if args.workers == 1:
+        return run(gate)
+    from clawpolicy.dnsgate.workers import Supervisor
 
-    def forward(sig: int) -> None:
-        for pid in children:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, sig)
-
-    status = run(gate, forward)
-    if status != ExitCode.OK:
-        forward(signal.SIGTERM)
-    for pid in children:
-        os.waitpid(pid, 0)
-    return status
+    # every worker builds its own Gate after the fork: no event loop, socket or netlink
+    # handle is shared; the supervisor's own `gate` above only proved the sets are there
+    return Supervisor(args.workers, lambda: run(Gate(policy, Libnftables(), options, mode=mode))).run()
 
 
 def register(sub: Subparsers) -> None:
@@ -171,8 +152,8 @@ def register(sub: Subparsers) -> None:
                    help="the least an admitted address stays in its set (default: the sets' "
                         "timeout; never more)")
     s.add_argument("--workers", type=positive_int, default=1, metavar="N",
-                   help="processes sharing the listen addresses (SO_REUSEPORT; default 1); "
-                        "signals to the first reach them all")
+                   help="processes sharing the listen addresses (SO_REUSEPORT; default 1); with "
+                        "more than 1, a supervisor passes signals on and restarts a worker that dies")
     s.add_argument("--upstream-timeout", type=float, default=2.0, metavar="SECONDS",
                    help="per upstream and transport before the next one; all silent: SERVFAIL")
     s.set_defaults(func=cmd_serve)

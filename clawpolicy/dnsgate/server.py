@@ -340,21 +340,18 @@ async def open_listeners(gate: Gate, listen: Sequence[Address], *,
 
 async def serve(gate: Gate, listen: Sequence[Address], *, reload: Callable[[], Policy | None],
                 after_bind: Callable[[], None] = lambda: None,
-                ready: Callable[[], None] = lambda: None, reuse_port: bool = False,
-                on_signal: Callable[[int], None] = lambda _sig: None) -> None:
+                ready: Callable[[], None] = lambda: None, reuse_port: bool = False) -> None:
     """Run until SIGTERM/SIGINT; SIGHUP calls `reload` (None: keep the current policy).
-    `on_signal` is told of each signal first (the first worker passes them to the others)."""
+    With several workers, their supervisor passes each signal on (dnsgate/workers.py)."""
     loop = asyncio.get_running_loop()
     closers = await open_listeners(gate, listen, reuse_port=reuse_port)
     after_bind()
     stop = asyncio.Event()
 
-    def on_stop(sig: int) -> None:
-        on_signal(sig)
+    def on_stop() -> None:
         stop.set()
 
     def on_hup() -> None:
-        on_signal(signal.SIGHUP)
         policy = reload()
         if policy is None:
             gate.log("clawpolicy-dns: reload failed: keeping the current policy")
@@ -365,7 +362,7 @@ async def serve(gate: Gate, listen: Sequence[Address], *, reload: Callable[[], P
 
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_stop, sig)
+        loop.add_signal_handler(sig, on_stop)
     ready()
     await stop.wait()
     for close in closers:

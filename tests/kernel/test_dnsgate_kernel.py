@@ -292,3 +292,32 @@ def test_workers_share_the_port_and_the_signals(lab: tuple[Lab, Daemon], gate: C
     assert sum("stopped policy=gatelab" in line for line in resolver.lines()) == 2
     assert all(not os.path.exists(f"/proc/{pid}/status") or "Z" in open(f"/proc/{pid}/status").read().split("State:")[1][:4]
                for pid in pids)
+
+
+def _serving_pids(resolver: Resolver, count: int) -> list[str]:
+    """The pids of the first `count` "serving" lines, waiting for them."""
+    deadline = time.monotonic() + 30
+    while True:
+        pids = [line.split("pid=")[1].split()[0] for line in resolver.lines() if "serving policy=" in line]
+        if len(pids) >= count:
+            return pids[:count]
+        assert time.monotonic() < deadline, "\n".join(resolver.lines())
+        time.sleep(0.05)
+
+
+def test_a_worker_that_dies_is_replaced(lab: tuple[Lab, Daemon], gate: Callable[..., Resolver]) -> None:
+    """--workers 2: kill -9 one worker; the supervisor says so, starts another, which serves
+    (two distinct serving pids again), and SIGTERM still stops everything with status 0."""
+    lab_, _ = lab
+    resolver = gate(POLICY, "--workers", "2")
+    first = _serving_pids(resolver, 2)
+    os.kill(int(first[0]), signal.SIGKILL)
+    third = _serving_pids(resolver, 3)[2]
+    assert third not in first
+    assert any(f"worker pid={first[0]} killed by SIGKILL: started another" in line
+               for line in resolver.lines())
+    names = ["api.llm.test", "evil.test"] * 10
+    assert [a.rcode for a in lookup(lab_, *names)] == ["NOERROR", "REFUSED"] * 10
+    resolver.proc.terminate()
+    assert resolver.proc.wait(timeout=10) == 0
+    assert sum("stopped policy=gatelab" in line for line in resolver.lines()) == 2
