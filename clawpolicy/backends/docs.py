@@ -43,6 +43,7 @@ from clawpolicy.ir import (
     Policy,
     PortRange,
     Refusal,
+    ResolveRule,
     Rule,
     Span,
     SyscallRule,
@@ -146,6 +147,12 @@ def file_cells(f: FileRule | SyscallRule) -> Cells:
             f.expires, where(f.span)]
 
 
+def resolve_cells(rule: ResolveRule) -> Cells:
+    """One row for a `dns resolve` rule: its names, wildcards and documentation."""
+    return [rule.id, ", ".join(rule.names), ", ".join(f"*.{w}" for w in rule.wildcards), rule.reason,
+            rule.owner, rule.ticket, rule.expires, where(rule.span)]
+
+
 def fqdn_cells(policy: Policy, rule: Rule) -> Cells:
     # Lazy for the same reason as registry in render(); the set names are the nftables
     # target's own, so an auditor can `nft list set` them.
@@ -241,6 +248,7 @@ def render(policy: Policy, options: CompileOptions) -> str:
         rejects=rejects_text(policy),
         ingress_allow=[rule_cells(r, False) for r in select(Direction.INGRESS, Action.ALLOW)],
         fqdn=[fqdn_cells(policy, r) for r in rules if r.peers.has_fqdns],
+        resolve=[resolve_cells(r) for r in sorted(policy.resolve, key=lambda r: r.id)],
         nft_table=nftables.table_name(policy), where=where, local_dns_id=LOCAL_DNS_ID,
         log_prefix=nftables.log_prefix(policy, "would-deny" if policy.mode is Mode.SHADOW else "deny"),
         capabilities=policy.capabilities, sockets=policy.sockets,

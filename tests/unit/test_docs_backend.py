@@ -269,6 +269,7 @@ def test_hostile_text_in_a_policy_file(tmp_path: Path, subtests: Any) -> None:
   owner {s}
   allow egress to 192.0.2.1 port 443/tcp
     reason {line} owner {line} ticket {line}
+  dns resolve health.example, *.probe.example reason {line} owner {line} ticket {line}
   test {s} {{ expect deny egress 198.51.100.1 port 443/tcp }}
 }}
 """)
@@ -279,6 +280,9 @@ def test_hostile_text_in_a_policy_file(tmp_path: Path, subtests: Any) -> None:
             row = row_of(text, "Reason", rule_id)
             assert row["Reason"] == row["Owner"] == row["Ticket"] == one_line(value)
             assert row["Source"] == f"{claw.name}:4"
+            looked_up = row_of(text, "Wildcards", result.policies[0].resolve[0].id)
+            assert looked_up["Reason"] == looked_up["Owner"] == looked_up["Ticket"] == one_line(value)
+            assert (looked_up["Names"], looked_up["Wildcards"]) == ("health.example", "*.probe.example")
             assert row_of(text, "Verdict", one_line(value))["Result"] == "pass"
             assert str(tmp_path) not in text  # no absolute paths
             check_mermaid(mermaid_block(text))
