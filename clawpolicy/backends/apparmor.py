@@ -41,6 +41,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from clawpolicy.backends import support_tables
 from clawpolicy.backends.apparmor_text import aa_comment, aa_escape, glob_error, path_pattern
 from clawpolicy.backends.base import (
     Artifact, BackendResult, CompileOptions, Feature, Level, Support, annotations_problem,
@@ -353,24 +354,7 @@ class AppArmorBackend:
     name: str = "apparmor"
     summary: str = "an AppArmor profile (abi 3.0) and its security-profiles-operator resource"
     enforces: bool = True
-    support: Mapping[Feature, Support] = {
-        Feature.CIDR_PORT: Support(Level.NO, "AppArmor 3 network rules name socket families and "
-                                   "types, never addresses or ports"),
-        Feature.FQDN: Support(Level.NO, "AppArmor does not see domain names"),
-        Feature.WILDCARD: Support(Level.NO, "AppArmor does not see domain names"),
-        Feature.EXPLICIT_DENY: Support(Level.NO, "network deny rules name addresses, which "
-                                       "AppArmor 3 cannot match"),
-        Feature.INGRESS: Support(Level.NO, "AppArmor 3 cannot tell who connects"),
-        Feature.USER_SCOPE: Support(Level.NO, "a profile confines a program, whoever runs it"),
-        Feature.SOCKETS: Support(Level.YES, "network FAMILY TYPE rules; raw and packet denied "
-                                 "unless kept (unix sockets stay open for abstractions/base; "
-                                 "netlink protocols are not mediated)"),
-        Feature.SYSCALLS: Support(Level.NO, "AppArmor mediates objects, not system calls"),
-        Feature.CAPABILITIES: Support(Level.YES, "capability rules; dangerous ones denied explicitly"),
-        Feature.FILES: Support(Level.YES, "path rules: audited denies on the path and below "
-                               "(every home for ~/), owner-scoped writes for allowed ~/ paths"),
-        Feature.LOG_ONLY: Support(Level.YES, "flags=(complain), denials as audit rules"),
-    }
+    support: Mapping[Feature, Support] = support_tables.APPARMOR
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
         profile, diagnostics = build(policy, options)

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 import jinja2
 
+from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
     Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
 )
@@ -222,12 +223,7 @@ class DnsmasqBackend:
     summary: str = ("a dnsmasq fragment (nftset=) that fills the nftables FQDN sets from the "
                     "agent's resolver")
     enforces: bool = False  # it feeds the nftables target's sets; alone it blocks nothing
-    support: Mapping[Feature, Support] = {
-        Feature.FQDN: Support(Level.PARTIAL, "fills the nftables sets with each answer; names "
-                              "below an exact-only name are answered NXDOMAIN"),
-        Feature.WILDCARD: Support(Level.PARTIAL, "fills the nftables sets with each answer; the "
-                                  "wildcard's own suffix is answered NXDOMAIN unless allowed"),
-    }
+    support: Mapping[Feature, Support] = support_tables.DNSMASQ
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
         if not fqdn_groups(policy) and not policy.resolve:  # no domain: nothing to resolve

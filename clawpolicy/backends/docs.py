@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import jinja2
 
+from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
     Artifact,
     Backend,
@@ -258,7 +259,7 @@ class DocsBackend:
     name = "docs"
     summary = "Markdown documentation: rules, confinement, enforcement matrix, tests, flow diagram"
     enforces = False
-    support: Mapping[Feature, Support] = {}
+    support: Mapping[Feature, Support] = support_tables.DOCS
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
         text = render(policy, options)

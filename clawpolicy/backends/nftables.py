@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 
 import jinja2
 
+from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
     Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
 )
@@ -334,22 +335,7 @@ class NftablesBackend:
     name: str = "nftables"
     summary: str = "an nftables ruleset (one inet table; verdict maps; log-only in shadow mode)"
     enforces: bool = True
-    support: Mapping[Feature, Support] = {
-        Feature.CIDR_PORT: Support(Level.YES, "address interval verdict maps, then protocol . port classifiers"),
-        Feature.FQDN: Support(Level.PARTIAL, "address sets filled at run time by the dnsmasq "
-                              "target's resolver, or from a lock file (denied until then); DNS "
-                              "only through that resolver"),
-        Feature.WILDCARD: Support(Level.PARTIAL, "address sets filled at run time by the dnsmasq "
-                                  "target's resolver"),
-        Feature.EXPLICIT_DENY: Support(Level.YES, "deny maps are consulted before allow maps"),
-        Feature.INGRESS: Support(Level.YES, "input chain"),
-        Feature.USER_SCOPE: Support(Level.YES, "egress by meta skuid; ingress by the agent ports"),
-        Feature.SOCKETS: Support(Level.NO, "a firewall sees packets, not socket() calls"),
-        Feature.CAPABILITIES: Support(Level.NO, "a firewall cannot drop process capabilities"),
-        Feature.SYSCALLS: Support(Level.NO, "a firewall sees packets, not system calls"),
-        Feature.FILES: Support(Level.NO, "a firewall cannot see file access"),
-        Feature.LOG_ONLY: Support(Level.YES, "log 'would-deny' and accept"),
-    }
+    support: Mapping[Feature, Support] = support_tables.NFTABLES
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
         text, names = _render(policy, options)
