@@ -42,19 +42,23 @@ the TTL. The DNS gate (`clawpolicy dns serve`, backends/dnsgate.py) closes that 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 
 from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support,
 )
 from clawpolicy.backends.naming import NameClaim
 from clawpolicy.backends.nftables import FqdnGroup, fqdn_groups, group_owner, line_comment, table_name
+from clawpolicy.backends.templating import load_template
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Policy, Rule
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 @dataclass
@@ -161,9 +165,13 @@ def _wider(policy: Policy, domain: str, own: Sequence[FqdnGroup], below: Sequenc
         code="dnsmasq-wider")
 
 
+TEMPLATE = "dnsmasq/fragment.conf.j2"  # and its filters: test_templating.py compiles it ahead of time
+TEMPLATE_FILTERS: Mapping[str, Callable[[Any], str]] = {"line_comment": line_comment}
+
+
 @functools.cache
 def _template() -> jinja2.Template:
-    return load_template("dnsmasq/fragment.conf.j2", {"line_comment": line_comment})
+    return load_template(TEMPLATE, TEMPLATE_FILTERS)
 
 
 def resolve_only(policy: Policy, entries: Sequence[Entry]) -> list[tuple[str, bool]]:

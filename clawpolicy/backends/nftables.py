@@ -49,14 +49,14 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 
 from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support,
 )
 from clawpolicy.backends.naming import NameClaim, rule_owner
 from clawpolicy.backends.nft_layout import LOOKUP_KINDS, LookupKind, address_layout, port_keys, range_text
@@ -64,7 +64,11 @@ from clawpolicy.backends.nft_names import (
     FqdnGroup, chain_name, fqdn_groups, group_of, group_owner, line_comment, log_prefix, nft_string,
     port_signature, table_name,
 )
+from clawpolicy.backends.templating import load_template
 from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, Refusal, Rule
+
+if TYPE_CHECKING:
+    import jinja2
 
 # The names other modules import from here (they live in nft_names.py since the split).
 __all__ = ["BACKEND", "FqdnGroup", "chain_name", "fqdn_groups", "group_of", "group_owner",
@@ -308,9 +312,16 @@ class _Builder:
                 "reject with icmpx admin-prohibited"]
 
 
+TEMPLATE = "nftables/ruleset.nft.j2"  # and its filters: test_templating.py compiles it ahead of time
+TEMPLATE_FILTERS: Mapping[str, Callable[[Any], str]] = {
+    "nft_string": nft_string,
+    "line_comment": line_comment,
+}
+
+
 @functools.cache
 def _template() -> jinja2.Template:
-    return load_template("nftables/ruleset.nft.j2", {"nft_string": nft_string, "line_comment": line_comment})
+    return load_template(TEMPLATE, TEMPLATE_FILTERS)
 
 
 def render(policy: Policy, options: CompileOptions) -> str:
