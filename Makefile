@@ -39,6 +39,7 @@ bench: setup
 ## Regenerate golden files and generated/ after a reviewed change (then read the diff!).
 golden: setup
 	PYTHONHASHSEED=0 $(PY) -c "from clawpolicy.parse import write_tables; write_tables()"
+	CLAWPOLICY_REGENERATE=1 $(PY) -m pytest tests/unit/test_templating.py -q
 	$(PY) -m clawpolicy.cli compile $(EXAMPLES) --config $(CONFIG)
 	CLAWPOLICY_REGENERATE=1 $(PY) -m pytest tests/golden -q
 

@@ -20,10 +20,12 @@ import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clawpolicy.errors import Diagnostic, Location, Severity, closest
-from clawpolicy.review.finding import LintIgnore
+
+if TYPE_CHECKING:  # the review package is imported only when the config has lint ignores
+    from clawpolicy.review.finding import LintIgnore
 
 CONFIG_NAME = "clawpolicy.toml"
 PYPROJECT = "pyproject.toml"
@@ -251,7 +253,9 @@ def load(path: Path) -> Config:
 
 def _ignores(value: Any, base: Path, problem: Callable[[str, str | None], None],
              where: Callable[[str | None], Location]) -> Iterator[LintIgnore]:
+    from clawpolicy.review.finding import LintIgnore
     from clawpolicy.review.lint import CHECKS
+
     known = {c.id for c in CHECKS}
     if not isinstance(value, list):
         problem("[lint] ignore: expected a list of tables "

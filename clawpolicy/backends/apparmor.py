@@ -34,21 +34,25 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 import yaml
 
+from clawpolicy.backends import support_tables
 from clawpolicy.backends.apparmor_text import aa_comment, aa_escape, glob_error, path_pattern
 from clawpolicy.backends.base import (
     Artifact, BackendResult, CompileOptions, Feature, Level, Support, annotations_problem,
-    display_path, load_template,
+    display_path,
 )
 from clawpolicy.backends.naming import NameClaim, apparmor_profile_name
+from clawpolicy.backends.templating import load_template
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import CAPABILITIES, Action, FileRule, Mode, Policy, SocketKind, Span
+
+if TYPE_CHECKING:
+    import jinja2
 
 OPENCLAW_CLI = "/{usr,usr/local}/lib/node_modules/openclaw/openclaw.mjs"
 PROFILE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?$")  # also a Kubernetes name
@@ -316,9 +320,13 @@ class _Builder:
 # ------------------------------------------------------------------------------- rendering
 
 
+TEMPLATE = "apparmor/profile.j2"  # and its filters: test_templating.py compiles it ahead of time
+TEMPLATE_FILTERS: Mapping[str, Callable[[Any], str]] = {"aa_comment": aa_comment}
+
+
 @functools.cache
 def _template() -> jinja2.Template:
-    return load_template("apparmor/profile.j2", {"aa_comment": aa_comment})
+    return load_template(TEMPLATE, TEMPLATE_FILTERS)
 
 
 def build(policy: Policy, options: CompileOptions) -> tuple[Profile | None, list[Diagnostic]]:
@@ -353,24 +361,7 @@ class AppArmorBackend:
     name: str = "apparmor"
     summary: str = "an AppArmor profile (abi 3.0) and its security-profiles-operator resource"
     enforces: bool = True
-    support: Mapping[Feature, Support] = {
-        Feature.CIDR_PORT: Support(Level.NO, "AppArmor 3 network rules name socket families and "
-                                   "types, never addresses or ports"),
-        Feature.FQDN: Support(Level.NO, "AppArmor does not see domain names"),
-        Feature.WILDCARD: Support(Level.NO, "AppArmor does not see domain names"),
-        Feature.EXPLICIT_DENY: Support(Level.NO, "network deny rules name addresses, which "
-                                       "AppArmor 3 cannot match"),
-        Feature.INGRESS: Support(Level.NO, "AppArmor 3 cannot tell who connects"),
-        Feature.USER_SCOPE: Support(Level.NO, "a profile confines a program, whoever runs it"),
-        Feature.SOCKETS: Support(Level.YES, "network FAMILY TYPE rules; raw and packet denied "
-                                 "unless kept (unix sockets stay open for abstractions/base; "
-                                 "netlink protocols are not mediated)"),
-        Feature.SYSCALLS: Support(Level.NO, "AppArmor mediates objects, not system calls"),
-        Feature.CAPABILITIES: Support(Level.YES, "capability rules; dangerous ones denied explicitly"),
-        Feature.FILES: Support(Level.YES, "path rules: audited denies on the path and below "
-                               "(every home for ~/), owner-scoped writes for allowed ~/ paths"),
-        Feature.LOG_ONLY: Support(Level.YES, "flags=(complain), denials as audit rules"),
-    }
+    support: Mapping[Feature, Support] = support_tables.APPARMOR
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
         profile, diagnostics = build(policy, options)

@@ -9,17 +9,14 @@ target cannot enforce, and why) and the docs target prints it as the enforcement
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Literal, Protocol
 
 from clawpolicy.backends.naming import NameClaim
 from clawpolicy.errors import Diagnostic
 from clawpolicy.ir import Policy
-
-if TYPE_CHECKING:  # imported when a template target renders, not by every command
-    import jinja2
 
 
 @dataclass(frozen=True)
@@ -120,19 +117,6 @@ def annotations_problem(kind: str, annotations: Mapping[str, str]) -> str | None
         return None
     return (f"the {kind}'s annotations take {size} bytes; Kubernetes accepts at most "
             f"{ANNOTATIONS_MAX_BYTES}")
-
-
-def load_template(name: str, filters: Mapping[str, Callable[[Any], str]]) -> jinja2.Template:
-    """A template from clawpolicy/templates/ in the one environment every text target uses:
-    undefined names are errors, and nothing is escaped implicitly (autoescape off), so each
-    target passes its own escaping filters and every user string must go through one."""
-    import jinja2
-
-    env = jinja2.Environment(loader=jinja2.PackageLoader("clawpolicy", "templates"),
-                             undefined=jinja2.StrictUndefined, autoescape=False,
-                             keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(filters)
-    return env.get_template(name)
 
 
 class Backend(Protocol):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import Artifact, BackendResult, CompileOptions, Feature, Support
 from clawpolicy.backends.naming import NameClaim
 from clawpolicy.backends.nftables import fqdn_groups
@@ -140,7 +141,7 @@ class DnsGateBackend:
     summary: str = ("a systemd unit for the DNS gate (clawpolicy dns serve) and the resolv.conf "
                     "line that points at it")
     enforces: bool = False  # it feeds the nftables target's sets; alone it blocks nothing
-    support: Mapping[Feature, Support] = {}
+    support: Mapping[Feature, Support] = support_tables.DNSGATE
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
         if not fqdn_groups(policy) and not policy.resolve:

@@ -42,18 +42,23 @@ the TTL. The DNS gate (`clawpolicy dns serve`, backends/dnsgate.py) closes that 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 
+from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support,
 )
 from clawpolicy.backends.naming import NameClaim
 from clawpolicy.backends.nftables import FqdnGroup, fqdn_groups, group_owner, line_comment, table_name
+from clawpolicy.backends.templating import load_template
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Policy, Rule
+
+if TYPE_CHECKING:
+    import jinja2
 
 
 @dataclass
@@ -160,9 +165,13 @@ def _wider(policy: Policy, domain: str, own: Sequence[FqdnGroup], below: Sequenc
         code="dnsmasq-wider")
 
 
+TEMPLATE = "dnsmasq/fragment.conf.j2"  # and its filters: test_templating.py compiles it ahead of time
+TEMPLATE_FILTERS: Mapping[str, Callable[[Any], str]] = {"line_comment": line_comment}
+
+
 @functools.cache
 def _template() -> jinja2.Template:
-    return load_template("dnsmasq/fragment.conf.j2", {"line_comment": line_comment})
+    return load_template(TEMPLATE, TEMPLATE_FILTERS)
 
 
 def resolve_only(policy: Policy, entries: Sequence[Entry]) -> list[tuple[str, bool]]:
@@ -222,12 +231,7 @@ class DnsmasqBackend:
     summary: str = ("a dnsmasq fragment (nftset=) that fills the nftables FQDN sets from the "
                     "agent's resolver")
     enforces: bool = False  # it feeds the nftables target's sets; alone it blocks nothing
-    support: Mapping[Feature, Support] = {
-        Feature.FQDN: Support(Level.PARTIAL, "fills the nftables sets with each answer; names "
-                              "below an exact-only name are answered NXDOMAIN"),
-        Feature.WILDCARD: Support(Level.PARTIAL, "fills the nftables sets with each answer; the "
-                                  "wildcard's own suffix is answered NXDOMAIN unless allowed"),
-    }
+    support: Mapping[Feature, Support] = support_tables.DNSMASQ
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
         if not fqdn_groups(policy) and not policy.resolve:  # no domain: nothing to resolve

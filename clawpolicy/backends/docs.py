@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 
+from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
     Artifact,
     Backend,
@@ -31,8 +32,8 @@ from clawpolicy.backends.base import (
     Level,
     Support,
     display_path,
-    load_template,
 )
+from clawpolicy.backends.templating import load_template
 from clawpolicy.evaluate import run_tests
 from clawpolicy.ir import (
     LOCAL_DNS_ID,
@@ -49,6 +50,9 @@ from clawpolicy.ir import (
     SyscallRule,
 )
 from clawpolicy.markdown import md_cell, md_code, md_text, mermaid_label
+
+if TYPE_CHECKING:
+    import jinja2
 
 DIAGRAM_MAX_PEERS = 4  # a node lists this many peers, then "…": the tables hold the full list
 CONFINEMENT = (Feature.SOCKETS, Feature.CAPABILITIES, Feature.FILES)
@@ -218,10 +222,18 @@ def diagram(policy: Policy, rules: list[Rule]) -> tuple[str, list[Node], list[Ed
     return agent, nodes, edges
 
 
+TEMPLATE = "docs/policy.md.j2"  # and its filters: test_templating.py compiles it ahead of time
+TEMPLATE_FILTERS: Mapping[str, Callable[[Any], str]] = {
+    "md_text": md_text,
+    "md_cell": md_cell,
+    "md_code": md_code,
+    "mermaid_label": mermaid_label,
+}
+
+
 @functools.cache
 def _template() -> jinja2.Template:
-    return load_template("docs/policy.md.j2", {"md_text": md_text, "md_cell": md_cell,
-                                               "md_code": md_code, "mermaid_label": mermaid_label})
+    return load_template(TEMPLATE, TEMPLATE_FILTERS)
 
 
 def render(policy: Policy, options: CompileOptions) -> str:
@@ -266,7 +278,7 @@ class DocsBackend:
     name = "docs"
     summary = "Markdown documentation: rules, confinement, enforcement matrix, tests, flow diagram"
     enforces = False
-    support: Mapping[Feature, Support] = {}
+    support: Mapping[Feature, Support] = support_tables.DOCS
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
         text = render(policy, options)

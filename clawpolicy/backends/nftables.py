@@ -49,13 +49,14 @@ from __future__ import annotations
 
 import functools
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import jinja2
 
+from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Level, Support, load_template,
+    Artifact, BackendResult, CompileOptions, Feature, Level, Support,
 )
 from clawpolicy.backends.naming import NameClaim, rule_owner
 from clawpolicy.backends.nft_layout import LOOKUP_KINDS, LookupKind, address_layout, port_keys, range_text
@@ -63,7 +64,11 @@ from clawpolicy.backends.nft_names import (
     FqdnGroup, chain_name, fqdn_groups, group_of, group_owner, line_comment, log_prefix, nft_string,
     port_signature, table_name,
 )
+from clawpolicy.backends.templating import load_template
 from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, Refusal, Rule
+
+if TYPE_CHECKING:
+    import jinja2
 
 # The names other modules import from here (they live in nft_names.py since the split).
 __all__ = ["BACKEND", "FqdnGroup", "chain_name", "fqdn_groups", "group_of", "group_owner",
@@ -307,9 +312,16 @@ class _Builder:
                 "reject with icmpx admin-prohibited"]
 
 
+TEMPLATE = "nftables/ruleset.nft.j2"  # and its filters: test_templating.py compiles it ahead of time
+TEMPLATE_FILTERS: Mapping[str, Callable[[Any], str]] = {
+    "nft_string": nft_string,
+    "line_comment": line_comment,
+}
+
+
 @functools.cache
 def _template() -> jinja2.Template:
-    return load_template("nftables/ruleset.nft.j2", {"nft_string": nft_string, "line_comment": line_comment})
+    return load_template(TEMPLATE, TEMPLATE_FILTERS)
 
 
 def render(policy: Policy, options: CompileOptions) -> str:
@@ -334,22 +346,7 @@ class NftablesBackend:
     name: str = "nftables"
     summary: str = "an nftables ruleset (one inet table; verdict maps; log-only in shadow mode)"
     enforces: bool = True
-    support: Mapping[Feature, Support] = {
-        Feature.CIDR_PORT: Support(Level.YES, "address interval verdict maps, then protocol . port classifiers"),
-        Feature.FQDN: Support(Level.PARTIAL, "address sets filled at run time by the dnsmasq "
-                              "target's resolver, or from a lock file (denied until then); DNS "
-                              "only through that resolver"),
-        Feature.WILDCARD: Support(Level.PARTIAL, "address sets filled at run time by the dnsmasq "
-                                  "target's resolver"),
-        Feature.EXPLICIT_DENY: Support(Level.YES, "deny maps are consulted before allow maps"),
-        Feature.INGRESS: Support(Level.YES, "input chain"),
-        Feature.USER_SCOPE: Support(Level.YES, "egress by meta skuid; ingress by the agent ports"),
-        Feature.SOCKETS: Support(Level.NO, "a firewall sees packets, not socket() calls"),
-        Feature.CAPABILITIES: Support(Level.NO, "a firewall cannot drop process capabilities"),
-        Feature.SYSCALLS: Support(Level.NO, "a firewall sees packets, not system calls"),
-        Feature.FILES: Support(Level.NO, "a firewall cannot see file access"),
-        Feature.LOG_ONLY: Support(Level.YES, "log 'would-deny' and accept"),
-    }
+    support: Mapping[Feature, Support] = support_tables.NFTABLES
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
         text, names = _render(policy, options)

@@ -15,6 +15,7 @@ import importlib
 from collections.abc import Iterator, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING
 
+from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import Backend, CompileOptions, Feature, Level, Support
 from clawpolicy.errors import Diagnostic, Location, Severity
 from clawpolicy.ir import Action, Direction, Mode, Policy, Rule, Span
@@ -116,10 +117,19 @@ def targets_for(policy: Policy, targets: Sequence[str], options: CompileOptions 
 def support_of(backend: Backend, options: CompileOptions | None) -> Mapping[Feature, Support]:
     """A backend's support table; the k8s target's depends on its flavour and the lock."""
     if backend.name == "k8s" and options is not None:
-        from clawpolicy.backends import k8s
-
-        return k8s.support_for(options)
+        return support_tables.k8s_support_for(options)
     return backend.support
+
+
+def declared(name: str, options: CompileOptions | None) -> tuple[bool, Mapping[Feature, Support]]:
+    """(enforces, support table) of a target without importing its module: from
+    `support_tables` for the built-in targets, from the backend itself for a stand-in."""
+    if name not in support_tables.TARGETS:
+        return BACKENDS[name].enforces, BACKENDS[name].support
+    enforces, table = support_tables.TARGETS[name]
+    if name == "k8s" and options is not None:
+        return enforces, support_tables.k8s_support_for(options)
+    return enforces, table
 
 
 def features_used(policy: Policy) -> Iterator[tuple[Feature, str, Span]]:
@@ -156,9 +166,10 @@ def check_support(policy: Policy, targets: Sequence[str], strict: bool = False,
     A rule is reported when no selected enforcing target enforces it fully; partial support is
     a note naming how the target approximates it. `explicit`: the user named the targets, so a
     rule another (unselected) target enforces is a division of labour, not a gap: a note with
-    code "enforced-elsewhere" (the CLI sums these up in one line), never an error."""
+    code "enforced-elsewhere" (the CLI sums these up in one line), never an error. The
+    unselected targets are judged from `support_tables`, without importing them."""
     enforcing = [BACKENDS[t] for t in targets if BACKENDS[t].enforces]
-    others: list[str] | None = None  # the unselected targets that apply: imported only if asked
+    others: list[str] | None = None  # the unselected targets that apply: listed only if asked
 
     def unselected() -> list[str]:
         nonlocal others
@@ -189,9 +200,8 @@ def check_support(policy: Policy, targets: Sequence[str], strict: bool = False,
                                   f"{cover[1]}, which lets all of it through by {cover[0]} "
                                   "(every address on the same ports)", loc, code="covered"))
             continue
-        elsewhere = [n for n in unselected() if BACKENDS[n].enforces
-                     and (sup := support_of(BACKENDS[n], options).get(feature)) is not None
-                     and sup.level is not Level.NO]
+        elsewhere = [n for n in unselected() if (table := declared(n, options))[0]
+                     and (sup := table[1].get(feature)) is not None and sup.level is not Level.NO]
         if elsewhere:
             out.append(Diagnostic(Severity.NOTE, f"{rule_id}: {feature.value} enforced only by "
                                   f"other targets ({', '.join(elsewhere)})", loc,

@@ -58,6 +58,7 @@ from typing import Any
 import yaml
 
 from clawpolicy import seccomp_loader as loader
+from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
     Artifact, BackendResult, CompileOptions, Feature, Level, Support, annotations_problem, clip,
 )
@@ -280,24 +281,7 @@ class SeccompBackend:
     name = "seccomp"
     summary = "seccomp: OCI/Docker profile, security-profiles-operator resource, raw BPF filters"
     enforces = True
-    support: Mapping[Feature, Support] = {
-        Feature.CIDR_PORT: Support(Level.NO, "seccomp cannot read connect()/sendto() addresses "
-                                   "(a pointer, seccomp(2)); nftables filters destinations"),
-        Feature.FQDN: Support(Level.NO, "no names or addresses at the syscall layer"),
-        Feature.WILDCARD: Support(Level.NO, "no names or addresses at the syscall layer"),
-        Feature.EXPLICIT_DENY: Support(Level.NO, "network denies name addresses, which seccomp "
-                                       "cannot see"),
-        Feature.INGRESS: Support(Level.NO, "accept() has no peer address to filter on"),
-        Feature.USER_SCOPE: Support(Level.PARTIAL, "applies to the processes started under the "
-                                    "profile (runtime or launcher), whatever their user"),
-        Feature.SOCKETS: Support(Level.YES, "socket()/socketpair() family, type and netlink "
-                                 "protocol arguments"),
-        Feature.SYSCALLS: Support(Level.YES, "syscall allowlist (baseline + rules)"),
-        Feature.CAPABILITIES: Support(Level.PARTIAL, "refuses the syscalls of capabilities not "
-                                      "kept; the runtime sets the capability sets"),
-        Feature.FILES: Support(Level.NO, "paths are behind pointers"),
-        Feature.LOG_ONLY: Support(Level.YES, "SCMP_ACT_LOG (audit type=1326)"),
-    }
+    support: Mapping[Feature, Support] = support_tables.SECCOMP
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
         try:

@@ -33,6 +33,7 @@ import ipaddress
 import re
 from collections.abc import Mapping
 
+from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
     Artifact, BackendResult, CompileOptions, Feature, Level, Support,
 )
@@ -203,22 +204,7 @@ class SystemdBackend:
     name: str = "systemd"
     summary: str = "a drop-in for the agent's systemd unit (IP allow list, binds, syscalls, capabilities, paths)"
     enforces: bool = True
-    support: Mapping[Feature, Support] = {
-        Feature.CIDR_PORT: Support(Level.PARTIAL, "IPAddressAllow= per address, both directions, no ports"),
-        Feature.FQDN: Support(Level.NO, "IPAddressAllow= takes addresses only (compile --lock "
-                              "uses the locked ones)"),
-        Feature.WILDCARD: Support(Level.NO, "IPAddressAllow= takes addresses only"),
-        Feature.EXPLICIT_DENY: Support(Level.PARTIAL, "IPAddressDeny=any; a deny inside an allowed "
-                                       "network cannot be carved out (the allow list wins)"),
-        Feature.INGRESS: Support(Level.PARTIAL, "the same address list, no ports"),
-        Feature.USER_SCOPE: Support(Level.YES, "the unit's own sockets"),
-        Feature.SOCKETS: Support(Level.PARTIAL, "RestrictAddressFamilies=: families, not types"),
-        Feature.CAPABILITIES: Support(Level.YES, "CapabilityBoundingSet=, AmbientCapabilities="),
-        Feature.SYSCALLS: Support(Level.YES, "SystemCallFilter=, native architecture only"),
-        Feature.FILES: Support(Level.PARTIAL, "InaccessiblePaths= for denies; allows not expressed"),
-        Feature.LOG_ONLY: Support(Level.PARTIAL, "SystemCallLog= and an AppArmor complain profile "
-                                  "only: no log-only IP filter"),
-    }
+    support: Mapping[Feature, Support] = support_tables.SYSTEMD
 
     def compile(self, policy: Policy, options: CompileOptions) -> BackendResult:
         text, diags = render(policy, options)

@@ -83,20 +83,24 @@ def test_every_command_parses_as_with_the_full_parser(subtests: pytest.Subtests)
 
 
 def test_compile_imports_only_the_targets_it_builds(tmp_path: Path) -> None:
-    """`compile -t nftables` loads the nftables backend and none of the others (the registry
-    imports a target's module on first lookup), nor the lock and validation machinery. The
-    policy is one nftables enforces whole: for a rule it cannot enforce, the support check
-    imports the other targets to say which of them would (`enforced-elsewhere`)."""
+    """`compile -t nftables` of the bundled example loads the nftables backend and none of the
+    others (the registry imports a target's module on first lookup), nor the lock and
+    validation machinery. The example has rules only other targets enforce (sockets,
+    capabilities, files): the support check judges those from `support_tables`, and still
+    names the targets that would enforce them."""
     out = tmp_path / "out"
-    policy = tmp_path / "net.claw"
-    policy.write_text('policy net {\n  mode enforce\n  applies-to host\n'
-                      '  allow egress to 203.0.113.0/24 port 443/tcp reason "api" ticket T-1\n}\n')
-    modules = _modules_after(["compile", str(policy), "-t", "nftables", "-o", str(out)])
+    argv = ["compile", "examples/openclaw-workstation.claw", "-t", "nftables", "-o", str(out)]
+    modules = _modules_after(argv)
     assert "clawpolicy.backends.nftables" in modules
     others = ("apparmor", "dnsgate", "dnsmasq", "docs", "k8s", "seccomp", "systemd")
     assert [m for m in modules if m.split(".")[-1].startswith(others)] == []
     assert not {"yaml", "rich", "clawpolicy.lockfile", "clawpolicy.validate"} & modules
-    assert (out / "net" / "nftables" / "ruleset.nft").is_file()
+    assert not [m for m in modules if m.startswith("clawpolicy.review")]  # no lint ignores here
+    assert (out / "openclaw-workstation" / "nftables" / "ruleset.nft").is_file()
+    r = subprocess.run([sys.executable, "-m", "clawpolicy.cli", *argv], capture_output=True,
+                       text=True, cwd=REPO, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "enforced only by other targets (apparmor, seccomp, systemd)" in r.stderr
 
 
 def test_backend_table_names_each_module_by_its_target() -> None:
