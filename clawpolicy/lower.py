@@ -20,8 +20,8 @@ from clawpolicy import ir
 from clawpolicy.confine import RuleLowering, span
 from clawpolicy.errors import Diagnostic, Diagnostics, Location, Severity, closest
 from clawpolicy.kubernetes import DEFAULT_NAMESPACE, label_problem, namespace_problem
-from clawpolicy.literals import ipv4_hosts
-from clawpolicy.netspace import merge_ipv4_hosts, merge_networks, merge_ports
+from clawpolicy.literals import address_keys
+from clawpolicy.netspace import merge_networks, merge_ports, networks_of_keys
 from clawpolicy.includes import (
     Atom,
     Resolver,
@@ -283,10 +283,10 @@ class PolicyLowering(RuleLowering):
                             decl.peer_keyword.loc, f"write '{action.value} {direction.value} "
                             f"{expected} ...'", code="syntax")
         texts = decl.peers.texts
-        # A list of IPv4 hosts only (100,000 of them): integers in one pass, no Atom, no Word.
-        hosts = ipv4_hosts(texts) if len(texts) > 1 else None
+        # A list of address literals only (100,000 of them): integers, no Atom, no Word.
+        keys = address_keys(texts)
         atoms: list[Atom] = []
-        for index in range(len(texts)) if hosts is None else ():
+        for index in range(len(texts)) if keys is None else ():
             resolved = self.resolver.resolve_at(decl.peers, index)
             atoms.extend(resolved)
             if direction is ir.Direction.INGRESS:
@@ -304,7 +304,7 @@ class PolicyLowering(RuleLowering):
                             decl.refusal.loc if decl.refusal else decl.loc,
                             f"remove '{refusal.value}', or make the rule 'deny'", code="refusal")
             refusal = None
-        if docs is None or not (atoms or hosts):
+        if docs is None or not (atoms or keys):
             return []
         base_id = self._request_id(
             docs.get("id"), action.value[0] + direction.value[0],
@@ -316,8 +316,8 @@ class PolicyLowering(RuleLowering):
         groups: dict[tuple[ir.PortRange, ...], list[Atom]] = {}
         merged: dict[tuple[ir.PortRange, ...] | None, tuple[ir.PortRange, ...]] = {}
         rule_ports = merge_ports(explicit) if decl.ports else None
-        if rule_ports is not None or hosts is not None:  # one group (hashing the ports per
-            groups[rule_ports or ()] = atoms                 # atom costs 1 µs each)
+        if rule_ports is not None or keys is not None:  # one group (hashing the ports per
+            groups[rule_ports or ()] = atoms                # atom costs 1 µs each)
         for atom in atoms if rule_ports is None else ():
             if atom.ports not in merged:
                 ports = merged[atom.ports] = merge_ports(atom.ports or ())
@@ -328,8 +328,8 @@ class PolicyLowering(RuleLowering):
         out = []
         for n, (ports, group) in enumerate(ordered, 1):
             rule_id = base_id if len(ordered) == 1 else f"{base_id}.{n}"
-            peers, origin = ((_peers(group), (a.origin for a in group)) if hosts is None
-                             else (ir.Peers(ipv4=merge_ipv4_hosts(hosts)), texts))
+            peers, origin = ((_peers(group), (a.origin for a in group)) if keys is None
+                             else (_literal_peers(*keys), texts))
             out.append(ir.Rule(
                 id=rule_id, direction=direction, action=action, peers=peers, ports=ports,
                 reason=docs["reason"], owner=docs.get("owner"), ticket=docs.get("ticket"),
@@ -431,3 +431,9 @@ def _peers(atoms: list[Atom]) -> ir.Peers:
         wildcards=tuple(sorted({a.value for a in by_kind["wildcard"]})),
     )
 
+
+def _literal_peers(keys4: list[int], keys6: list[int]) -> ir.Peers:
+    """The peers of a list of address literals (`literals.address_keys`), sorted and merged."""
+    ipv4 = networks_of_keys(keys4, 4) if keys4 else ()
+    ipv6 = networks_of_keys(keys6, 6) if keys6 else ()
+    return ir.Peers(ipv4=ipv4, ipv6=ipv6)

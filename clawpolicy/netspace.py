@@ -14,10 +14,10 @@ product of their rules' ports.
 from __future__ import annotations
 
 import ipaddress
-from operator import attrgetter, itemgetter
+from operator import attrgetter, itemgetter, lt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar, overload
 
 from clawpolicy.ir import PortRange, Protocol
 
@@ -53,24 +53,26 @@ def merge_networks(networks: Iterable[N]) -> tuple[N, ...]:
     return tuple(out)
 
 
-def merge_ipv4_hosts(hosts: Iterable[int]) -> tuple[ipaddress.IPv4Network, ...]:
-    """`merge_networks` of IPv4 hosts given as integers (a list of 100,000 literals): sorted
-    and deduplicated as integers, each a network only once merged; runs of consecutive
-    addresses become the fewest networks covering them, as `collapse_addresses` makes."""
-    values = sorted(set(hosts))
-    if all(b - a > 1 for a, b in zip(values, values[1:])):  # none adjacent: the common case
-        return tuple([ipv4_network(v, 32) for v in values])
-    out: list[ipaddress.IPv4Network] = []
-    first = 0
-    for i, value in enumerate(values):
-        if i + 1 == len(values) or values[i + 1] != value + 1:  # the end of a run
-            if first == i:
-                out.append(ipv4_network(value, 32))
-            else:
-                out.extend(ipaddress.summarize_address_range(
-                    ipaddress.IPv4Address(values[first]), ipaddress.IPv4Address(value)))
-            first = i + 1
-    return tuple(out)
+@overload
+def networks_of_keys(keys: Sequence[int], family: Literal[4]) -> tuple[ipaddress.IPv4Network, ...]: ...
+@overload
+def networks_of_keys(keys: Sequence[int], family: Literal[6]) -> tuple[ipaddress.IPv6Network, ...]: ...
+def networks_of_keys(keys: Sequence[int], family: int) -> tuple[IPNetwork, ...]:
+    """`merge_networks` of networks given as `address << 8 | prefix` integers (a list of
+    100,000 literals): sorted and deduplicated as integers, a network object made only per
+    result. Networks that touch or overlap (rare in such lists) merge as `merge_networks` does."""
+    ordered = sorted(set(keys))
+    bits = 32 if family == 4 else 128
+    starts = [k >> 8 for k in ordered]
+    prefixes = [k & 255 for k in ordered]
+    ends = [lo + (1 << (bits - p)) for lo, p in zip(starts, prefixes)]  # one past the last
+    if not all(map(lt, ends, starts[1:])):  # some touch: leave it to the general merge
+        if family == 4:
+            return merge_networks([ipv4_network(lo, p) for lo, p in zip(starts, prefixes)])
+        return merge_networks([ipaddress.IPv6Network((lo, p)) for lo, p in zip(starts, prefixes)])
+    if family == 4:
+        return tuple(map(ipv4_network, starts, prefixes))
+    return tuple(ipaddress.IPv6Network((lo, p)) for lo, p in zip(starts, prefixes))
 
 
 def merge_ports(ports: Iterable[PortRange]) -> tuple[PortRange, ...]:
