@@ -8,6 +8,7 @@ from __future__ import annotations
 import ipaddress
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,7 +92,7 @@ def test_a_literal_list_lowers_as_the_same_words_one_by_one(tmp_path: Path) -> N
     added, which the fast path refuses): equal networks, origins in the order written."""
     texts = ["11.0.0.9", "10.0.0.0/8", "10.0.0.1", "2001:db8::/48", "11.0.0.8", "11.0.0.9"]
 
-    def lowered(peers: list[str]) -> tuple[object, ...]:
+    def lowered(peers: list[str]) -> tuple[Any, Any, tuple[str, ...]]:
         path = tmp_path / "p.claw"
         path.write_text("policy p {\n  applies-to host\n  allow egress to " + ", ".join(peers)
                         + ' port 443/tcp reason "r"\n}\n')
