@@ -406,7 +406,7 @@ _INTERVALS_KEPT = 64  # tuples remembered: a run's policies (old and new), not a
 _IP_AND_PREFIX = attrgetter("network_address._ip", "_prefixlen")
 
 
-def _intervals_of(networks: Sequence[IPNetwork]) -> list[Interval]:
+def network_intervals(networks: Sequence[IPNetwork]) -> list[Interval]:
     """`network_interval` of each network; for IPv4 read from the attributes `ipv4_network`
     sets (the public `int()` and `prefixlen` are a Python call each, 100,000 times)."""
     if networks and all(type(n) is IPv4Net for n in networks):
@@ -421,7 +421,7 @@ def intervals(networks: Sequence[IPNetwork]) -> tuple[Interval, ...]:
     hit = _INTERVALS.get(id(networks))
     if hit is not None and hit[0] is networks:
         return hit[1]
-    out = tuple(sorted(_intervals_of(networks)))
+    out = tuple(sorted(network_intervals(networks)))
     if len(_INTERVALS) >= _INTERVALS_KEPT:
         _INTERVALS.pop(next(iter(_INTERVALS)))
     _INTERVALS[id(networks)] = (networks, out)

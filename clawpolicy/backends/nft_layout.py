@@ -41,7 +41,7 @@ from operator import itemgetter, lt, ne
 from typing import Any
 
 from clawpolicy.ir import PortRange, Rule
-from clawpolicy.netspace import Box, canonical_ranges, interval_to_text, intervals, partition, protocol_number
+from clawpolicy.netspace import Box, canonical_ranges, interval_to_text, network_intervals, partition, protocol_number
 
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp"}
 FULL = {4: (0, (1 << 32) - 1), 6: (0, (1 << 128) - 1)}
@@ -160,12 +160,9 @@ class _Ctx:
 def _networks(rules: Sequence[Rule], family: int) -> list[tuple[int, int, tuple[int, ...]]]:
     """Every network of `rules` once, with the ranks naming it, enclosing networks first:
     sorted by first address, then by size, so a sweep with a stack sees the tree in order."""
-    nets = [(FULL[family],) if rule.peers.any else intervals(
-        rule.peers.ipv4 if family == 4 else rule.peers.ipv6) for rule in rules]
-    if len(rules) == 1:  # one rule (100,000 addresses): no owners to gather
-        ordered = nets[0]  # sorted
-        if all(map(lt, map(itemgetter(1), ordered), map(itemgetter(0), ordered[1:]))):  # apart
-            return [(lo, hi, (0,)) for lo, hi in ordered]
+    # Not `netspace.intervals`, which keeps its answers for the run (review reads them again).
+    nets = [[FULL[family]] if rule.peers.any else sorted(network_intervals(
+        rule.peers.ipv4 if family == 4 else rule.peers.ipv6)) for rule in rules]
     owners: dict[tuple[int, int], list[int]] = {}
     for rank, spans in enumerate(nets):
         for interval in spans:
@@ -364,6 +361,15 @@ def address_layout(rules: Sequence[Rule], family: int, stem: str,
         if stack:
             stack[-1][2] = hi + 1
 
+    if len(rules) == 1:  # one rule (100,000 addresses): no owners to gather
+        spans = sorted(network_intervals(rules[0].peers.ipv4 if family == 4 else rules[0].peers.ipv6)
+                       if not rules[0].peers.any else [FULL[family]])
+        if all(map(lt, map(itemgetter(1), spans), map(itemgetter(0), spans[1:]))):  # apart
+            only = emitter.context(None, (0,)).target
+            for lo, hi in spans:
+                add(lo, hi, only)
+            return Layout(family, regions, [emitter.chains[k] for k in sorted(emitter.chains)],
+                          [rules[0].id])
     networks = _networks(rules, family)
     if all(map(lt, map(itemgetter(1), networks), map(itemgetter(0), networks[1:]))):  # none nested
         targets: dict[tuple[int, ...], str] = {}  # no stack needed; one loop over 100,000
