@@ -12,34 +12,23 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import socket
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from clawpolicy.catalog import CatalogGroup, load_catalog
 from clawpolicy.errors import Diagnostics, Location, PolicyError, closest
-from clawpolicy.ir import PortRange, Protocol
+from clawpolicy.literals import Atom as Atom
+from clawpolicy.literals import _fast_ipv4
+from clawpolicy.literals import parse_literal as parse_literal
+from clawpolicy.literals import parse_port as parse_port
+from clawpolicy.literals import parse_port_text
+from clawpolicy.names import normalise_name as normalise_name
 from clawpolicy.parse import parse_text
-from clawpolicy.names import embedded_ipv4_problem, normalise_name
-from clawpolicy.netspace import ipv4_network
 from clawpolicy.sources import SourceError, read_policy
-from clawpolicy.syntax import Define, Include, SourceFile, ToSyntax, Word
+from clawpolicy.syntax import Define, Include, Peers, SourceFile, ToSyntax, Word
 
 MAX_FILES = 10_000  # policy files per compile, includes counted
-_PORT = re.compile(r"^(?:([0-9]+)(?:-([0-9]+))?|any)/(\w+)$")  # ASCII digits: \d admits ٤٤٣
-PROTOCOLS = {p.value: p for p in Protocol}
-
-
-@dataclass(frozen=True, slots=True)
-class Atom:
-    """One resolved peer: kind is any | net4 | net6 | name | wildcard."""
-
-    kind: str
-    value: str
-    origin: str  # the word as written in the rule (e.g. "@llm")
-    ports: tuple[PortRange, ...] | None = None  # catalog ports; None: the rule decides
-    net: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None  # parsed once, for net4/net6
 
 
 @dataclass
@@ -246,16 +235,10 @@ class Resolver:
         """The atoms of one peer word; `stack` is accepted for callers that validate a define
         (its name), and is otherwise unused: cycles are found while expanding."""
         text = word.text
-        # Address literals first (no other peer spells like one): one dict probe for a
-        # literal seen before, else the IPv4 fast path, before any other kind is tried.
-        cached = self._literals.get(text)
-        if cached is not None:
-            return [cached]
-        if text[:1].isdigit():
-            fast = _fast_ipv4(text)
-            if fast is not None:
-                literal = self._literals[text] = Atom("net4", text, text, None, fast)
-                return [literal]
+        # Address literals first (no other peer spells like one), before any other kind.
+        literal = self.literal(text)
+        if literal is not None:
+            return [literal]
         if text.startswith("@"):
             return self._ref(word)
         if text == "any":
@@ -269,6 +252,18 @@ class Resolver:
         if atom.kind in ("net4", "net6"):  # depends on the text alone; errors are never cached
             self._literals[text] = atom
         return [atom]
+
+    def literal(self, text: str) -> Atom | None:
+        """The atom of an address literal resolved before (one dict probe), or of a canonical
+        IPv4 one (the fast path); None: resolve its Word (`resolve`), which may need a position."""
+        cached = self._literals.get(text)
+        if cached is not None or not text[:1].isdigit():
+            return cached
+        fast = _fast_ipv4(text)
+        if fast is None:
+            return None
+        atom = self._literals[text] = Atom("net4", text, text, None, fast)
+        return atom
 
     def _suggestions(self) -> list[str]:
         return [*self.catalog, *(f"@{d}" for d in self.defines)]
@@ -291,13 +286,13 @@ class Resolver:
         """The atoms of a definition, every reference followed, depth first."""
         if name in self._expanded:
             return self._expanded[name]
-        frames: list[tuple[str, Iterator[Word], list[Atom]]] = [
-            (name, iter(self.defines[name].items), [])]
+        frames: list[tuple[str, Iterator[int], list[Atom]]] = [
+            (name, iter(range(len(self.defines[name].items))), [])]
         path = [name]
         while frames:
             current, pending, acc = frames[-1]
-            item = next(pending, None)
-            if item is None:
+            index = next(pending, None)
+            if index is None:
                 frames.pop()
                 path.pop()
                 done = self._expanded[current] = tuple(dict.fromkeys(acc))
@@ -305,10 +300,12 @@ class Resolver:
                     frames[-1][2].extend(Atom(a.kind, a.value, f"@{current}", a.ports, a.net)
                                          for a in done)
                 continue
-            if not item.text.startswith("@"):
-                acc.extend(self.resolve(item))
+            items = self.defines[current].items
+            text = items.texts[index]
+            if not text.startswith("@"):
+                acc.extend(self.resolve_at(items, index))
                 continue
-            ref = item.text[1:]
+            item, ref = items[index], text[1:]
             if ref not in self.defines:
                 self._unknown(item)
             elif ref in path:
@@ -319,9 +316,32 @@ class Resolver:
                 acc.extend(Atom(a.kind, a.value, item.text, a.ports, a.net)
                            for a in self._expanded[ref])
             else:
-                frames.append((ref, iter(self.defines[ref].items), []))
+                frames.append((ref, iter(range(len(self.defines[ref].items))), []))
                 path.append(ref)
         return self._expanded[name]
+
+    def resolve_at(self, peers: Peers, index: int) -> list[Atom]:
+        """The atoms of `peers[index]`, its Word (with a position) made only when needed: for
+        a reference (its expansion reports problems once, where it is written), or when the
+        item has a problem to report. Other kinds depend on the text alone (nothing but valid
+        literals is cached), so a second resolution with the Word reports exactly what the
+        first found."""
+        text = peers.texts[index]
+        literal = self.literal(text)
+        if literal is not None:
+            return [literal]
+        if text.startswith("@"):
+            return self.resolve(peers[index])
+        diag, self.diag = self.diag, Diagnostics()
+        try:
+            atoms = self.resolve(Word(text, _NOWHERE))
+            quiet = not self.diag.items
+        finally:
+            self.diag = diag
+        return atoms if quiet else self.resolve(peers[index])
+
+
+_NOWHERE = Location("<peer>")
 
 
 def _group_atoms(group: CatalogGroup, origin: str) -> list[Atom]:
@@ -332,129 +352,3 @@ def _group_atoms(group: CatalogGroup, origin: str) -> list[Atom]:
         net = ipaddress.ip_network(addr)
         atoms.append(Atom(f"net{net.version}", str(net), origin, ports, net))
     return atoms
-
-
-# A canonical IPv4 address or CIDR (no leading zeros): the common case, parsed in C by
-# inet_pton (strict dotted-quad decimal: it refuses "1.2.3", "01.2.3.4" and hex). Anything else
-# that looks like an address goes through `ipaddress`, which gives the error messages; the fast
-# path accepts only text `ipaddress` accepts, with the same network.
-def _fast_ipv4(text: str) -> ipaddress.IPv4Network | None:
-    """The network of a canonical IPv4 literal without host bits, else None (the slow path)."""
-    addr, slash, plen = text.partition("/")
-    if not text.isascii():
-        return None
-    try:
-        value = int.from_bytes(socket.inet_pton(socket.AF_INET, addr), "big")
-    except OSError:
-        return None
-    if not slash:
-        return ipv4_network(value, 32)
-    if not plen.isdigit() or (len(plen) > 1 and plen[0] == "0") or int(plen) > 32:
-        return None  # "/08", "/33", "/": leave to ipaddress
-    prefix = int(plen)
-    if value & ((1 << (32 - prefix)) - 1):
-        return None  # host bits set: the slow path says so, with a fix
-    return ipv4_network(value, prefix)
-
-
-def parse_literal(word: Word, diag: Diagnostics,
-                  suggestions: Iterable[str] | Callable[[], Iterable[str]] | None = None) -> Atom | None:
-    """An address, CIDR, FQDN or *.wildcard as written in a policy. `suggestions` (names for a
-    "did you mean" hint) may be a callable: it is only needed for an unknown peer."""
-    text = word.text
-    fast = _fast_ipv4(text) if text[:1].isdigit() else None
-    if fast is not None:
-        return Atom("net4", text, text, None, fast)
-    if _looks_like_address(text):
-        if "%" in text:  # ipaddress accepts fe80::1%eth0; no firewall rule can hold a zone
-            diag.error(f"invalid address '{text}': interface zones are not supported", word.loc,
-                       f"drop the zone: {re.sub(r'%[^/]*', '', text)}", code="address")
-            return None
-        try:
-            net = ipaddress.ip_network(text, strict=True)
-        except ValueError as exc:
-            try:
-                fix = ipaddress.ip_network(text, strict=False)
-            except ValueError:
-                diag.error(f"invalid address '{text}'", word.loc, str(exc), code="address")
-                return None
-            diag.error(f"{text} has host bits set", word.loc,
-                       f"did you mean {fix}? (or {text.split('/')[0]} for the single host)",
-                       code="cidr")
-            return None
-        problem = embedded_ipv4_problem(net)
-        if problem is not None:
-            diag.error(f"invalid address '{text}': {problem[0]}", word.loc, problem[1], code="address")
-            return None
-        return Atom(f"net{net.version}", text, text, None, net)
-    if text.startswith("*."):
-        name = normalise_name(text[2:])
-        if name is None:
-            diag.error(f"invalid wildcard '{text}'", word.loc,
-                       "a wildcard is '*.' followed by a domain name, e.g. *.slack.com", code="name")
-            return None
-        return Atom("wildcard", name, text)
-    if "*" in text:
-        diag.error(f"invalid wildcard '{text}'", word.loc,
-                   "only a leading '*.' is supported; use 'any' for every address", code="name")
-        return None
-    name = normalise_name(text)
-    if name is None or "." not in name:
-        options = suggestions() if callable(suggestions) else suggestions
-        guess = closest(text, list(options or []))
-        hint = f"did you mean {guess}?" if guess else (
-            "peers are addresses, CIDRs, domain names, *.wildcards, @definitions, catalog "
-            "groups (see `clawpolicy catalog`) or 'any'")
-        diag.error(f"unknown peer '{text}'", word.loc, hint, code="unknown-name")
-        return None
-    return Atom("name", name, text)
-
-
-def _looks_like_address(text: str) -> bool:
-    return ":" in text or bool(re.fullmatch(r"[0-9./]+", text))
-
-
-def parse_port_text(text: str) -> PortRange:
-    """A port item known to be valid (catalog data); see `parse_port` for user input."""
-    diag = Diagnostics()
-    port = parse_port(Word(text, Location("<catalog>")), diag)
-    if port is None:
-        raise ValueError(f"invalid catalog port {text!r}")
-    return port
-
-
-def parse_port(word: Word, diag: Diagnostics) -> PortRange | None:
-    """`443/tcp`, `8000-8100/tcp`, `any/udp`, `tcp`, `udp` or `icmp`."""
-    text = word.text.lower()
-    if text in PROTOCOLS:
-        return PortRange(protocol=PROTOCOLS[text])
-    m = _PORT.match(text)
-    if not m:
-        hint = "write ports as 443/tcp, 53/udp, 8000-8100/tcp, any/udp or icmp"
-        if text.isdigit():
-            hint = f"name the protocol: {text}/tcp or {text}/udp"
-        diag.error(f"invalid port '{word.text}'", word.loc, hint, code="port")
-        return None
-    lo_text, hi_text, proto_text = m.groups()
-    proto = PROTOCOLS.get(proto_text)
-    if proto is Protocol.ICMP and lo_text:
-        diag.error(f"icmp has no ports: '{word.text}'", word.loc, "write icmp alone", code="port")
-        return None
-    if proto is None:
-        guess = closest(proto_text, ["tcp", "udp"])
-        diag.error(f"unknown protocol '{proto_text}' in '{word.text}'", word.loc,
-                   f"did you mean {guess}?" if guess else "ports are tcp or udp; icmp has none",
-                   code="port")
-        return None
-    if lo_text is None:
-        return PortRange(protocol=proto)
-    lo = int(lo_text)
-    hi = int(hi_text) if hi_text else lo
-    if not (1 <= lo <= 65535 and 1 <= hi <= 65535):
-        diag.error(f"port out of range in '{word.text}'", word.loc, "ports are 1-65535", code="port")
-        return None
-    if lo > hi:
-        diag.error(f"empty port range '{word.text}'", word.loc, f"did you mean {hi}-{lo}/{proto_text}?",
-                   code="port")
-        return None
-    return PortRange(protocol=proto, first=lo, last=hi)

@@ -20,7 +20,8 @@ from clawpolicy import ir
 from clawpolicy.confine import RuleLowering, span
 from clawpolicy.errors import Diagnostic, Diagnostics, Location, Severity, closest
 from clawpolicy.kubernetes import DEFAULT_NAMESPACE, label_problem, namespace_problem
-from clawpolicy.netspace import merge_networks, merge_ports
+from clawpolicy.literals import address_keys
+from clawpolicy.netspace import merge_networks, merge_ports, networks_of_keys
 from clawpolicy.includes import (
     Atom,
     Resolver,
@@ -111,8 +112,8 @@ class PolicyLowering(RuleLowering):
         local = [s for s in decl.body if isinstance(s, Define)]
         self.resolver = Resolver([*self.file_defines, *local], self.diag)
         for define in self.resolver.defines.values():  # unused definitions must be valid too
-            for item in define.items:
-                self.resolver.resolve(item, (define.name.text,))
+            for index in range(len(define.items)):
+                self.resolver.resolve_at(define.items, index)
         settings = self._settings([s for s in decl.body if isinstance(s, Setting)])
         rules: list[ir.Rule] = []
         files: list[ir.FileRule] = []
@@ -281,16 +282,19 @@ class PolicyLowering(RuleLowering):
             self.diag.error(f"{direction.value} rules use '{expected}', not '{decl.peer_keyword.text}'",
                             decl.peer_keyword.loc, f"write '{action.value} {direction.value} "
                             f"{expected} ...'", code="syntax")
+        texts = decl.peers.texts
+        # A list of address literals only (100,000 of them): integers, no Atom, no Word.
+        keys = address_keys(texts)
         atoms: list[Atom] = []
-        for word in decl.peers:
-            resolved = self.resolver.resolve(word)
+        for index in range(len(texts)) if keys is None else ():
+            resolved = self.resolver.resolve_at(decl.peers, index)
             atoms.extend(resolved)
             if direction is ir.Direction.INGRESS:
                 named = [a for a in resolved if a.kind in ("name", "wildcard")]
                 if named:
                     shown = ("*." if named[0].kind == "wildcard" else "") + named[0].value
-                    self.diag.error(f"ingress peers must be addresses, but '{word.text}' names "
-                                    f"{shown}", word.loc, "a firewall sees where a packet "
+                    self.diag.error(f"ingress peers must be addresses, but '{texts[index]}' names "
+                                    f"{shown}", decl.peers[index].loc, "a firewall sees where a packet "
                                     "comes from, not a name; use addresses or CIDRs", code="ingress-fqdn")
         explicit = [p for p in (parse_port(w, self.diag) for w in decl.ports) if p is not None]
         docs = self._docs(decl.attrs, decl.loc, f"{action.value} {direction.value} rule")
@@ -300,20 +304,20 @@ class PolicyLowering(RuleLowering):
                             decl.refusal.loc if decl.refusal else decl.loc,
                             f"remove '{refusal.value}', or make the rule 'deny'", code="refusal")
             refusal = None
-        if docs is None or not atoms:
+        if docs is None or not (atoms or keys):
             return []
         base_id = self._request_id(
             docs.get("id"), action.value[0] + direction.value[0],
-            docs.get("ticket") or decl.peers[0].text, decl.loc, direction.value,
-            action.value, sorted(w.text.lower() for w in decl.peers),
+            docs.get("ticket") or texts[0], decl.loc, direction.value,
+            action.value, sorted(t.lower() for t in texts),
             sorted(w.text.lower() for w in decl.ports))
         # Without a port clause, catalog groups bring their own ports and literals mean every
         # port; atoms with different port sets become separate IR rules sharing the docs.
         groups: dict[tuple[ir.PortRange, ...], list[Atom]] = {}
         merged: dict[tuple[ir.PortRange, ...] | None, tuple[ir.PortRange, ...]] = {}
         rule_ports = merge_ports(explicit) if decl.ports else None
-        if rule_ports is not None:  # one group (hashing the ports per atom costs 1 µs each)
-            groups[rule_ports] = atoms
+        if rule_ports is not None or keys is not None:  # one group (hashing the ports per
+            groups[rule_ports or ()] = atoms                # atom costs 1 µs each)
         for atom in atoms if rule_ports is None else ():
             if atom.ports not in merged:
                 ports = merged[atom.ports] = merge_ports(atom.ports or ())
@@ -324,10 +328,12 @@ class PolicyLowering(RuleLowering):
         out = []
         for n, (ports, group) in enumerate(ordered, 1):
             rule_id = base_id if len(ordered) == 1 else f"{base_id}.{n}"
+            peers, origin = ((_peers(group), (a.origin for a in group)) if keys is None
+                             else (_literal_peers(*keys), texts))
             out.append(ir.Rule(
-                id=rule_id, direction=direction, action=action, peers=_peers(group), ports=ports,
+                id=rule_id, direction=direction, action=action, peers=peers, ports=ports,
                 reason=docs["reason"], owner=docs.get("owner"), ticket=docs.get("ticket"),
-                expires=docs.get("expires"), origin=tuple(dict.fromkeys(a.origin for a in group)),
+                expires=docs.get("expires"), origin=tuple(dict.fromkeys(origin)),
                 refusal=refusal, span=span(decl.loc), id_pinned="id" in docs))
         self.id_requests[-1][2].extend(out)
         return out
@@ -425,3 +431,9 @@ def _peers(atoms: list[Atom]) -> ir.Peers:
         wildcards=tuple(sorted({a.value for a in by_kind["wildcard"]})),
     )
 
+
+def _literal_peers(keys4: list[int], keys6: list[int]) -> ir.Peers:
+    """The peers of a list of address literals (`literals.address_keys`), sorted and merged."""
+    ipv4 = networks_of_keys(keys4, 4) if keys4 else ()
+    ipv6 = networks_of_keys(keys6, 6) if keys6 else ()
+    return ir.Peers(ipv4=ipv4, ipv6=ipv6)

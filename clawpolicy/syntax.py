@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
 
 import lark
 from lark import Transformer, v_args
@@ -35,7 +36,7 @@ class Include:
 @dataclass(frozen=True)
 class Define:
     name: Word
-    items: tuple[Word, ...]
+    items: Peers
     loc: Location
 
 
@@ -51,7 +52,7 @@ class RuleDecl:
     action: Word
     direction: Word
     peer_keyword: Word
-    peers: tuple[Word, ...]
+    peers: Peers
     ports: tuple[Word, ...]
     attrs: tuple[Attr, ...]
     loc: Location
@@ -145,13 +146,86 @@ class SourceFile:
 
 # One item of a PEERS token (the grammar's REF | WORD), a comment to skip, or a line break.
 _PEER_ITEM = re.compile(r"#[^\n]*|(\n)|@\w[\w-]*|[\w*~.\/:\[\]][\w*~.\/:\[\]+%-]*")
+_PEER_TEXT = re.compile(r"#[^\n]*|@\w[\w-]*|[\w*~.\/:\[\]][\w*~.\/:\[\]+%-]*")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PeerList:
-    """The words of one PEERS token (a whole comma-separated peer list), in order."""
+    """One PEERS token (a whole comma-separated peer list) and where it starts."""
 
-    words: tuple[Word, ...]
+    filename: str
+    text: str
+    line: int
+    column: int
+
+    def texts(self) -> list[str]:
+        """The items as written, in order: no Word, no position (a 100,000-address list)."""
+        if "#" not in self.text:  # items hold no blank or comma: splitting is exact
+            return self.text.replace(",", " ").split()
+        return [t for t in _PEER_TEXT.findall(self.text) if t[0] != "#"]
+
+    def words(self) -> tuple[Word, ...]:
+        return split_peers(self.filename, self.text, self.line, self.column)
+
+
+class Peers(Sequence[Word]):
+    """The peers of a rule or a definition: single words and whole PEERS tokens, in order.
+
+    `texts` is what lowering reads; a `Word` (with its position) is made only when indexed
+    or iterated, i.e. when a peer needs resolving one by one or a diagnostic points at one.
+    Equal to, and printed like, the tuple of its words."""
+
+    __slots__ = ("_parts", "_texts", "_words")
+
+    def __init__(self, parts: Sequence[Word | PeerList]) -> None:
+        self._parts = tuple(parts)
+        self._texts: tuple[str, ...] | None = None
+        self._words: tuple[Word, ...] | None = None
+
+    @property
+    def texts(self) -> tuple[str, ...]:
+        if self._texts is None:
+            out: list[str] = []
+            for part in self._parts:
+                if isinstance(part, Word):
+                    out.append(part.text)
+                else:
+                    out.extend(part.texts())
+            self._texts = tuple(out)
+        return self._texts
+
+    @property
+    def words(self) -> tuple[Word, ...]:
+        if self._words is None:
+            out: list[Word] = []
+            for part in self._parts:
+                out.extend((part,) if isinstance(part, Word) else part.words())
+            self._words = tuple(out)
+        return self._words
+
+    @overload
+    def __getitem__(self, index: int) -> Word: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Word, ...]: ...
+    def __getitem__(self, index: int | slice) -> Word | tuple[Word, ...]:
+        return self.words[index]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __iter__(self) -> Iterator[Word]:
+        return iter(self.words)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Peers):
+            other = other.words
+        return self.words == other if isinstance(other, tuple) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.words)
+
+    def __repr__(self) -> str:
+        return repr(self.words)
 
 
 def split_peers(filename: str, text: str, line: int, column: int) -> tuple[Word, ...]:
@@ -215,17 +289,7 @@ class ToSyntax(Transformer[lark.Token, Any]):
         return self._word(tok)
 
     def PEERS(self, tok: lark.Token) -> PeerList:  # noqa: N802
-        return PeerList(split_peers(self.filename, str(tok), tok.line or 0, tok.column or 0))
-
-    @staticmethod
-    def _flat(items: list[Any]) -> list[Any]:
-        """Items with a PeerList spread into its words."""
-        if not any(isinstance(i, PeerList) for i in items):
-            return items
-        out: list[Any] = []
-        for i in items:
-            out.extend(i.words if isinstance(i, PeerList) else (i,))
-        return out
+        return PeerList(self.filename, str(tok), tok.line or 0, tok.column or 0)
 
     def _kw(self, items: list[lark.Token]) -> Word:
         return self._word(items[0])
@@ -253,8 +317,7 @@ class ToSyntax(Transformer[lark.Token, Any]):
 
     @v_args(meta=True)
     def define(self, meta: Meta, items: list[Any]) -> Define:
-        items = self._flat(items)
-        return Define(items[0], tuple(items[1:]), self._loc(meta))
+        return Define(items[0], Peers(items[1:]), self._loc(meta))
 
     @v_args(meta=True)
     def policy(self, meta: Meta, items: list[Any]) -> PolicyDecl:
@@ -315,9 +378,8 @@ class ToSyntax(Transformer[lark.Token, Any]):
 
     @v_args(meta=True)
     def rule(self, meta: Meta, items: list[Any]) -> RuleDecl:
-        items = self._flat(items)
         action, direction, keyword = items[:3]
-        peers = tuple(i for i in items[3:] if isinstance(i, Word))
+        peers = Peers([i for i in items[3:] if isinstance(i, (Word, PeerList))])
         ports: tuple[Word, ...] = next((i for i in items[3:] if isinstance(i, tuple)), ())
         attrs = tuple(i for i in items[3:] if isinstance(i, Attr) and i.key != "refusal")
         refusal = next((i.value for i in items[3:] if isinstance(i, Attr) and i.key == "refusal"), None)

@@ -37,10 +37,11 @@ import socket
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter, lt, ne
 from typing import Any
 
 from clawpolicy.ir import PortRange, Rule
-from clawpolicy.netspace import Box, canonical_ranges, interval_to_text, network_interval, partition, protocol_number
+from clawpolicy.netspace import Box, canonical_ranges, interval_to_text, network_intervals, partition, protocol_number
 
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "ipv6-icmp"}
 FULL = {4: (0, (1 << 32) - 1), 6: (0, (1 << 128) - 1)}
@@ -114,8 +115,9 @@ class Layout:
 
     @functools.cached_property
     def kind(self) -> LookupKind:
-        verdicts = any(r[2] != self.regions[0][2] for r in self.regions)
-        interval = any(lo != hi for lo, hi, _ in self.regions)
+        firsts, lasts = map(itemgetter(0), self.regions), map(itemgetter(1), self.regions)
+        verdicts = len(set(map(itemgetter(2), self.regions))) > 1
+        interval = any(map(ne, firsts, lasts))
         return next(k for k in LOOKUP_KINDS if (k.verdicts, k.interval) == (verdicts, interval))
 
     @property
@@ -131,7 +133,7 @@ class Layout:
             return [f"{interval_to_text(lo, hi, self.family)} : jump {target}"
                     for lo, hi, target in self.regions]
         if not kind.interval and self.family == 4:
-            return _hosts_text([lo for lo, _, _ in self.regions])
+            return _hosts_text(list(map(itemgetter(0), self.regions)))
         return [interval_to_text(lo, hi, self.family) for lo, hi, _ in self.regions]
 
 
@@ -158,15 +160,12 @@ class _Ctx:
 def _networks(rules: Sequence[Rule], family: int) -> list[tuple[int, int, tuple[int, ...]]]:
     """Every network of `rules` once, with the ranks naming it, enclosing networks first:
     sorted by first address, then by size, so a sweep with a stack sees the tree in order."""
-    nets = [[FULL[family]] if rule.peers.any else list(map(
-        network_interval, rule.peers.ipv4 if family == 4 else rule.peers.ipv6)) for rule in rules]
-    if len(rules) == 1:  # one rule (100,000 addresses): no owners to gather
-        ordered = sorted(nets[0])  # lowering sorts them: linear
-        if all(a[0] != b[0] for a, b in zip(ordered, ordered[1:])):  # no repeats, none encloses the next
-            return [(lo, hi, (0,)) for lo, hi in ordered]
+    # Not `netspace.intervals`, which keeps its answers for the run (review reads them again).
+    nets = [[FULL[family]] if rule.peers.any else sorted(network_intervals(
+        rule.peers.ipv4 if family == 4 else rule.peers.ipv6)) for rule in rules]
     owners: dict[tuple[int, int], list[int]] = {}
-    for rank, intervals in enumerate(nets):
-        for interval in intervals:
+    for rank, spans in enumerate(nets):
+        for interval in spans:
             owners.setdefault(interval, []).append(rank)
     by_start = sorted((lo, -hi, tuple(own)) for (lo, hi), own in owners.items())
     return [(lo, -neg_hi, own) for lo, neg_hi, own in by_start]
@@ -362,10 +361,26 @@ def address_layout(rules: Sequence[Rule], family: int, stem: str,
         if stack:
             stack[-1][2] = hi + 1
 
+    if len(rules) == 1:  # one rule (100,000 addresses): no owners to gather
+        spans = sorted(network_intervals(rules[0].peers.ipv4 if family == 4 else rules[0].peers.ipv6)
+                       if not rules[0].peers.any else [FULL[family]])
+        if all(map(lt, map(itemgetter(1), spans), map(itemgetter(0), spans[1:]))):  # apart
+            only = emitter.context(None, (0,)).target
+            for lo, hi in spans:
+                add(lo, hi, only)
+            return Layout(family, regions, [emitter.chains[k] for k in sorted(emitter.chains)],
+                          [rules[0].id])
     networks = _networks(rules, family)
-    if all(a[1] < b[0] for a, b in zip(networks, networks[1:])):  # none nested: no stack needed
+    if all(map(lt, map(itemgetter(1), networks), map(itemgetter(0), networks[1:]))):  # none nested
+        targets: dict[tuple[int, ...], str] = {}  # no stack needed; one loop over 100,000
         for lo, hi, own in networks:
-            add(lo, hi, emitter.context(None, own).target)
+            target = targets.get(own)
+            if target is None:
+                target = targets[own] = emitter.context(None, own).target
+            if regions and regions[-1][1] + 1 == lo and regions[-1][2] == target:
+                regions[-1] = (regions[-1][0], hi, target)
+            else:
+                regions.append((lo, hi, target))
         networks = []
     for lo, hi, own in networks:
         while stack and stack[-1][0] < lo:

@@ -235,7 +235,8 @@ class _Builder:
         name = lookup_name(model.direction, action.value, kind, family)
         self.claim("set", name, f"address {kind.keyword} {name}")
         comment = nft_string(f"{model.direction} {action.value} IPv{family}: " + ", ".join(layout.ids))
-        elements = "".join(f"\t\t\t{e},\n" for e in layout.elements)
+        texts = layout.elements
+        elements = "\t\t\t" + ",\n\t\t\t".join(texts) + ",\n" if texts else ""
         model.maps.append(AddressLookup(name, family, comment, kind, elements, len(layout.regions)))
         verdict = f"vmap @{name}" if kind.verdicts else f"@{name} jump {layout.target}"
         model.lookups.append(f"{FAMILY_KEYWORD[family]} {addr} {verdict}")

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from clawpolicy.errors import Diagnostics, Location
-from clawpolicy.includes import _fast_ipv4, parse_literal
+from clawpolicy.literals import _fast_ipv4, parse_literal
 from clawpolicy.syntax import Word
 
 
