@@ -87,6 +87,10 @@ def _proto(text: object) -> str | None:
 
 
 def _port(value: object) -> int | None:
+    if type(value) is int:  # nearly every JSON record (not bool: its type is bool)
+        if 1 <= value <= 65535:
+            return value
+        raise BadFlow("port is not a number from 1 to 65535")
     if value is None or value == "":
         return None
     text = str(value).strip() if isinstance(value, (int, str)) and not isinstance(value, bool) else ""
@@ -133,6 +137,8 @@ def _name(value: object) -> str | None:
 
 
 def _text(value: object, what: str, most: int) -> str:
+    if type(value) is str and len(value) <= most:  # the usual case, first
+        return value
     text = "" if value is None else str(value) if isinstance(value, (str, int, float)) else None
     if text is None or len(text) > most:
         raise BadFlow(f"{what} is not a short text")

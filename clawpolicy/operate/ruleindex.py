@@ -31,6 +31,12 @@ def address_value(peer: str) -> tuple[int, int] | None:
             return 4, int.from_bytes(packed, "big")
     except (OSError, ValueError):  # not dotted-quad; a NUL or a lone surrogate (ValueError)
         pass
+    try:  # canonical IPv6 text (what flowfile writes) likewise; inet_ntop's text is text
+        packed = socket.inet_pton(socket.AF_INET6, peer)  # ipaddress reads as the same address
+        if socket.inet_ntop(socket.AF_INET6, packed) == peer:
+            return 6, int.from_bytes(packed, "big")
+    except (OSError, ValueError):
+        pass
     try:
         address = ipaddress.ip_address(peer)
     except ValueError:
