@@ -29,7 +29,7 @@ import ipaddress
 import json
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -168,7 +168,8 @@ def _from_mapping(row: dict[str, Any]) -> FlowRecord:
 
 
 _Numbered = Sequence[tuple[int, str]]
-_scan = json.JSONDecoder().scan_once  # one JSON value at an index: (value, end)
+# One JSON value at an index: (value, end); the decoder's own scanner (typeshed lacks the attribute).
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 _JSON_SPACE = " \t\n\r"  # the whitespace JSON allows around a value
 
 
