@@ -17,6 +17,7 @@ from clawpolicy.commands import (
     add_config_arguments,
     positive_int,
     print_diagnostics,
+    progress,
 )
 from clawpolicy.commands.compile_args import (
     dns_upstream,
@@ -98,11 +99,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
                              k8s_namespace=args.k8s_namespace, k8s_container=args.k8s_container,
                              dns_upstreams=tuple(args.dns_upstream or ()),
                              systemd_unit=args.systemd_unit or CompileOptions.systemd_unit)
-    result = compile_paths(args.policies, targets, mode=ir.Mode(args.mode) if args.mode else None,
-                           strict=args.strict, validate=args.validate, lock=args.lock,
-                           options=options, explicit=bool(args.target),
-                           include_root=args.include_root,
-                           refusal=(_refusal(args.deny_action), _refusal(args.ingress_deny_action)))
+    with progress.step(f"compiling for {', '.join(targets)}"):  # a spinner on a terminal only
+        result = compile_paths(args.policies, targets, mode=ir.Mode(args.mode) if args.mode else None,
+                               strict=args.strict, validate=args.validate, lock=args.lock,
+                               options=options, explicit=bool(args.target),
+                               include_root=args.include_root,
+                               refusal=(_refusal(args.deny_action), _refusal(args.ingress_deny_action)))
     report_diagnostics(result.diagnostics, result.sources, verbose=args.verbose)
     for line in result.validations:
         print(f"validated {line}", file=sys.stderr)

@@ -31,6 +31,9 @@ examples:
       project config accepts them with [[lint.ignore]] check/rule/file/reason. Suppressed
       findings are counted, not shown, in text; JSON and SARIF keep them, marked
 
+Rules without an explicit `id` are one note per file in text (how many, the first IDs, and
+`clawpolicy fmt --add-ids FILE` to pin them all); -v lists each, as JSON and SARIF always do.
+
 Exit status: 1 if an unsuppressed finding at or above --fail-on (default: error) exists,
 2 usage, else 0. Settings come from the command line, else the project config
 (clawpolicy.toml [lint], see docs/config.md), else the defaults.
@@ -45,7 +48,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
     import datetime as dt
 
     from clawpolicy import config
-    from clawpolicy.review import sarif, suppress
+    from clawpolicy.review import explicit_id, sarif, suppress
     from clawpolicy.review.lint import CHECKS, at_or_above, lint, render_text, to_json
 
     try:
@@ -79,8 +82,8 @@ def cmd_lint(args: argparse.Namespace) -> int:
         print(sarif.dumps(findings), end="")
     elif args.format == "json":
         print(json.dumps(to_json(findings), indent=2, sort_keys=True))
-    elif findings:
-        print(render_text(findings))
+    elif findings:  # rules without an id: one note per file, unless -v (explicit_id.py)
+        print(render_text(findings if args.verbose else explicit_id.summarise(findings)))
     failed = at_or_above(findings, Severity(args.fail_on))
     return ExitCode.POLICY_ERROR if failed else ExitCode.OK
 
@@ -108,6 +111,9 @@ def register(sub: Subparsers) -> None:
                    help="TCP port operators log in on (repeatable; default 22): a host policy "
                         "that allows no ingress to it is a lockout; declaring ports makes that an "
                         "error (the host is run remotely), else it is a warning")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="text format: one explicit-id note per rule (default: one per file, "
+                        "naming the first few; JSON and SARIF always list each rule)")
     p.add_argument("--fail-on", choices=[s.value for s in Severity],
                    help="exit 1 when a finding of this severity or worse exists (default: error)")
     add_config_arguments(p)

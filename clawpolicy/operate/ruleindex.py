@@ -15,7 +15,7 @@ from __future__ import annotations
 import bisect
 import ipaddress
 import socket
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 
 from clawpolicy.evaluate import Flow, Verdict, evaluate, ports_match, rule_matches
 from clawpolicy.ir import Policy, Rule
@@ -30,6 +30,12 @@ def address_value(peer: str) -> tuple[int, int] | None:
         if socket.inet_ntop(socket.AF_INET, packed) == peer:
             return 4, int.from_bytes(packed, "big")
     except (OSError, ValueError):  # not dotted-quad; a NUL or a lone surrogate (ValueError)
+        pass
+    try:  # canonical IPv6 text (what flowfile writes) likewise; inet_ntop's text is text
+        packed = socket.inet_pton(socket.AF_INET6, peer)  # ipaddress reads as the same address
+        if socket.inet_ntop(socket.AF_INET6, packed) == peer:
+            return 6, int.from_bytes(packed, "big")
+    except (OSError, ValueError):
         pass
     try:
         address = ipaddress.ip_address(peer)
@@ -59,15 +65,29 @@ class RuleIndex:
             self._regions[family] = (starts, ends, kept)
         self._anywhere = tuple(rules[i] for i in self._always)
 
-    def _candidates(self, flow: Flow) -> Sequence[Rule] | None:
-        """The rules whose peers hold the flow's address (None for a name)."""
-        where = address_value(flow.peer)
-        if where is None:
-            return None
+    def _rules_at(self, where: tuple[int, int]) -> tuple[Rule, ...]:
         starts, ends, kept = self._regions[where[0]]
         value = where[1]
         k = bisect.bisect_right(starts, value) - 1
         return kept[k] if k >= 0 and ends[k] >= value else self._anywhere
+
+    def _candidates(self, flow: Flow) -> Sequence[Rule] | None:
+        """The rules whose peers hold the flow's address (None for a name)."""
+        where = address_value(flow.peer)
+        return None if where is None else self._rules_at(where)
+
+    def kind(self, peer: str) -> Hashable:
+        """What the evaluator reads of an address: the rules whose peers hold it (one shared
+        object per set of rules) and whether it is loopback. Two addresses of one kind get
+        the same verdict and match the same rules for any protocol, port and user, so
+        `simulate` decides each kind once, not each of 100,000 addresses. A name is its own
+        kind (the evaluator matches names by text)."""
+        where = address_value(peer)
+        if where is None:
+            return peer
+        family, value = where
+        loopback = value >> 24 == 127 if family == 4 else value == 1
+        return id(self._rules_at(where)), loopback
 
     def matching(self, flow: Flow) -> Sequence[Rule]:
         """The rules that cover `flow`, whatever the others say (`evaluate.rule_matches`)."""

@@ -98,3 +98,14 @@ def test_progress_only_on_a_terminal(tmp_path: Path, capsys: pytest.CaptureFixtu
     from clawpolicy.commands import progress
     with progress.step("comparing"):
         pass  # a terminal gets a spinner (rich); nothing is asserted about time
+
+
+def test_compile_shows_progress_on_a_terminal_only(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = _write(tmp_path / "p.claw", 'allow egress to 198.51.100.0/24 port 443/tcp reason "svc"')
+    args = ["compile", str(policy), "-o", str(tmp_path / "out"), "--target", "nftables", "--no-config"]
+    assert main(args) == 0
+    assert "compiling" not in capsys.readouterr().err
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(args) == 0
+    assert "compiling for nftables" in capsys.readouterr().err

@@ -107,3 +107,50 @@ def test_cli_add_ids(tmp_path: Path, subtests: pytest.Subtests, capsys: pytest.C
         bad.write_text('policy b {\n  allow egress to 192.0.2.1\n}\n')
         assert main(["fmt", "--add-ids", str(bad)]) == 1
         assert bad.read_text() == 'policy b {\n  allow egress to 192.0.2.1\n}\n'
+
+
+def test_lint_text_summarises_the_notes_per_file(tmp_path: Path, subtests: pytest.Subtests,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """A real policy lacks an id on nearly every rule: text gets one note per file naming the
+    first IDs and `fmt --add-ids`; -v, JSON and SARIF keep one per rule."""
+    import json
+    src = tmp_path / "p.claw"
+    src.write_text(POLICY)
+    (tmp_path / "shared.claw").write_text(SHARED)
+    with subtests.test("text: one note, the count, the first three IDs, the command"):
+        assert main(["lint", str(src), "--no-config"]) == 0
+        notes = [line for line in capsys.readouterr().out.splitlines() if "[explicit-id]" in line]
+        assert notes == [f"{src}:5:3: note: [explicit-id] 6 rules have no explicit id "
+                         "(ae-sec-1, ae-sec-2, de-169-254-169-254 and 3 more)"]
+    with subtests.test("-v: one note per rule"):
+        assert main(["lint", str(src), "--no-config", "-v"]) == 0
+        assert capsys.readouterr().out.count("[explicit-id] rule has no explicit id") == 6
+    for fmt in ("json", "sarif"):
+        with subtests.test(f"{fmt}: one result per rule"):
+            assert main(["lint", str(src), "--no-config", "--format", fmt]) == 0
+            out = capsys.readouterr().out
+            results = (json.loads(out) if fmt == "json" else json.loads(out)["runs"][0]["results"])
+            ids = [r for r in results if r.get("check", r.get("ruleId")) == "explicit-id"]
+            assert len(ids) == 6
+    with subtests.test("a single note stays as it is"):
+        src.write_text('policy q {\n  applies-to host\n  allow egress to 192.0.2.1 port 443/tcp reason "r"\n}\n')
+        assert main(["lint", str(src), "--no-config"]) == 0
+        assert "rule has no explicit id (ae-192-0-2-1)" in capsys.readouterr().out
+
+
+def test_summarise_keeps_suppressed_and_other_files_apart() -> None:
+    from clawpolicy.errors import Location, Severity
+    from clawpolicy.review import explicit_id
+    from clawpolicy.review.finding import Finding, Suppression
+
+    def note(file: str, line: int, rule: str, accepted: bool = False) -> Finding:
+        why = Suppression("inSource", "no dashboards") if accepted else None
+        return Finding("explicit-id", Severity.NOTE, "rule has no explicit id", rule, Location(file, line, 3),
+                       f"add `id {rule}`", why)
+    other = Finding("wide-egress", Severity.WARNING, "wide", "ae-x", Location("a.claw", 2, 3), "")
+    findings = [note("a.claw", 1, "a1"), other, note("a.claw", 3, "a2"), note("a.claw", 4, "a3", True),
+                note("b.claw", 1, "b1")]
+    got = explicit_id.summarise(findings)
+    assert [(f.location.file, f.location.line, f.rule_id) for f in got] == [
+        ("a.claw", 1, None), ("a.claw", 2, "ae-x"), ("a.claw", 4, "a3"), ("b.claw", 1, "b1")]
+    assert got[0].message == "2 rules have no explicit id (a1, a2)"

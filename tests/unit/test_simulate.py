@@ -174,6 +174,10 @@ BAD_LINES: list[tuple[str, str, str]] = [  # (format, label, line): each one lin
     ("jsonl", "time of 1 KiB", '{"dst": "192.0.2.1", "time": "' + "t" * 1024 + '"}'),
     ("jsonl", "address with junk", '{"dst": "192.0.2.1/24"}'),
     ("jsonl", "lone surrogate", '{"dst": "\\ud800"}'),
+    ("jsonl", "text after the object", '{"dst": "192.0.2.1"} x'),
+    ("jsonl", "two objects", '{"dst": "192.0.2.1"}{"dst": "192.0.2.3"}'),
+    ("jsonl", "byte order mark", '\ufeff{"dst": "192.0.2.1"}'),
+    ("jsonl", "a list", '[{"dst": "192.0.2.1"}]'),
     ("csv", "field over 128 KiB", "t,egress,,192.0.2.1,443,tcp,," + "x" * (200 * 1024)),
     ("csv", "bare CR", "t,egress,,192.0.2.1,443,tcp,,\ra.example"),
     ("csv", "open quote", 't,egress,,"192.0.2.1,443,tcp,,'),
@@ -386,3 +390,62 @@ def test_the_rule_index_decides_as_the_evaluator(tmp_path: Path, subtests: Any) 
                             rng.choice([22, 53, 443, 8080, None]), rng.choice([None, "openclaw", "root"]))
                 assert index.evaluate(flow) == evaluate(policy, flow), flow
                 assert index.matching_ids(flow) == [r.id for r in policy.rules if rule_matches(r, flow)]
+
+
+def test_addresses_of_one_kind_decide_alike(tmp_path: Path, subtests: Any) -> None:
+    """`simulate` decides each `RuleIndex.kind` once: every address of a kind must get the
+    evaluator's verdict of every other, and match the same rules, for any flow shape."""
+    from clawpolicy.evaluate import Flow, evaluate, rule_matches
+    from clawpolicy.ir import Direction
+    from clawpolicy.operate.ruleindex import RuleIndex
+    rng = random.Random(1717)
+    addresses = ["10.0.0.1", "10.0.0.2", "10.1.2.3", "10.1.3.4", "10.255.255.255", "11.0.0.0", "192.0.2.200",
+                 "192.0.2.201", "127.0.0.1", "127.9.9.9", "128.0.0.1", "2001:db8::5", "2001:db8::6",
+                 "2001:db9::1", "::1", "::2", "::ffff:127.0.0.1", "100.64.1.9", "100.64.2.9", "0.0.0.0"]
+    for name, text in INDEX_POLICIES.items():
+        with subtests.test(msg=name):
+            (tmp_path / name).mkdir()
+            policy = _policy(tmp_path / name, text)
+            index = RuleIndex(policy)
+            kinds: dict[object, list[str]] = {}
+            for address in addresses:
+                kinds.setdefault(index.kind(address), []).append(address)
+            assert index.kind("api.example.com") == "api.example.com"
+            for _ in range(300):
+                shape = (rng.choice(list(Direction)), rng.choice(list(Protocol)), rng.choice([22, 53, 443, None]),
+                         rng.choice([None, "openclaw", "root"]))
+                for same in kinds.values():
+                    flows = [Flow(shape[0], a, shape[1], shape[2], shape[3]) for a in same]
+                    assert len({evaluate(policy, f) for f in flows}) == 1, flows
+                    assert len({tuple(r.id for r in policy.rules if rule_matches(r, f)) for f in flows}) == 1
+
+
+def test_simulate_by_kind_reports_as_per_flow_evaluation(tmp_path: Path) -> None:
+    """The report of many flows to distinct addresses is what deciding each flow alone gives."""
+    from clawpolicy.evaluate import Flow, evaluate
+    from clawpolicy.ir import Direction, Mode
+    rng = random.Random(7)
+    policy = _policy(tmp_path, INDEX_POLICIES[next(iter(INDEX_POLICIES))]).with_mode(Mode.ENFORCE)
+    records = [flowfile.FlowRecord(rng.choice(["egress", "ingress"]), f"10.1.{rng.randrange(4)}.{rng.randrange(256)}",
+                                   rng.choice(["10.0.0.1", "10.1.2.3", "127.0.0.1", "2001:db8::5", "8.8.8.8",
+                                               f"10.1.{rng.randrange(4)}.{rng.randrange(256)}"]),
+                                   rng.choice([22, 53, 443]), rng.choice(["tcp", "udp"]), f"t{i:04}")
+               for i in range(2000)]
+    sim = simulate.simulate(policy, records)
+    allowed: dict[str, int] = {}
+    denied: dict[str, int] = {}
+    for r in records:
+        v = evaluate(policy, Flow(Direction(r.direction), r.peer, Protocol(r.proto), r.port))
+        if v.cause in ("out-of-scope", "loopback"):
+            continue
+        label = v.rule_id or f"default-{r.direction}"
+        into = allowed if v.action.value == "allow" else denied
+        into[label] = into.get(label, 0) + 1
+    assert sim.allowed == dict(sorted(allowed.items())) and sim.denied == dict(sorted(denied.items()))
+    assert sim.flows == 2000 and sim.blocked_flows == sum(denied.values())
+
+
+def test_json_lines_take_whitespace_around_the_object() -> None:
+    got = flowfile.parse_flows(['  {"dst": "192.0.2.1"}\t ', '\t{"dst": "192.0.2.2", "port": 443}'], "jsonl")
+    assert [(f.dst, f.port) for f in got.flows] == [("192.0.2.1", None), ("192.0.2.2", 443)]
+    assert got.unrecognised == 0
