@@ -12,6 +12,10 @@ what was printed, so a row that got fast by failing, or a Markdown comment over 
     python benchmarks/review_bench.py --networks 10000 --flows 15000 --repeat 1
     python benchmarks/review_bench.py --keep /tmp/scale --only diff
     python benchmarks/review_bench.py --repo /path/to/main --no-huge   # the same rows, another checkout
+    python benchmarks/review_bench.py --split        # also: CPU in load_policies vs after it
+
+--split runs each row once more in one process (`cli.main`, imports done before timing) with
+`load_policies` timed, and prints the command's own share: what is left once loads are fast.
 """
 
 from __future__ import annotations
@@ -76,6 +80,37 @@ def run(args: list[str], repeat: int, repo: Path = REPO) -> tuple[float, float, 
     return statistics.median(times), statistics.median(cpus), status, size
 
 
+SPLIT = """
+import sys, time, io, contextlib, importlib
+import clawpolicy.lower as lower
+from clawpolicy import cli
+spent = [0.0]
+real = lower.load_policies
+def timed(*a, **k):
+    t = time.process_time()
+    try:
+        return real(*a, **k)
+    finally:
+        spent[0] += time.process_time() - t
+for name in ("clawpolicy.commands.diff", "clawpolicy.commands.review", "clawpolicy.commands.test",
+             "clawpolicy.commands.logs", "clawpolicy.compiler"):
+    module = importlib.import_module(name)
+    if hasattr(module, "load_policies"):
+        module.load_policies = timed
+t = time.process_time()
+with contextlib.redirect_stdout(io.StringIO()):
+    cli.main(sys.argv[1:])
+print(time.process_time() - t, spent[0])
+"""
+
+
+def split(args: list[str], repo: Path = REPO) -> tuple[float, float]:
+    """CPU seconds of `clawpolicy ARGS` in one process after imports, and of its loads."""
+    proc = subprocess.run([sys.executable, "-c", SPLIT, *args], capture_output=True, text=True, cwd=repo)
+    total, load = (float(x) for x in proc.stdout.split()[-2:])
+    return total, load
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--networks", type=int, default=100_000)
@@ -84,6 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="write the inputs here (and keep them)")
     parser.add_argument("--only", help="rows whose label contains this text")
     parser.add_argument("--no-huge", action="store_true", help="only the one-address diff")
+    parser.add_argument("--split", action="store_true",
+                        help="also time each command in one process: its loads and the rest")
     parser.add_argument("--repo", type=Path, default=REPO,
                         help="time the clawpolicy of another checkout (e.g. before a change)")
     args = parser.parse_args(argv)
@@ -92,14 +129,19 @@ def main(argv: list[str] | None = None) -> int:
         paths = write(folder, args.networks, args.flows)
         print(f"policy: {args.networks:,} networks (+ a 1% blocklist), {args.flows:,} flows; "
               f"median of {args.repeat}; goal <= {GOAL_S:.0f} s\n")
-        print("| command | wall s | CPU s | exit | stdout chars |")
-        print("|---|---:|---:|---:|---:|")
+        extra = " load CPU s | after-load CPU s |" if args.split else ""
+        print("| command | wall s | CPU s | exit | stdout chars |" + extra)
+        print("|---|---:|---:|---:|---:|" + ("---:|---:|" if args.split else ""))
         for label, cli in commands(paths, huge=not args.no_huge):
             if args.only and args.only not in label:
                 continue
             seconds, cpu, status, size = run(cli, args.repeat, args.repo.resolve())
             flag = "" if seconds <= GOAL_S else " (over)"
-            print(f"| {label} | {seconds:.2f}{flag} | {cpu:.2f} | {status} | {size:,} |", flush=True)
+            cells = ""
+            if args.split:
+                total, load = split(cli, args.repo.resolve())
+                cells = f" {load:.2f} | {total - load:.2f} |"
+            print(f"| {label} | {seconds:.2f}{flag} | {cpu:.2f} | {status} | {size:,} |{cells}", flush=True)
     return 0
 
 

@@ -4,8 +4,8 @@ a table row, no assertions.
 
 Generates a synthetic week (default 150,000 flows: an agent talking to its model APIs by name,
 a CDN behind one address, a scatter of addresses in two /24s, DNS, SSH, ingress from a
-tailnet, 1% noise) as JSON lines, then times parsing (flowfile), deciding (simulate: distinct
-flows are decided once) and proposing (suggest) against the workstation example, and checks
+tailnet, 1% noise) as JSON lines, then times parsing (flowfile), deciding (simulate: each kind
+of flow, `RuleIndex.kind`, is decided once) and proposing (suggest) against the workstation example, and checks
 the round trip (the proposal leaves nothing blocked). Best of --repeat runs.
 
     python benchmarks/simulate_bench.py

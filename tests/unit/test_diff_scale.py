@@ -109,3 +109,17 @@ def test_compile_shows_progress_on_a_terminal_only(tmp_path: Path, capsys: pytes
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     assert main(args) == 0
     assert "compiling for nftables" in capsys.readouterr().err
+
+
+def test_one_shot_commands_leave_the_collector_as_found_and_their_objects_frozen(tmp_path: Path) -> None:
+    """Review commands run without the cyclic collector and freeze what is alive after them,
+    so no later collection (the last at interpreter exit) rescans a big policy's objects."""
+    import gc
+    policy = _write(tmp_path / "p.claw", 'allow egress to 198.51.100.0/24 port 443/tcp reason "svc"')
+    gc.unfreeze()
+    try:
+        assert gc.isenabled()
+        assert main(["lint", str(policy), "--no-config"]) in (0, 1)
+        assert gc.isenabled() and gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
