@@ -46,10 +46,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-
 from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Level, Support,
+    Artifact, BackendResult, CompileOptions, Feature, Support,
 )
 from clawpolicy.backends.naming import NameClaim
 from clawpolicy.backends.nftables import FqdnGroup, fqdn_groups, group_owner, line_comment, table_name

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-
 from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
     Artifact,

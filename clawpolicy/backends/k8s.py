@@ -27,7 +27,6 @@ from clawpolicy.backends.base import (
     BackendResult,
     CompileOptions,
     Feature,
-    Level,
     Support,
     annotations_problem,
 )

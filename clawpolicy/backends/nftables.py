@@ -53,10 +53,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-
 from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Level, Support,
+    Artifact, BackendResult, CompileOptions, Feature, Support,
 )
 from clawpolicy.backends.naming import NameClaim, rule_owner
 from clawpolicy.backends.nft_layout import LOOKUP_KINDS, LookupKind, address_layout, port_keys, range_text

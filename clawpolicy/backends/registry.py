@@ -1,7 +1,8 @@
 """The table of targets, and the one check of what a policy asks against what targets enforce.
 
-Adding a target means: its module, its templates, and one line in `TARGET_MODULES` (and in
-the type-checked table below it).
+Adding a target means: its module, its templates, one line in `TARGET_MODULES` (and in
+the type-checked table below it), and its support table in `support_tables` (which the
+support check reads without importing the target).
 
 The table maps target names to module paths, imported when a target is first looked up:
 importing every backend (jinja2, YAML, the seccomp baseline, ...) cost a `compile -t

@@ -60,7 +60,7 @@ import yaml
 from clawpolicy import seccomp_loader as loader
 from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Level, Support, annotations_problem, clip,
+    Artifact, BackendResult, CompileOptions, Feature, Support, annotations_problem, clip,
 )
 from clawpolicy.backends.naming import NameClaim, seccomp_resource_name
 from clawpolicy.backends.seccomp_baseline import (
