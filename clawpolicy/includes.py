@@ -19,6 +19,7 @@ from pathlib import Path
 from clawpolicy.catalog import CatalogGroup, load_catalog
 from clawpolicy.errors import Diagnostics, Location, PolicyError, closest
 from clawpolicy.literals import Atom as Atom
+from clawpolicy.literals import address_keys
 from clawpolicy.literals import _fast_ipv4
 from clawpolicy.literals import parse_literal as parse_literal
 from clawpolicy.literals import parse_port as parse_port
@@ -216,6 +217,7 @@ class Resolver:
         self.catalog = load_catalog()
         self.defines: dict[str, Define] = {}
         self._expanded: dict[str, tuple[Atom, ...]] = {}
+        self._literal_lists: dict[str, tuple[Atom, ...] | None] = {}
         # Valid address literals by text: a literal in a definition is resolved once when the
         # definition is checked and again when a rule expands it, and lists repeat addresses.
         self._literals: dict[str, Atom] = {}
@@ -280,12 +282,32 @@ class Resolver:
         if word.text[1:] not in self.defines:
             self._unknown(word)
             return []
-        return [Atom(a.kind, a.value, word.text, a.ports, a.net) for a in self._expand(word.text[1:])]
+        return [a.named(word.text) for a in self._expand(word.text[1:])]
+
+    def literal_list(self, name: str) -> tuple[Atom, ...] | None:
+        """A definition of address literals only (100,000 of them) as one `nets` atom, every
+        item valid (`literals.address_keys`); None for any other definition."""
+        if name not in self._literal_lists:
+            keys = address_keys(self.defines[name].items.texts)
+            self._literal_lists[name] = None if keys is None else (
+                Atom("nets", "", f"@{name}", keys=(tuple(keys[0]), tuple(keys[1]))),)
+        return self._literal_lists[name]
+
+    def check(self, name: str) -> None:
+        """Report the problems of a definition's items (unused definitions must be valid too)."""
+        if self.literal_list(name) is None:
+            items = self.defines[name].items
+            for index in range(len(items)):
+                self.resolve_at(items, index)
 
     def _expand(self, name: str) -> tuple[Atom, ...]:
         """The atoms of a definition, every reference followed, depth first."""
         if name in self._expanded:
             return self._expanded[name]
+        whole = self.literal_list(name)
+        if whole is not None:
+            self._expanded[name] = whole
+            return whole
         frames: list[tuple[str, Iterator[int], list[Atom]]] = [
             (name, iter(range(len(self.defines[name].items))), [])]
         path = [name]
@@ -297,8 +319,7 @@ class Resolver:
                 path.pop()
                 done = self._expanded[current] = tuple(dict.fromkeys(acc))
                 if frames:
-                    frames[-1][2].extend(Atom(a.kind, a.value, f"@{current}", a.ports, a.net)
-                                         for a in done)
+                    frames[-1][2].extend(a.named(f"@{current}") for a in done)
                 continue
             items = self.defines[current].items
             text = items.texts[index]
@@ -312,9 +333,9 @@ class Resolver:
                 self.diag.error(f"definition cycle: {' -> '.join((*path[path.index(ref):], ref))}",
                                 item.loc, "a definition cannot refer to itself, directly or "
                                 "through others", code="define-cycle")
-            elif ref in self._expanded:
-                acc.extend(Atom(a.kind, a.value, item.text, a.ports, a.net)
-                           for a in self._expanded[ref])
+            elif ref in self._expanded or self.literal_list(ref) is not None:
+                self._expanded.setdefault(ref, self.literal_list(ref) or ())
+                acc.extend(a.named(item.text) for a in self._expanded[ref])
             else:
                 frames.append((ref, iter(range(len(self.defines[ref].items))), []))
                 path.append(ref)

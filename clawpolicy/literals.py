@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from clawpolicy.errors import Diagnostics, Location, closest
+from clawpolicy import ir
 from clawpolicy.ir import PortRange, Protocol
 from clawpolicy.names import embedded_ipv4_problem, normalise_name
-from clawpolicy.netspace import ipv4_network
+from clawpolicy.netspace import ipv4_network, merge_networks, networks_of_keys
 from clawpolicy.syntax import Word
 
 _PORT = re.compile(r"^(?:([0-9]+)(?:-([0-9]+))?|any)/(\w+)$")  # ASCII digits: \d admits ٤٤٣
@@ -27,13 +28,19 @@ PROTOCOLS = {p.value: p for p in Protocol}
 
 @dataclass(frozen=True, slots=True)
 class Atom:
-    """One resolved peer: kind is any | net4 | net6 | name | wildcard."""
+    """One resolved peer: kind is any | net4 | net6 | name | wildcard, or `nets`: a whole
+    definition of address literals, as `address_keys` gives them (`keys`)."""
 
     kind: str
     value: str
     origin: str  # the word as written in the rule (e.g. "@llm")
     ports: tuple[PortRange, ...] | None = None  # catalog ports; None: the rule decides
     net: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None  # parsed once, for net4/net6
+    keys: tuple[tuple[int, ...], tuple[int, ...]] | None = None  # `nets`: IPv4 and IPv6 keys
+
+    def named(self, origin: str) -> Atom:
+        """The same peer reached through another word (a reference)."""
+        return Atom(self.kind, self.value, origin, self.ports, self.net, self.keys)
 
 
 # A canonical IPv4 address or CIDR (no leading zeros): the common case, parsed in C by
@@ -213,3 +220,38 @@ def address_keys(texts: Sequence[str]) -> tuple[list[int], list[int]] | None:
             return None
         keys[family].append(key)
     return keys[4], keys[6]
+
+
+def peers_of(atoms: list[Atom]) -> ir.Peers:
+    """The atoms' peers, sorted and merged, in one pass over a list that may be 100,000 long."""
+    by_kind: dict[str, list[Atom]] = {"net4": [], "net6": [], "name": [], "wildcard": [], "any": [],
+                                      "nets": []}
+    for a in atoms:
+        by_kind[a.kind].append(a)
+    if by_kind["any"]:
+        return ir.Peers(any=True)
+    names = tuple(sorted({a.value for a in by_kind["name"]}))
+    wildcards = tuple(sorted({a.value for a in by_kind["wildcard"]}))
+    if by_kind["nets"]:  # whole literal definitions: merge everything as integers
+        keys4 = [k for a in by_kind["nets"] if a.keys for k in a.keys[0]]
+        keys6 = [k for a in by_kind["nets"] if a.keys for k in a.keys[1]]
+        keys4 += [_key_of(a.net) for a in by_kind["net4"] if a.net is not None]
+        keys6 += [_key_of(a.net) for a in by_kind["net6"] if a.net is not None]
+        return literal_peers(keys4, keys6, names, wildcards)
+    return ir.Peers(
+        ipv4=merge_networks(a.net for a in by_kind["net4"] if isinstance(a.net, ipaddress.IPv4Network)),
+        ipv6=merge_networks(a.net for a in by_kind["net6"] if isinstance(a.net, ipaddress.IPv6Network)),
+        names=names, wildcards=wildcards,
+    )
+
+
+def _key_of(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> int:
+    return int(net.network_address) << 8 | net.prefixlen
+
+
+def literal_peers(keys4: list[int], keys6: list[int], names: tuple[str, ...] = (),
+                   wildcards: tuple[str, ...] = ()) -> ir.Peers:
+    """The peers of address literals given as keys (`literals.address_keys`), sorted and merged."""
+    ipv4 = networks_of_keys(keys4, 4) if keys4 else ()
+    ipv6 = networks_of_keys(keys6, 6) if keys6 else ()
+    return ir.Peers(ipv4=ipv4, ipv6=ipv6, names=names, wildcards=wildcards)

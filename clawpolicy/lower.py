@@ -9,7 +9,6 @@ problems of a file are collected, so one run shows them all.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,8 +19,8 @@ from clawpolicy import ir
 from clawpolicy.confine import RuleLowering, span
 from clawpolicy.errors import Diagnostic, Diagnostics, Location, Severity, closest
 from clawpolicy.kubernetes import DEFAULT_NAMESPACE, label_problem, namespace_problem
-from clawpolicy.literals import address_keys
-from clawpolicy.netspace import merge_networks, merge_ports, networks_of_keys
+from clawpolicy.literals import address_keys, literal_peers, peers_of
+from clawpolicy.netspace import merge_ports
 from clawpolicy.includes import (
     Atom,
     Resolver,
@@ -111,9 +110,8 @@ class PolicyLowering(RuleLowering):
                             code="name")
         local = [s for s in decl.body if isinstance(s, Define)]
         self.resolver = Resolver([*self.file_defines, *local], self.diag)
-        for define in self.resolver.defines.values():  # unused definitions must be valid too
-            for index in range(len(define.items)):
-                self.resolver.resolve_at(define.items, index)
+        for define_name in self.resolver.defines:  # unused definitions must be valid too
+            self.resolver.check(define_name)
         settings = self._settings([s for s in decl.body if isinstance(s, Setting)])
         rules: list[ir.Rule] = []
         files: list[ir.FileRule] = []
@@ -328,8 +326,8 @@ class PolicyLowering(RuleLowering):
         out = []
         for n, (ports, group) in enumerate(ordered, 1):
             rule_id = base_id if len(ordered) == 1 else f"{base_id}.{n}"
-            peers, origin = ((_peers(group), (a.origin for a in group)) if keys is None
-                             else (_literal_peers(*keys), texts))
+            peers, origin = ((peers_of(group), (a.origin for a in group)) if keys is None
+                             else (literal_peers(*keys), texts))
             out.append(ir.Rule(
                 id=rule_id, direction=direction, action=action, peers=peers, ports=ports,
                 reason=docs["reason"], owner=docs.get("owner"), ticket=docs.get("ticket"),
@@ -415,25 +413,3 @@ class PolicyLowering(RuleLowering):
                     f"resolver's own queries (user {dns.resolver_user}): with FQDN rules every other "
                     f"process's DNS goes to the local resolver ({dns.id})", where, code="dns"))
         return dns
-
-
-def _peers(atoms: list[Atom]) -> ir.Peers:
-    """The atoms' peers, sorted and merged, in one pass over a list that may be 100,000 long."""
-    by_kind: dict[str, list[Atom]] = {"net4": [], "net6": [], "name": [], "wildcard": [], "any": []}
-    for a in atoms:
-        by_kind[a.kind].append(a)
-    if by_kind["any"]:
-        return ir.Peers(any=True)
-    return ir.Peers(
-        ipv4=merge_networks(a.net for a in by_kind["net4"] if isinstance(a.net, ipaddress.IPv4Network)),
-        ipv6=merge_networks(a.net for a in by_kind["net6"] if isinstance(a.net, ipaddress.IPv6Network)),
-        names=tuple(sorted({a.value for a in by_kind["name"]})),
-        wildcards=tuple(sorted({a.value for a in by_kind["wildcard"]})),
-    )
-
-
-def _literal_peers(keys4: list[int], keys6: list[int]) -> ir.Peers:
-    """The peers of a list of address literals (`literals.address_keys`), sorted and merged."""
-    ipv4 = networks_of_keys(keys4, 4) if keys4 else ()
-    ipv6 = networks_of_keys(keys6, 6) if keys6 else ()
-    return ir.Peers(ipv4=ipv4, ipv6=ipv6)

@@ -1,6 +1,7 @@
 """Parse tree to syntax nodes: floor 2. A lark Transformer with one method per grammar rule.
 
-The nodes keep what was written and where (every word has its own location), but resolve
+The nodes keep what was written and where (every word has its own location; a peer list's
+words are made only when asked for: `Peers`, so 100,000 addresses cost their texts), but resolve
 nothing: names, includes, addresses and ports are checked by `lower`, which can then point at
 the exact word that is wrong.
 """

@@ -129,6 +129,9 @@ class Layout:
     def elements(self) -> list[str]:
         """The elements' text: `address : jump chain` in a map, the address in a set."""
         kind = self.kind
+        if kind.verdicts and not kind.interval and self.family == 4:  # hosts: no call per address
+            hosts = _hosts_text(list(map(itemgetter(0), self.regions)))
+            return [f"{host} : jump {target}" for host, (_, _, target) in zip(hosts, self.regions)]
         if kind.verdicts:
             return [f"{interval_to_text(lo, hi, self.family)} : jump {target}"
                     for lo, hi, target in self.regions]

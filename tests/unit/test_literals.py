@@ -105,3 +105,28 @@ def test_a_literal_list_lowers_as_the_same_words_one_by_one(tmp_path: Path) -> N
     slow = lowered([*texts, "example.com"])
     assert fast[:2] == slow[:2] and slow[2] == (*fast[2], "example.com")
     assert fast[2] == ("11.0.0.9", "10.0.0.0/8", "10.0.0.1", "2001:db8::/48", "11.0.0.8")
+
+
+def test_a_definition_of_literals_lowers_as_its_items_one_by_one(tmp_path: Path) -> None:
+    """A definition whose items are all address literals is one `nets` atom; through a rule,
+    a definition that refers to it, and next to other peers, the IR is what the per-item
+    path gives (a name in the definition defeats the one-pass path)."""
+    lists = "11.0.0.9, 10.0.0.0/8, 10.0.0.1, 2001:db8::/48, 11.0.0.8, 11.0.0.10"
+
+    def lowered(extra: str) -> tuple[object, ...]:
+        path = tmp_path / "p.claw"
+        path.write_text(
+            "policy p {\n  applies-to host\n"
+            f"  define lits = {lists}{extra}\n"
+            "  define outer = @lits, 192.0.2.0/24, 11.0.0.11\n"
+            '  allow egress to @lits port 443/tcp reason "a"\n'
+            '  allow egress to @outer, 11.0.0.12, example.org port 80/tcp reason "b"\n'
+            '  deny egress to @lits, 11.0.0.0/29 reason "c"\n}\n')
+        result = load_policies([path])
+        assert result.ok, result.diagnostics
+        return tuple((r.peers.ipv4, r.peers.ipv6, r.origin) for r in result.policies[0].rules)
+
+    fast = lowered("")
+    slow = lowered(", example.com")
+    assert [f[:2] for f in fast] == [s[:2] for s in slow]
+    assert [f[2] for f in fast] == [s[2] for s in slow]
