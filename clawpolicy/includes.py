@@ -27,7 +27,8 @@ from clawpolicy.literals import parse_port_text
 from clawpolicy.names import normalise_name as normalise_name
 from clawpolicy.parse import parse_text
 from clawpolicy.sources import SourceError, read_policy
-from clawpolicy.syntax import Define, Include, Peers, SourceFile, ToSyntax, Word
+from clawpolicy.peerlist import Peers
+from clawpolicy.syntax import Define, Include, SourceFile, ToSyntax, Word
 
 MAX_FILES = 10_000  # policy files per compile, includes counted
 
