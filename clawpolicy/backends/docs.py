@@ -7,6 +7,11 @@ enforcing targets in `registry.BACKENDS` (the tables the compile-time check read
 docs and the warnings cannot disagree); the policy's `test` blocks with the evaluator's
 verdicts; and a Mermaid diagram of the flows.
 
+A peer cell lists at most `PEERS_LISTED` peers, then counts the rest and points at the rule's
+source line ("11.0.0.0/24, … and 99,950 more networks (source: FILE:LINE)"): a document of
+100,000 networks in one table cell is read by nobody, and writing it out was most of this
+backend's time. The full list is the source, the nftables sets and `diff --format json`.
+
 This module prepares plain rows of text; `templates/docs/policy.md.j2` lays them out.
 Autoescape is off (Markdown is not HTML), so every piece of user text goes through an
 explicit filter: `md_text`/`md_cell` (Markdown), `md_code` (code spans) or `mermaid_label`.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,6 +46,7 @@ from clawpolicy.ir import (
     Direction,
     FileRule,
     Mode,
+    Peers,
     Policy,
     PortRange,
     Refusal,
@@ -54,6 +61,7 @@ if TYPE_CHECKING:
     import jinja2
 
 DIAGRAM_MAX_PEERS = 4  # a node lists this many peers, then "…": the tables hold the full list
+PEERS_LISTED = 50  # a table cell lists this many peers, then counts the rest (module docstring)
 CONFINEMENT = (Feature.SOCKETS, Feature.CAPABILITIES, Feature.FILES)
 Cells = list[object]  # one table row, each cell through md_cell (None reads as a dash)
 
@@ -90,32 +98,47 @@ def _canonical(peers: Iterable[str]) -> set[str]:
     return out
 
 
-def _written_as_shown(origin: Sequence[str], shown: Sequence[str], networks: int) -> bool:
-    """Whether the source spelled the peers as `shown` lists them, up to spelling. The first
-    `networks` items of `shown` are the IR's networks, canonical already, and a word written
-    as one of them (or as its address without /32 or /128) needs no parsing: 100,000 words
-    parsed twice were most of this backend's time."""
-    canonical = set(shown[:networks]) | _canonical(shown[networks:])  # each a fixed point of _canonical
-    written: set[str] = set()
-    other = []
-    for word in origin:
-        form = next((f for f in (word, f"{word}/32", f"{word}/128") if f in canonical), None)
-        if form is None:
-            other.append(word)
-        else:
-            written.add(form)
-    return written | _canonical(other) == canonical
+def _written_as_shown(origin: Sequence[str], shown: Sequence[str]) -> bool:
+    """Whether the source spelled the peers as `shown` lists them, up to spelling."""
+    return _canonical(origin) == _canonical(shown)
+
+
+def listed(peers: Peers, limit: int) -> tuple[list[str], int]:
+    """The first `limit` peers as `Peers.describe` orders them, and how many there are in
+    all; only the listed networks are turned into text (100,000 cost a second a side)."""
+    if peers.any:
+        return ["any"], 1
+    words = [*peers.names, *(f"*.{w}" for w in peers.wildcards)]
+    total = len(peers.ipv4) + len(peers.ipv6) + len(words)
+    shown = [str(n) for n in itertools.islice(itertools.chain(peers.ipv4, peers.ipv6), limit)]
+    return shown + words[:limit - len(shown)], total
 
 
 def peers_text(rule: Rule) -> str:
     """The peers the rule matches, and the spelling of the source when it says more (a group
-    such as @llm, a name defined elsewhere); spelling-only differences are not repeated."""
-    shown = rule.peers.describe()
-    text = ", ".join(shown)
-    networks = 0 if rule.peers.any else len(rule.peers.ipv4) + len(rule.peers.ipv6)
-    if rule.origin and not _written_as_shown(rule.origin, shown, networks):
-        text += " (as written: " + ", ".join(rule.origin) + ")"
+    such as @llm, a name defined elsewhere); spelling-only differences are not repeated.
+    Past `PEERS_LISTED` peers the rest are counted, and the note gives only the references
+    the source used (its `@` words), not its spelling of each network."""
+    shown, total = listed(rule.peers, PEERS_LISTED)
+    if total <= PEERS_LISTED:
+        text = ", ".join(shown)
+        if rule.origin and not _written_as_shown(rule.origin, shown):
+            text += f" (as written: {_capped(rule.origin)})"
+        return text
+    networks = len(rule.peers.ipv4) + len(rule.peers.ipv6) - PEERS_LISTED
+    rest = [f"{n:,} more {kind}{'' if n == 1 else 's'}" for n, kind in
+            ((max(networks, 0), "network"), (total - PEERS_LISTED - max(networks, 0), "name"))
+            if n]
+    text = (", ".join(shown) + ", … and " + " and ".join(rest) + f" (source: {where(rule.span)})")
+    references = [w for w in rule.origin if w.startswith("@")]
+    if references:
+        text += f" (as written: {_capped(references)}{', …' if len(references) < len(rule.origin) else ''})"
     return text
+
+
+def _capped(words: Sequence[str]) -> str:
+    more = len(words) - PEERS_LISTED
+    return ", ".join(words[:PEERS_LISTED]) + (f", … and {more:,} more" if more > 0 else "")
 
 
 def rule_cells(rule: Rule, with_direction: bool) -> Cells:
@@ -208,9 +231,9 @@ def diagram(policy: Policy, rules: list[Rule]) -> tuple[str, list[Node], list[Ed
     nodes, edges = [], []
     for n, rule in enumerate(rules, 1):
         node_id = f"n{n}"
-        peers = rule.peers.describe()
-        more = len(peers) - DIAGRAM_MAX_PEERS
-        label = ", ".join(peers[:DIAGRAM_MAX_PEERS]) + (f", … (+{more})" if more > 0 else "")
+        peers, total = listed(rule.peers, DIAGRAM_MAX_PEERS)
+        more = total - DIAGRAM_MAX_PEERS
+        label = ", ".join(peers) + (f", … (+{more})" if more > 0 else "")
         nodes.append(Node(node_id, label))
         deny = rule.action is Action.DENY
         text = ("deny " if deny else "") + ports_text(rule.ports)

@@ -326,3 +326,47 @@ def test_md_code(value: str, expected: str) -> None:
     assert markdown.md_code(value) == expected
     parsed = [t for t in flatten(MD.parse(expected)) if t.type == "code_inline"]
     assert [t.content for t in parsed] == [value.replace("\n", " ")]
+
+
+# ------------------------------------------------------------------------------- peer cells
+
+
+def _networks(count: int) -> list[str]:
+    return [f"10.{n // 256}.{n % 256}.0/24" for n in range(0, 2 * count, 2)]  # never adjacent
+
+
+def test_peer_cell_is_bounded(tmp_path: Path, subtests: Any) -> None:
+    """A cell lists PEERS_LISTED peers whole; past that, the first ones, a count and the
+    source line; references (@ words) are still named, other spellings are not repeated."""
+    limit = docs.PEERS_LISTED
+    nets = _networks(limit + 30)
+    cases = {  # case: (peers as written, defines, expected cell)
+        "at the bound": (nets[:limit], "", ", ".join(nets[:limit])),
+        "one over": (nets[:limit + 1], "",
+                     ", ".join(nets[:limit]) + ", … and 1 more network (source: p.claw:3)"),
+        "names counted": (nets[:limit] + ["a.example", "b.example"], "",
+                          ", ".join(nets[:limit]) + ", … and 2 more names (source: p.claw:3)"),
+        "a reference": (["@partners", "192.0.2.1"], f"define partners = {', '.join(nets)}",
+                        ", ".join(nets[:limit]) + ", … and 31 more networks (source: p.claw:3)"
+                        " (as written: @partners, …)"),
+        "spelling under the bound": (["192.0.2.1", "@two"], "define two = 192.0.2.8/29",
+                                     "192.0.2.1/32, 192.0.2.8/29 (as written: 192.0.2.1, @two)"),
+    }
+    for case, (written, define, expected) in cases.items():
+        with subtests.test(case=case):
+            claw = tmp_path / "p.claw"
+            claw.write_text(f"policy p {{\n  {define}\n  allow egress to {', '.join(written)} "
+                            "port 443/tcp reason \"r\"\n}\n")
+            result = load_policies([claw])
+            assert result.policies, [str(d) for d in result.diagnostics]
+            rule = result.policies[0].rules[0]
+            assert docs.peers_text(rule) == expected
+            row = row_of(render(result.policies[0]), "Peers", rule.id)
+            assert row["Peers"] == expected
+
+
+def test_diagram_lists_four_peers(tmp_path: Path) -> None:
+    claw = tmp_path / "p.claw"
+    claw.write_text(f"policy p {{\n  allow egress to {', '.join(_networks(10))} reason \"r\"\n}}\n")
+    text = render(load_policies([claw]).policies[0])
+    assert f"{', '.join(_networks(4))}, … (+6)" in mermaid_block(text)
