@@ -18,7 +18,7 @@ from clawpolicy.errors import ExitCode, Severity
 from clawpolicy.ir import Policy
 from clawpolicy.lower import load_policies
 from clawpolicy.review import gitrev
-from clawpolicy.review.artifacts import ArtifactChange, artifact_changes
+from clawpolicy.review.artifacts import ArtifactChange, artifact_changes, input_names
 from clawpolicy.review.diff import Change, Ref, at_or_above, diff_policy_sets
 from clawpolicy.review.render import to_json, to_markdown, to_text
 
@@ -113,7 +113,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         changes = diff_policy_sets(old.policies, new.policies)
     if args.git:
         changes = _label_old(changes, args.git)
-    renames = {} if args.git else {args.paths[0]: args.paths[1]}
+    renames = {} if args.git else input_names(args.paths, old.policies, new.policies)
     files: list[ArtifactChange] = artifact_changes(old.outputs, new.outputs, renames=renames) if artifacts else []
     if args.format == "json":
         print(json.dumps(to_json(changes, files, old.label, new.label), indent=2, sort_keys=True))

@@ -7,9 +7,11 @@ see the nftables, seccomp or AppArmor text that changes.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from clawpolicy.backends.base import display_path
+from clawpolicy.ir import Policy
 from clawpolicy.markdown import md_text
 
 
@@ -48,6 +50,20 @@ def _renamed(data: bytes | None, spellings: Mapping[str, str]) -> bytes | None:
             if spelling != new:
                 data = data.replace(spelling.encode("utf-8"), new.encode("utf-8"))
     return data
+
+
+def input_names(given: Sequence[str], old: Sequence[Policy], new: Sequence[Policy]) -> dict[str, str]:
+    """`diff OLD NEW`: each spelling of the old input's name an artifact may carry, mapped to
+    the new input's. Artifacts name their source as lowering recorded it (relative to the
+    working directory) or, outside it, by file name alone (`display_path`), so the names as
+    given on the command line are not enough: `diff /tmp/a/old.claw /tmp/b/new.claw` differed
+    in every comment and source column. A name without '.' or '/' is left alone: replacing
+    `a` with `b` everywhere in the text would make differences, not hide them."""
+    pairs = {given[0]: given[1]}
+    if old and new:
+        pairs[old[0].source] = new[0].source
+        pairs[display_path(old[0].source)] = display_path(new[0].source)
+    return {a: b for a, b in pairs.items() if a != b and ("." in a or "/" in a)}
 
 
 def artifact_changes(old: Mapping[str, bytes], new: Mapping[str, bytes],

@@ -67,23 +67,51 @@ NAMES = [("old.claw", "new.claw"), ("a/policy.claw", "b/c/my_policy-v2.claw"), (
 
 def test_file_names_of_the_two_inputs_are_no_change(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                      subtests: pytest.Subtests, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(tmp_path)
+    """Given relative to the working directory, or absolute from outside it (the artifacts then
+    carry the file names alone), or with ./ in front: the names never make a difference."""
     body = ('allow egress to 198.51.100.0/24 port 443/tcp reason "svc"\n'
             'deny egress to 169.254.169.254 reason "metadata"')
+    elsewhere = _mk(tmp_path / "elsewhere")
+    spellings = {"relative": (tmp_path, str), "absolute, from another directory": (elsewhere, lambda p: str(tmp_path / p)),
+                 "./relative": (tmp_path, lambda p: f"./{p}")}
     for n, (a, b) in enumerate(NAMES):
-        with subtests.test(msg=f"{a} -> {b}"):
-            old = _write(Path(f"{n}") / a, body)
-            same = _write(Path(f"{n}") / b, body)
-            assert main(["diff", str(old), str(same), "--format", "json"]) == 0
-            doc = json.loads(capsys.readouterr().out)
-            assert doc["changes"] == [] and doc["artifacts"] == []
-            _write(same, body.replace("198.51.100.0/24", "198.51.101.0/24"))
-            assert main(["diff", str(old), str(same), "--format", "json"]) == 0
-            doc = json.loads(capsys.readouterr().out)
-            assert doc["artifacts"], doc
-            for artifact in doc["artifacts"]:
-                changed = [line for line in artifact["diff"].splitlines()[2:] if line[:1] in "+-"]
-                assert not any(Path(a).name in line for line in changed), changed
+        for how, (cwd, spell) in spellings.items():
+            with subtests.test(msg=f"{a} -> {b}, {how}"):
+                monkeypatch.chdir(tmp_path)
+                old = _write(Path(f"{n}") / a, body)
+                same = _write(Path(f"{n}") / b, body)
+                monkeypatch.chdir(cwd)
+                assert main(["diff", spell(old), spell(same), "--format", "json"]) == 0
+                doc = json.loads(capsys.readouterr().out)
+                assert doc["changes"] == [] and doc["artifacts"] == []
+                _write(tmp_path / same, body.replace("198.51.100.0/24", "198.51.101.0/24"))
+                assert main(["diff", spell(old), spell(same), "--format", "json"]) == 0
+                doc = json.loads(capsys.readouterr().out)
+                assert doc["artifacts"], doc
+                for artifact in doc["artifacts"]:
+                    changed = [line for line in artifact["diff"].splitlines()[2:] if line[:1] in "+-"]
+                    assert not any(Path(a).name in line for line in changed), changed
+
+
+def test_names_that_are_not_file_names_are_not_rewritten(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """`diff a b`: replacing every `a` with `b` in the artifacts would garble them (the reason
+    "a database" would differ), so bare names stay as they are: the artifact diff then shows
+    the lines that name the source, and nothing else."""
+    monkeypatch.chdir(tmp_path)
+    body = 'allow egress to 198.51.100.0/24 port 443/tcp reason "a database"'
+    _write(Path("a"), body)
+    _write(Path("b"), body)
+    assert main(["diff", "a", "b", "--format", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["changes"] == []
+    for artifact in doc["artifacts"]:
+        lines = artifact["diff"].splitlines()[2:]
+        removed, added = [x[1:] for x in lines if x[:1] == "-"], [x[1:] for x in lines if x[:1] == "+"]
+        assert removed and len(removed) == len(added), lines
+        for before, after in zip(removed, added, strict=True):  # each line differs in the name alone
+            assert len(before) == len(after) and sum(x != y for x, y in zip(before, after, strict=True)) == 1, \
+                (before, after)
 
 
 def test_progress_only_on_a_terminal(tmp_path: Path, capsys: pytest.CaptureFixture[str],
