@@ -51,6 +51,13 @@ EDE_PROHIBITED = 18  # RFC 8914
 UPSTREAM_PAYLOAD = 1232  # the DNS flag day 2020 size: no fragmented UDP upstream
 
 
+def write_line(line: str) -> None:
+    """One log line on stderr in one write: workers share the stream, and print() writes the
+    text and its newline separately when stderr is unbuffered (PYTHONUNBUFFERED), so two
+    workers stopping at once ran their lines together."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
 
 @dataclass(frozen=True)
 class GateOptions:
@@ -71,7 +78,7 @@ class Gate:
         self.writer = writer
         self.options = options
         self.mode = mode
-        self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+        self.log = log or write_line
         self.ledger = Ledger()
         self.upstreams = [Upstream(a) for a in options.upstreams]
         self.stats: Counter[str] = Counter()

@@ -35,7 +35,8 @@ _WAITED = {*_FORWARDED, signal.SIGCHLD}
 
 
 def _log(text: str) -> None:
-    print(f"clawpolicy-dns: {text}", file=sys.stderr, flush=True)
+    sys.stderr.write(f"clawpolicy-dns: {text}\n")  # one write: the workers share the stream
+    sys.stderr.flush()
 
 
 def _describe(status: int) -> str:

@@ -289,7 +289,7 @@ def test_workers_share_the_port_and_the_signals(lab: tuple[Lab, Daemon], gate: C
         time.sleep(0.05)
     resolver.proc.terminate()
     assert resolver.proc.wait(timeout=10) == 0
-    assert sum("stopped policy=gatelab" in line for line in resolver.lines()) == 2
+    assert sum("stopped policy=gatelab" in line for line in resolver.lines()) == 2, "\n".join(resolver.lines())
     assert all(not os.path.exists(f"/proc/{pid}/status") or "Z" in open(f"/proc/{pid}/status").read().split("State:")[1][:4]
                for pid in pids)
 
@@ -320,4 +320,4 @@ def test_a_worker_that_dies_is_replaced(lab: tuple[Lab, Daemon], gate: Callable[
     assert [a.rcode for a in lookup(lab_, *names)] == ["NOERROR", "REFUSED"] * 10
     resolver.proc.terminate()
     assert resolver.proc.wait(timeout=10) == 0
-    assert sum("stopped policy=gatelab" in line for line in resolver.lines()) == 2
+    assert sum("stopped policy=gatelab" in line for line in resolver.lines()) == 2, "\n".join(resolver.lines())

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from clawpolicy.dnsgate.workers import CRASHED
 
 REPO = Path(__file__).resolve().parents[2]
@@ -107,3 +109,29 @@ def test_a_start_up_error_stops_the_gate_with_its_status(tmp_path: Path) -> None
     assert status == 1
     assert "exited with status 1: stopping the gate" in err
     assert "started another" not in err
+
+
+class _Writes:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_log_lines_are_one_write_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers share stderr; print() writes a line and its newline apart when stderr is
+    unbuffered, and two workers stopping at once ran their lines together (seen in the
+    kernel test). Every line is one write, newline included."""
+    from clawpolicy.dnsgate import server, workers
+
+    stream = _Writes()
+    monkeypatch.setattr(sys, "stderr", stream)
+    server.write_line("clawpolicy-dns: stopped policy=p")
+    workers._log("worker pid=1 killed by SIGKILL")
+    assert stream.calls == ["clawpolicy-dns: stopped policy=p\n",
+                            "clawpolicy-dns: worker pid=1 killed by SIGKILL\n"]
