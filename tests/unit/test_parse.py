@@ -5,7 +5,6 @@ positioned diagnostic with a hint (never a lark exception)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import lark
@@ -225,10 +224,10 @@ def test_unreadable_files(tmp_path: Path, subtests: pytest.Subtests) -> None:
 
 
 def test_shipped_tables_are_fresh() -> None:
-    """grammar/clawpolicy.lalr.json matches the grammar and lark (else `make golden`)."""
+    """grammar/clawpolicy.lalr.pickle matches the grammar and lark (else `make golden`)."""
     from clawpolicy import parse as P
 
-    assert P._load_tables() is not None, "grammar/clawpolicy.lalr.json is stale: run `make golden`"
+    assert P._load_tables() is not None, "grammar/clawpolicy.lalr.pickle is stale: run `make golden`"
 
 
 def test_tables_parser_behaves_as_the_built_one(subtests: pytest.Subtests) -> None:
@@ -262,13 +261,29 @@ def test_tables_parser_behaves_as_the_built_one(subtests: pytest.Subtests) -> No
 
 
 def test_tables_round_trip_exactly(tmp_path: Path) -> None:
-    """JSON keeps tuples and non-string keys through the tags."""
+    """The written file reads back as the serialized parser, hash and version included."""
     from clawpolicy import parse as P
 
-    value = {"a": (1, [2, (3,)]), 4: {"b": None}, ("x", 1): "y", "__k": 1}
-    assert json.loads(json.dumps(P._tag(value)), object_hook=P._untag) == value
     path = P.write_tables(tmp_path)
-    assert json.loads(path.read_text(encoding="utf-8"))["grammar_sha256"] == P._grammar_hash()
+    tables = P.read_tables(path.read_bytes())
+    assert tables["grammar_sha256"] == P._grammar_hash()
+    assert tables["lark"] == lark.__version__
+    again = P.read_tables(P.tables_bytes(lark.Lark._load_from_dict(tables["data"], tables["memo"])))
+    assert again == tables  # what lark reads from the file is what it wrote
+
+
+def test_tables_refuse_anything_but_plain_data(subtests: pytest.Subtests) -> None:
+    """A pickle naming a class or function (the way a pickle runs code) is refused, and a
+    refused or unreadable table file means building from the grammar, not an error."""
+    import pickle
+
+    from clawpolicy import parse as P
+
+    for name, value in {"a function": print, "a class": Path, "a set of a class": {1: Path("x")}}.items():
+        with subtests.test(holds=name):
+            with pytest.raises(pickle.UnpicklingError):
+                P.read_tables(pickle.dumps(value, protocol=4))
+    assert P.read_tables(pickle.dumps({"a": (1, [2, (3,)]), 4: None}, protocol=4)) == {"a": (1, [2, (3,)]), 4: None}
 
 
 # ----------------------------------------------------------------------- PEERS fast path
