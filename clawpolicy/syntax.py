@@ -156,6 +156,10 @@ class ToSyntax(Transformer[lark.Token, Any]):
     def __init__(self, filename: str) -> None:
         super().__init__()
         self.filename = filename
+        # lark looks each callback up per node, and a `v_args` method's lookup builds a new
+        # wrapper (functools.update_wrapper) every time: bound once here, per file, instead.
+        for name in _META_METHODS:
+            setattr(self, name, getattr(self, name))
 
     def _loc(self, meta: Meta) -> Location:
         return Location(self.filename, getattr(meta, "line", 0), getattr(meta, "column", 0),
@@ -336,3 +340,6 @@ class ToSyntax(Transformer[lark.Token, Any]):
     @v_args(meta=True)
     def test(self, meta: Meta, items: list[Any]) -> TestDecl:
         return TestDecl(items[0], tuple(items[1:]), self._loc(meta))
+
+
+_META_METHODS = tuple(name for name, value in vars(ToSyntax).items() if hasattr(value, "visit_wrapper"))
