@@ -338,3 +338,29 @@ def test_peer_list_token_gives_the_same_words_and_errors(subtests: pytest.Subtes
     for k, text in enumerate(cases):
         with subtests.test(case=k):
             assert _outcome(parser(), text) == _outcome(reference, text), text
+
+
+# ----------------------------------------------------------------------- the syntax walk
+
+
+def test_syntax_walk_is_larks_transform(subtests: pytest.Subtests) -> None:
+    """ToSyntax.transform (each method looked up once per file) builds exactly what lark's
+    generic Transformer.transform builds from the same methods, for every policy here."""
+    repo = Path(__file__).resolve().parents[2]
+    files = sorted([*repo.glob("examples/**/*.claw"), *repo.glob("tests/**/*.claw")])
+    texts = {str(p.relative_to(repo)): p.read_text(encoding="utf-8") for p in files}
+    texts["comments and every statement"] = (
+        'define web = 1.2.3.4, 10.0.0.0/8 # a comment\n'
+        'policy p {\n  applies-to pods app=x, tier=y in namespace z\n  dns resolve a.example reason "r"\n'
+        '  allow egress to @web, a.example port 443/tcp, 53/udp reason "x" owner "o" ticket T-1 '
+        'expires 2030-01-01 id web-1\n  deny ingress from 10.0.0.1 reason "d" reject\n}\n')
+    walked = 0
+    for name, text in texts.items():
+        try:
+            tree = parse_text(text, name)
+        except PolicyError:
+            continue
+        with subtests.test(file=name):
+            assert repr(ToSyntax(name).transform(tree)) == repr(lark.Transformer.transform(ToSyntax(name), tree))
+            walked += 1
+    assert walked >= 10
