@@ -268,22 +268,31 @@ def test_tables_round_trip_exactly(tmp_path: Path) -> None:
     tables = P.read_tables(path.read_bytes())
     assert tables["grammar_sha256"] == P._grammar_hash()
     assert tables["lark"] == lark.__version__
-    again = P.read_tables(P.tables_bytes(lark.Lark._load_from_dict(tables["data"], tables["memo"])))
+    again = P.read_tables(P.tables_bytes(lark.Lark._load_from_dict(tables["data"], tables["memo"])))  # type: ignore[no-untyped-call]
     assert again == tables  # what lark reads from the file is what it wrote
 
 
-def test_tables_refuse_anything_but_plain_data(subtests: pytest.Subtests) -> None:
+def test_tables_refuse_anything_but_plain_data(subtests: pytest.Subtests,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """A pickle naming a class or function (the way a pickle runs code) is refused, and a
     refused or unreadable table file means building from the grammar, not an error."""
     import pickle
 
     from clawpolicy import parse as P
 
-    for name, value in {"a function": print, "a class": Path, "a set of a class": {1: Path("x")}}.items():
+    refused = {"a function": print, "a class": Path, "a dict holding an object": {1: Path("x")}}
+    for name, value in refused.items():
         with subtests.test(holds=name):
             with pytest.raises(pickle.UnpicklingError):
                 P.read_tables(pickle.dumps(value, protocol=4))
-    assert P.read_tables(pickle.dumps({"a": (1, [2, (3,)]), 4: None}, protocol=4)) == {"a": (1, [2, (3,)]), 4: None}
+    plain = {"a": (1, [2, (3,)]), 4: None, ("k", 1): "v"}
+    assert P.read_tables(pickle.dumps(plain, protocol=4)) == plain
+
+    def refuse(blob: bytes) -> object:
+        raise pickle.UnpicklingError("refused")
+
+    monkeypatch.setattr(P, "read_tables", refuse)
+    assert P._load_tables() is None  # so parser() builds from the grammar
 
 
 # ----------------------------------------------------------------------- PEERS fast path
