@@ -5,7 +5,6 @@ positioned diagnostic with a hint (never a lark exception)."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import lark
@@ -225,10 +224,10 @@ def test_unreadable_files(tmp_path: Path, subtests: pytest.Subtests) -> None:
 
 
 def test_shipped_tables_are_fresh() -> None:
-    """grammar/clawpolicy.lalr.json matches the grammar and lark (else `make golden`)."""
+    """grammar/clawpolicy.lalr.pickle matches the grammar and lark (else `make golden`)."""
     from clawpolicy import parse as P
 
-    assert P._load_tables() is not None, "grammar/clawpolicy.lalr.json is stale: run `make golden`"
+    assert P._load_tables() is not None, "grammar/clawpolicy.lalr.pickle is stale: run `make golden`"
 
 
 def test_tables_parser_behaves_as_the_built_one(subtests: pytest.Subtests) -> None:
@@ -262,13 +261,38 @@ def test_tables_parser_behaves_as_the_built_one(subtests: pytest.Subtests) -> No
 
 
 def test_tables_round_trip_exactly(tmp_path: Path) -> None:
-    """JSON keeps tuples and non-string keys through the tags."""
+    """The written file reads back as the serialized parser, hash and version included."""
     from clawpolicy import parse as P
 
-    value = {"a": (1, [2, (3,)]), 4: {"b": None}, ("x", 1): "y", "__k": 1}
-    assert json.loads(json.dumps(P._tag(value)), object_hook=P._untag) == value
     path = P.write_tables(tmp_path)
-    assert json.loads(path.read_text(encoding="utf-8"))["grammar_sha256"] == P._grammar_hash()
+    tables = P.read_tables(path.read_bytes())
+    assert tables["grammar_sha256"] == P._grammar_hash()
+    assert tables["lark"] == lark.__version__
+    again = P.read_tables(P.tables_bytes(lark.Lark._load_from_dict(tables["data"], tables["memo"])))  # type: ignore[no-untyped-call]
+    assert again == tables  # what lark reads from the file is what it wrote
+
+
+def test_tables_refuse_anything_but_plain_data(subtests: pytest.Subtests,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pickle naming a class or function (the way a pickle runs code) is refused, and a
+    refused or unreadable table file means building from the grammar, not an error."""
+    import pickle
+
+    from clawpolicy import parse as P
+
+    refused = {"a function": print, "a class": Path, "a dict holding an object": {1: Path("x")}}
+    for name, value in refused.items():
+        with subtests.test(holds=name):
+            with pytest.raises(pickle.UnpicklingError):
+                P.read_tables(pickle.dumps(value, protocol=4))
+    plain = {"a": (1, [2, (3,)]), 4: None, ("k", 1): "v"}
+    assert P.read_tables(pickle.dumps(plain, protocol=4)) == plain
+
+    def refuse(blob: bytes) -> object:
+        raise pickle.UnpicklingError("refused")
+
+    monkeypatch.setattr(P, "read_tables", refuse)
+    assert P._load_tables() is None  # so parser() builds from the grammar
 
 
 # ----------------------------------------------------------------------- PEERS fast path
@@ -323,3 +347,29 @@ def test_peer_list_token_gives_the_same_words_and_errors(subtests: pytest.Subtes
     for k, text in enumerate(cases):
         with subtests.test(case=k):
             assert _outcome(parser(), text) == _outcome(reference, text), text
+
+
+# ----------------------------------------------------------------------- the syntax walk
+
+
+def test_syntax_walk_is_larks_transform(subtests: pytest.Subtests) -> None:
+    """ToSyntax.transform (each method looked up once per file) builds exactly what lark's
+    generic Transformer.transform builds from the same methods, for every policy here."""
+    repo = Path(__file__).resolve().parents[2]
+    files = sorted([*repo.glob("examples/**/*.claw"), *repo.glob("tests/**/*.claw")])
+    texts = {str(p.relative_to(repo)): p.read_text(encoding="utf-8") for p in files}
+    texts["comments and every statement"] = (
+        'define web = 1.2.3.4, 10.0.0.0/8 # a comment\n'
+        'policy p {\n  applies-to pods app=x, tier=y in namespace z\n  dns resolve a.example reason "r"\n'
+        '  allow egress to @web, a.example port 443/tcp, 53/udp reason "x" owner "o" ticket T-1 '
+        'expires 2030-01-01 id web-1\n  deny ingress from 10.0.0.1 reason "d" reject\n}\n')
+    walked = 0
+    for name, text in texts.items():
+        try:
+            tree = parse_text(text, name)
+        except PolicyError:
+            continue
+        with subtests.test(file=name):
+            assert repr(ToSyntax(name).transform(tree)) == repr(lark.Transformer.transform(ToSyntax(name), tree))
+            walked += 1
+    assert walked >= 10
