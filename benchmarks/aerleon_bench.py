@@ -132,7 +132,7 @@ def timed(argv: Sequence[str], runs: Runs, workdir: Path, env: dict[str, str] | 
     r = subprocess.run(wrapped, capture_output=True, text=True, env=env, cwd=workdir)
     wall = time.perf_counter() - t0
     if r.returncode != 0:
-        runs.error = (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]
+        runs.error = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
         return
     runs.wall.append(wall)
     if Path(TIME).exists():

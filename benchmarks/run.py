@@ -472,7 +472,7 @@ def machine() -> dict[str, Any]:
         pass
     nft = subprocess.run(["nft", "--version"], capture_output=True, text=True).stdout.strip() \
         if shutil.which("nft") else None
-    return {"date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    return {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
             "cpus": os.cpu_count(), "nft": nft}
 

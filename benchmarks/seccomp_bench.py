@@ -161,7 +161,8 @@ def time_table(profile: dict[str, Any], mode: Mode, calls: int, repeat: int) -> 
                 for label, prog in variants.items()}
     floor = best["no filter"]
     for label, times in best.items():
-        cells = [f"{ns:.1f} | {ns - f:+.1f} ns ({(ns / f - 1) * 100:+.1f} %)" for ns, f in zip(times, floor, strict=True)]
+        cells = [f"{ns:.1f} | {ns - f:+.1f} ns ({(ns / f - 1) * 100:+.1f} %)"
+                 for ns, f in zip(times, floor, strict=True)]
         rows.append(f"| {label} | {' | '.join(cells)} |")
     return rows
 

@@ -46,8 +46,8 @@ def week(n: int, seed: int = 2026) -> list[str]:
         elif roll < 0.95:
             doc = {"dst": f"10.20.{rng.randrange(4)}.{rng.randrange(256)}", "port": 22}
         elif roll < 0.99:
-            doc = {"direction": "ingress", "src": f"100.{64 + rng.randrange(2)}.{rng.randrange(256)}.{rng.randrange(256)}",
-                   "port": 18789}
+            src = f"100.{64 + rng.randrange(2)}.{rng.randrange(256)}.{rng.randrange(256)}"
+            doc = {"direction": "ingress", "src": src, "port": 18789}
         else:
             doc = {"dst": f"192.0.2.{rng.randrange(256)}", "port": rng.randrange(1, 65536),
                    "proto": rng.choice(["tcp", "udp"])}

@@ -3,8 +3,8 @@
 Loads and lowers every file, checks what the selected targets can enforce, runs each backend,
 proves that no two IR identities share a derived name (backends/naming.py) and, on request,
 validates what real parsers read (nft rulesets with libnftables and `nft -c`, AppArmor profiles
-with apparmor_parser, dnsmasq fragments with `dnsmasq --test`). Nothing touches the disk here: the caller hands `outputs` to `write`, so
-a failure anywhere leaves generated/ as it was.
+with apparmor_parser, dnsmasq fragments with `dnsmasq --test`). Nothing touches the disk
+here: the caller hands `outputs` to `write`, so a failure anywhere leaves generated/ as it was.
 """
 
 from __future__ import annotations
@@ -65,10 +65,12 @@ def compile_paths(paths: Sequence[Path], targets: Sequence[str], *, mode: Mode |
                   refusal: tuple[Refusal | None, Refusal | None] = (None, None),
                   loaded: LoadResult | None = None) -> CompileResult:
     """`loaded`: the same paths already loaded by the caller (`diff` compares them first), so a
-    100,000-network file is not read, parsed and lowered twice. `refusal`: how denies without their own `reject`/`drop` refuse, egress and ingress
-    (`--deny-action`, `--ingress-deny-action`; None keeps the policy's). `lock`: put the addresses of each policy file's lock (`<stem>.lock.json`, written by
-    `clawpolicy resolve`) into the FQDN sets; a name the lock lacks is an error. `options`:
-    target settings (AppArmor ABI, FQDN set timeout, ...); `strict` overrides its field.
+    100,000-network file is not read, parsed and lowered twice. `refusal`: how denies without
+    their own `reject`/`drop` refuse, egress and ingress (`--deny-action`,
+    `--ingress-deny-action`; None keeps the policy's). `lock`: put the addresses of each policy
+    file's lock (`<stem>.lock.json`, written by `clawpolicy resolve`) into the FQDN sets; a
+    name the lock lacks is an error. `options`: target settings (AppArmor ABI, FQDN set
+    timeout, ...); `strict` overrides its field.
     `explicit`: the user named the targets (`registry.targets_for` narrows defaults per policy).
     `include_root`: the tree includes must stay in (default: each named file's directory)."""
     with _no_cyclic_gc():

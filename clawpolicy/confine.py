@@ -21,7 +21,14 @@ from clawpolicy.errors import Diagnostics, Location, closest
 from clawpolicy.includes import parse_literal, parse_port
 from clawpolicy.ruleids import IdRequest, assign, content_digest, handle, reserved
 from clawpolicy.syntax import (
-    Attr, CapabilitiesDecl, ExpectDecl, FilesDecl, SocketsDecl, SyscallsDecl, TestDecl, Word,
+    Attr,
+    CapabilitiesDecl,
+    ExpectDecl,
+    FilesDecl,
+    SocketsDecl,
+    SyscallsDecl,
+    TestDecl,
+    Word,
 )
 
 RULE_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")

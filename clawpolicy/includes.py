@@ -19,15 +19,13 @@ from pathlib import Path
 from clawpolicy.catalog import CatalogGroup, load_catalog
 from clawpolicy.errors import Diagnostics, Location, PolicyError, closest
 from clawpolicy.literals import Atom as Atom
-from clawpolicy.literals import address_keys
-from clawpolicy.literals import _fast_ipv4
+from clawpolicy.literals import _fast_ipv4, address_keys, parse_port_text
 from clawpolicy.literals import parse_literal as parse_literal
 from clawpolicy.literals import parse_port as parse_port
-from clawpolicy.literals import parse_port_text
 from clawpolicy.names import normalise_name as normalise_name
 from clawpolicy.parse import parse_text
-from clawpolicy.sources import SourceError, read_policy
 from clawpolicy.peerlist import Peers
+from clawpolicy.sources import SourceError, read_policy
 from clawpolicy.syntax import Define, Include, SourceFile, ToSyntax, Word
 
 MAX_FILES = 10_000  # policy files per compile, includes counted

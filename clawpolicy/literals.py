@@ -15,8 +15,8 @@ import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from clawpolicy.errors import Diagnostics, Location, closest
 from clawpolicy import ir
+from clawpolicy.errors import Diagnostics, Location, closest
 from clawpolicy.ir import PortRange, Protocol
 from clawpolicy.names import embedded_ipv4_problem, normalise_name
 from clawpolicy.netspace import ipv4_network, merge_networks, networks_of_keys

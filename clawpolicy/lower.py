@@ -18,9 +18,6 @@ from typing import Any
 from clawpolicy import ir
 from clawpolicy.confine import RuleLowering, span
 from clawpolicy.errors import Diagnostic, Diagnostics, Location, Severity, closest
-from clawpolicy.kubernetes import DEFAULT_NAMESPACE, label_problem, namespace_problem
-from clawpolicy.literals import address_keys, literal_peers, peers_of
-from clawpolicy.netspace import merge_ports
 from clawpolicy.includes import (
     Atom,
     Resolver,
@@ -29,6 +26,9 @@ from clawpolicy.includes import (
     load_file,
     parse_port,
 )
+from clawpolicy.kubernetes import DEFAULT_NAMESPACE, label_problem, namespace_problem
+from clawpolicy.literals import address_keys, literal_peers, peers_of
+from clawpolicy.netspace import merge_ports
 from clawpolicy.syntax import (
     CapabilitiesDecl,
     Define,
@@ -240,7 +240,8 @@ class PolicyLowering(RuleLowering):
                             "use 'applies-to host', 'applies-to user NAME' or 'applies-to pods app=NAME'", code="scope")
             return None
         self.diag.error("invalid applies-to", kind.loc,
-                        "write 'applies-to host', 'applies-to user NAME|UID' or 'applies-to pods KEY=VALUE, ... [in namespace NAME]'", code="scope")
+                        "write 'applies-to host', 'applies-to user NAME|UID' or "
+                        "'applies-to pods KEY=VALUE, ... [in namespace NAME]'", code="scope")
         return None
 
     def _pods(self, s: Setting) -> ir.Scope | None:

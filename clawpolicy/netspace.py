@@ -14,9 +14,9 @@ product of their rules' ports.
 from __future__ import annotations
 
 import ipaddress
-from operator import attrgetter, itemgetter, lt
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from operator import attrgetter, itemgetter, lt
 from typing import Literal, TypeVar, overload
 
 from clawpolicy.ir import PortRange, Protocol

@@ -12,8 +12,6 @@ has its own escaper (`clawpolicy.markdown`).
 
 from __future__ import annotations
 
-import unicodedata
-
 # Categories that are never text to show: controls (C0, DEL, C1), format characters
 # (bidi controls, zero-width joiners, BOM, soft hyphen, tag characters), surrogates, and the
 # line and paragraph separators. `is_hidden` escapes these and a little more.

@@ -27,8 +27,8 @@ from clawpolicy.adopt.deployment import Deployment, Endpoint, Integration
 from clawpolicy.catalog import CatalogGroup, load_catalog
 from clawpolicy.errors import Diagnostics, Location
 from clawpolicy.fmt import format_text
-from clawpolicy.names import normalise_name, wire_address
 from clawpolicy.includes import parse_literal
+from clawpolicy.names import normalise_name, wire_address
 from clawpolicy.syntax import Word
 
 # OpenClaw provider ids (docs.openclaw.ai "Model providers") -> catalog groups.
@@ -159,7 +159,8 @@ def render(dep: Deployment, *, name: str, user: str | None, config_files: Sequen
     """The starter policy for `dep`; `user` None fences the whole host. `ssh_ports`: where
     sshd listens on the machine that ran init (None: not looked at)."""
     if not valid_policy_name(name):
-        raise ValueError(f"invalid policy name {name!r}: 1-48 of a-z, 0-9, '-', starting with a letter, not ending with '-'")
+        raise ValueError(f"invalid policy name {name!r}: 1-48 of a-z, 0-9, '-', starting with a letter, "
+                         "not ending with '-'")
     if user is not None and not valid_user(user):
         raise ValueError(f"invalid user {user!r}: a user name or a uid")
     out = _Out([], [], set())

@@ -43,7 +43,12 @@ import yaml
 from clawpolicy.backends import support_tables
 from clawpolicy.backends.apparmor_text import aa_comment, aa_escape, glob_error, path_pattern
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Support, annotations_problem,
+    Artifact,
+    BackendResult,
+    CompileOptions,
+    Feature,
+    Support,
+    annotations_problem,
     display_path,
 )
 from clawpolicy.backends.naming import NameClaim, apparmor_profile_name

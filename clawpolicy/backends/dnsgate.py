@@ -11,9 +11,9 @@ closed (systemd.exec(5)): no new privileges, read-only system, no home, private 
 /dev, no kernel tunables/modules/logs, native syscalls of the @system-service set only, and
 only the address families it uses (INET, INET6 for DNS; NETLINK for nf_tables; UNIX for
 journald), and, when compile knows the upstreams, only loopback and those addresses
-(`IPAddressAllow=`): the gate itself cannot carry data anywhere else. Not `PrivateUsers=`: capabilities held in a user namespace do not reach the host's
-network namespace, where the sets are. `systemd-analyze verify` checks it in the suite, its
-warnings counted as errors (it exits 0 on them).
+(`IPAddressAllow=`): the gate itself cannot carry data anywhere else. Not `PrivateUsers=`:
+capabilities held in a user namespace do not reach the host's network namespace, where the
+sets are. `systemd-analyze verify` checks it in the suite, its warnings counted as errors (it exits 0 on them).
 
 The policy is read from /etc/clawpolicy/<policy>.claw (its file, installed under the
 policy's name, with what it includes beside it): a name made of [a-z0-9-], so the unit needs

@@ -48,7 +48,11 @@ from typing import TYPE_CHECKING, Any
 
 from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Support,
+    Artifact,
+    BackendResult,
+    CompileOptions,
+    Feature,
+    Support,
 )
 from clawpolicy.backends.naming import NameClaim
 from clawpolicy.backends.nftables import FqdnGroup, fqdn_groups, group_owner, line_comment, table_name

@@ -31,7 +31,12 @@ from clawpolicy.backends.base import (
     annotations_problem,
 )
 from clawpolicy.backends.k8s_common import (
-    DNS_REASON, Context, context, dns_denies, needs_dns, report_dns_denies,
+    DNS_REASON,
+    Context,
+    context,
+    dns_denies,
+    needs_dns,
+    report_dns_denies,
 )
 from clawpolicy.backends.naming import NameClaim, apparmor_profile_name, seccomp_resource_name
 from clawpolicy.errors import Diagnostic, Location, Severity

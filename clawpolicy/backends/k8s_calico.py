@@ -14,10 +14,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from clawpolicy.backends.naming import NameClaim, rule_owner
 from clawpolicy.backends.k8s_common import (
-    DNS_LABELS, DNS_NAMESPACE, DNS_REASON, DNS_RULE_ID, Context, Net, addresses, lock_note, needs_dns,
+    DNS_LABELS,
+    DNS_NAMESPACE,
+    DNS_REASON,
+    DNS_RULE_ID,
+    Context,
+    Net,
+    addresses,
+    lock_note,
+    needs_dns,
 )
+from clawpolicy.backends.naming import NameClaim, rule_owner
 from clawpolicy.ir import Action, Direction, Mode, PortRange, Protocol, Rule
 
 API_VERSION = "projectcalico.org/v3"

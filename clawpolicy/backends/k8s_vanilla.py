@@ -23,8 +23,19 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from clawpolicy.backends.k8s_common import (
-    DNS_LABELS, DNS_NAMESPACE, DNS_REASON, DNS_RULE_ID, Context, Net, addresses, carve, covers,
-    dns_denies, expand, lock_note, needs_dns,
+    DNS_LABELS,
+    DNS_NAMESPACE,
+    DNS_REASON,
+    DNS_RULE_ID,
+    Context,
+    Net,
+    addresses,
+    carve,
+    covers,
+    dns_denies,
+    expand,
+    lock_note,
+    needs_dns,
 )
 from clawpolicy.ir import Action, Direction, Protocol, Rule
 

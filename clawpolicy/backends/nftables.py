@@ -55,13 +55,25 @@ from typing import TYPE_CHECKING, Any
 
 from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Support,
+    Artifact,
+    BackendResult,
+    CompileOptions,
+    Feature,
+    Support,
 )
 from clawpolicy.backends.naming import NameClaim, rule_owner
 from clawpolicy.backends.nft_layout import LOOKUP_KINDS, LookupKind, address_layout, port_keys, range_text
 from clawpolicy.backends.nft_names import (
-    FqdnGroup, chain_name, fqdn_groups, group_of, group_owner, line_comment, log_prefix, nft_string,
-    port_signature, table_name,
+    FqdnGroup,
+    chain_name,
+    fqdn_groups,
+    group_of,
+    group_owner,
+    line_comment,
+    log_prefix,
+    nft_string,
+    port_signature,
+    table_name,
 )
 from clawpolicy.backends.templating import load_template
 from clawpolicy.ir import Action, Direction, LocalDns, Mode, Policy, Refusal, Rule

@@ -60,12 +60,28 @@ import yaml
 from clawpolicy import seccomp_loader as loader
 from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Support, annotations_problem, clip,
+    Artifact,
+    BackendResult,
+    CompileOptions,
+    Feature,
+    Support,
+    annotations_problem,
+    clip,
 )
 from clawpolicy.backends.naming import NameClaim, seccomp_resource_name
 from clawpolicy.backends.seccomp_baseline import (
-    BASELINE, CAPABILITY_SYSCALLS, NEWER_SYSCALLS, PERSONALITY_VALUES, Arg, Entry, Verdict,
-    capability_source, clone_entries, keeps, location, socket_entries,
+    BASELINE,
+    CAPABILITY_SYSCALLS,
+    NEWER_SYSCALLS,
+    PERSONALITY_VALUES,
+    Arg,
+    Entry,
+    Verdict,
+    capability_source,
+    clone_entries,
+    keeps,
+    location,
+    socket_entries,
 )
 from clawpolicy.errors import Diagnostic, Location, Severity, closest
 from clawpolicy.ir import Action, Mode, Policy, SyscallRule

@@ -155,7 +155,8 @@ SOCKET_TYPES: Mapping[str, int] = {"stream": 1, "dgram": 2, "raw": 3, "seqpacket
 SOCK_TYPE_MASK = 0xF  # the kernel takes type & 0xf; other bits but SOCK_CLOEXEC|SOCK_NONBLOCK are EINVAL
 SOCKET_BASELINE = ("unix", "inet", "inet6", "netlink")  # without a `sockets` statement
 RAW_FAMILIES = ("inet", "inet6")
-NETLINK_TYPES = frozenset({SOCKET_TYPES["dgram"], SOCKET_TYPES["raw"]})  # SOCK_RAW here needs CAP_NET_RAW (raw(7)); packet(7) always does
+# SOCK_RAW here needs CAP_NET_RAW (raw(7)); packet(7) always does
+NETLINK_TYPES = frozenset({SOCKET_TYPES["dgram"], SOCKET_TYPES["raw"]})
 
 # Newer syscalls an older libseccomp may not know (it then leaves them to the default action).
 NEWER_SYSCALLS: Mapping[str, tuple[str, ...]] = {

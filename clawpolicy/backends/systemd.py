@@ -35,7 +35,11 @@ from collections.abc import Mapping
 
 from clawpolicy.backends import support_tables
 from clawpolicy.backends.base import (
-    Artifact, BackendResult, CompileOptions, Feature, Support,
+    Artifact,
+    BackendResult,
+    CompileOptions,
+    Feature,
+    Support,
 )
 from clawpolicy.backends.naming import NameClaim, apparmor_profile_name
 from clawpolicy.backends.nftables import line_comment

@@ -126,7 +126,14 @@ def _terminal_wait(deadline: float, confirmed: Callable[[], bool]) -> bool:
 
 def cmd_apply(args: argparse.Namespace) -> int:
     from clawpolicy.operate.apply import (
-        DEFAULT_WINDOW, ApplyError, Nft, State, apply, cut_sessions, poll_until, sessions,
+        DEFAULT_WINDOW,
+        ApplyError,
+        Nft,
+        State,
+        apply,
+        cut_sessions,
+        poll_until,
+        sessions,
     )
 
     state = State(args.state_dir, echo=lambda line: print(shown(line), file=sys.stderr))

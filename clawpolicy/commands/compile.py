@@ -61,7 +61,8 @@ files a target no longer produces are removed from its directory (only files com
 there, as its .clawpolicy-manifest lists; never through a symlink).
 
 Includes must stay inside the policy repository of the file named on the command line (its
-git work tree, else its directory; symlinks resolved first), or inside --include-root; they must be regular policy files of at most 8 MiB.
+git work tree, else its directory; symlinks resolved first), or inside --include-root; they
+must be regular policy files of at most 8 MiB.
 """
 
 

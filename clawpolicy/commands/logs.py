@@ -49,7 +49,7 @@ callbacks suppressed`; explain warns when it reads such a line. Read audit.log f
 SIMULATE_HELP = """\
 examples:
   clawpolicy simulate examples/openclaw-workstation.claw flows.jsonl
-  conntrack -L | clawpolicy simulate examples/openclaw-workstation.claw - --local 10.0.0.5/32   # the conntrack tool, root
+  conntrack -L | clawpolicy simulate examples/openclaw-workstation.claw - --local 10.0.0.5/32  # as root
   ss -tunap | clawpolicy simulate examples/openclaw-workstation.claw - --format markdown
   journalctl -u clawpolicy-dns-x | clawpolicy simulate examples/openclaw-workstation.claw --dns-log -
 

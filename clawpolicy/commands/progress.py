@@ -3,8 +3,8 @@ one setting every long one-shot command shares (`one_shot`: no cyclic garbage co
 
 A spinner with what is being done (rich's status), only when stderr is a terminal: a CI log,
 a pipe or a file gets nothing, so output stays byte-for-byte deterministic where it is read
-by programs. Colour follows --color and NO_COLOR. On 100,000-network policies loading and comparing take seconds; a silent
-terminal for that long reads as a hang.
+by programs. Colour follows --color and NO_COLOR. On 100,000-network policies loading and
+comparing take seconds; a silent terminal for that long reads as a hang.
 """
 
 from __future__ import annotations

@@ -6,6 +6,6 @@ expiry: pure functions over the IR, floor 3), `logline` (the one line per decisi
 and read back) and `querylog` (those lines and dnsmasq's query log for `explain` and
 `simulate --dns-log`), then the host I/O, each thin: `nftset` (libnftables transactions),
 `privileges` (down to CAP_NET_ADMIN), `forward` (the upstream sockets), `server` (the
-asyncio loop: UDP/TCP, decisions, reload) and `workers` (the `--workers` supervisor). The command is `commands/dns.py`; the systemd unit
-and resolv.conf line are the `dnsgate` target (`backends/dnsgate.py`).
+asyncio loop: UDP/TCP, decisions, reload) and `workers` (the `--workers` supervisor). The
+command is `commands/dns.py`; the systemd unit and resolv.conf line are the `dnsgate` target (`backends/dnsgate.py`).
 """

@@ -81,7 +81,7 @@ class Upstream:
             if reply.flags & dns.flags.TC:
                 host, port = self.address
                 reply = await dns.asyncquery.tcp(query, host, timeout=timeout, port=port)
-        except (dns.exception.DNSException, OSError, EOFError, ValueError, asyncio.TimeoutError):
+        except (TimeoutError, dns.exception.DNSException, OSError, EOFError, ValueError):
             return None
         return reply
 

@@ -40,11 +40,19 @@ import dns.rrset
 from clawpolicy.dnsgate.forward import Upstream
 from clawpolicy.dnsgate.logline import GateLogLine
 from clawpolicy.dnsgate.nftset import SetError, SetWriter
-from clawpolicy.dnsgate.upstreams import Address
 from clawpolicy.dnsgate.policy import (
-    Decision, GatePolicy, Ledger, Record, Verdict, cap_of, flush_transaction, normalise,
-    nft_transaction, plan_answer,
+    Decision,
+    GatePolicy,
+    Ledger,
+    Record,
+    Verdict,
+    cap_of,
+    flush_transaction,
+    nft_transaction,
+    normalise,
+    plan_answer,
 )
+from clawpolicy.dnsgate.upstreams import Address
 from clawpolicy.ir import Mode, Policy
 
 EDE_PROHIBITED = 18  # RFC 8914
@@ -318,7 +326,7 @@ class _Tcp:
                     break
                 writer.write(len(reply).to_bytes(2, "big") + reply)
                 await writer.drain()
-        except (asyncio.IncompleteReadError, asyncio.TimeoutError, ConnectionError, OSError):
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
             pass
         finally:
             self.connections -= 1

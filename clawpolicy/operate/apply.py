@@ -208,7 +208,7 @@ class State:
     echo: Callable[[str], None] = field(default=lambda line: None)
 
     def log(self, message: str) -> None:
-        line = f"{dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} {message}"
+        line = f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} {message}"
         self.echo(line)
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         with (self.root / "log").open("a", encoding="utf-8") as fh:

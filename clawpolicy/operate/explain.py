@@ -34,7 +34,6 @@ from clawpolicy.backends.seccomp_baseline import Verdict as SeccompVerdict
 from clawpolicy.evaluate import Flow, evaluate
 from clawpolicy.ir import Direction, Policy, Protocol
 from clawpolicy.markdown import md_cell
-from clawpolicy.printable import shown
 from clawpolicy.operate.logparse import (
     AppArmorRecord,
     PacketRecord,
@@ -43,6 +42,7 @@ from clawpolicy.operate.logparse import (
     Stamp,
     SyscallRecord,
 )
+from clawpolicy.printable import shown
 
 APPARMOR_PREFIX = "clawpolicy-"
 MECHANISMS = {"nftables": "nftables (network: address, protocol, port)",
@@ -233,7 +233,8 @@ def _syscall(record: SyscallRecord, policies: dict[str, Policy], processes: Proc
                           + "; ".join(refusing[:2]) + (" ..." if len(refusing) > 2 else ""))
     elif refusing:
         finding.rule = "capabilities" if "capabilit" in refusing[0] else "baseline"
-        finding.where = policy.capabilities.span.where() if policy.capabilities and finding.rule == "capabilities" else None
+        named = policy.capabilities is not None and finding.rule == "capabilities"
+        finding.where = policy.capabilities.span.where() if named and policy.capabilities else None
         finding.reason = refusing[0]
     else:
         finding.rule, finding.reason = "baseline", "allowed by the current profile (the policy changed since?)"
@@ -293,7 +294,7 @@ def stamp_key(stamp: Stamp) -> tuple[str, tuple[object, ...]] | None:
             return "local", (_MONTHS.index(month), int(day), clock)
         if stamp.kind == "local":
             when = dt.datetime.fromisoformat(stamp.text)
-            return ("utc", (when.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"),
+            return ("utc", (when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S"),
                             when.microsecond / 1e6)) if when.tzinfo else ("local-iso", (stamp.text,))
     except ValueError:
         return None

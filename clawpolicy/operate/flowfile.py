@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import io
 import ipaddress
 import json
 import re
@@ -285,7 +284,8 @@ def detect(first: str) -> str:
     text = first.strip()
     if text.startswith("{"):
         return "jsonl"
-    if text.startswith("Netid") or re.match(r"^(tcp|udp)\s+(ESTAB|SYN-SENT|TIME-WAIT|CLOSE-WAIT|LISTEN|UNCONN|FIN-WAIT)", text):
+    if text.startswith("Netid") or re.match(
+            r"^(tcp|udp)\s+(ESTAB|SYN-SENT|TIME-WAIT|CLOSE-WAIT|LISTEN|UNCONN|FIN-WAIT)", text):
         return "ss"
     if " src=" in text and " dst=" in text:
         return "conntrack"

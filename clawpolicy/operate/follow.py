@@ -23,7 +23,11 @@ from typing import Any
 from clawpolicy.ir import Policy
 from clawpolicy.operate.explain import Processes, explain_record
 from clawpolicy.operate.logparse import (
-    AppArmorRecord, PacketRecord, SyscallRecord, Unreadable, parse_line,
+    AppArmorRecord,
+    PacketRecord,
+    SyscallRecord,
+    Unreadable,
+    parse_line,
 )
 
 MAX_LINE = 64 * 1024  # longer than any log line: reported, not parsed

@@ -170,7 +170,7 @@ def _utc(seconds: int | str, fraction: str = "") -> str:
     value = _bounded(seconds, MAX_EPOCH_SECONDS, "timestamp")
     if len(fraction) > MAX_FRACTION_DIGITS:
         raise Unreadable("timestamp out of range")
-    when = dt.datetime.fromtimestamp(value, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    when = dt.datetime.fromtimestamp(value, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{when}.{fraction}Z" if fraction else f"{when}Z"
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 from clawpolicy import seccomp_loader
 from clawpolicy.confine import SYSCALL_NAME
 from clawpolicy.errors import Diagnostics, Location
+from clawpolicy.includes import parse_literal
 from clawpolicy.ir import Policy, PortRange, Protocol
 from clawpolicy.lower import POLICY_NAME, load_policies
 from clawpolicy.names import is_address, is_public_suffix
@@ -42,7 +43,6 @@ from clawpolicy.operate.explain import Explanation
 from clawpolicy.operate.logparse import RULE_LABEL
 from clawpolicy.operate.simulate import Simulation
 from clawpolicy.parse import parser
-from clawpolicy.includes import parse_literal
 from clawpolicy.review.risk import Risk
 from clawpolicy.syntax import Word
 

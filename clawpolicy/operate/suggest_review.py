@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from clawpolicy.catalog import CatalogGroup, load_catalog
 from clawpolicy.ir import Policy, PortRange, Protocol, Rule
 from clawpolicy.netspace import merge_ports
-from clawpolicy.review.risk import Risk, opened, reach_risk
 from clawpolicy.review.reach import reach_changes
+from clawpolicy.review.risk import Risk, opened, reach_risk
 
 
 @dataclass(frozen=True)

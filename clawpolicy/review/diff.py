@@ -15,8 +15,8 @@ from clawpolicy.evaluate import evaluate
 from clawpolicy.ir import Action, Direction, Mode, Policy, Rule
 from clawpolicy.netspace import intervals
 from clawpolicy.review.exposure import CREDENTIAL_DIRS, DANGEROUS_CAPS
-from clawpolicy.review.protected import protected_by
 from clawpolicy.review.peertext import PeerList
+from clawpolicy.review.protected import protected_by
 from clawpolicy.review.reach import Decider, reach_changes
 from clawpolicy.review.risk import Risk, opened, reach_risk
 

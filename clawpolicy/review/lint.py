@@ -21,12 +21,12 @@ from clawpolicy.review.exposure import (
     WIDE_PREFIX,
     check_credentials,
     check_dangerous_capabilities,
-    check_netlink_any,
     check_dns_any_resolver,
     check_fqdn_without_dns,
     check_gateway_exposed,
     check_mdns,
     check_metadata,
+    check_netlink_any,
     check_public_suffix_wildcard,
     check_wide_egress,
 )

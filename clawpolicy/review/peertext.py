@@ -13,7 +13,6 @@ from typing import Protocol, overload
 from clawpolicy.netspace import Interval, interval_to_text, network_interval
 
 
-
 class ReachChange(Protocol):
     """What the text needs of a `reach.ReachChange` (a protocol, so this module stays below
     reach.py, which uses it)."""

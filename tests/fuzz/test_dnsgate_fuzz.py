@@ -12,6 +12,7 @@ from pathlib import Path
 import dns.flags
 import dns.message
 import dns.rrset
+from hostile import budget
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -19,7 +20,6 @@ from clawpolicy.dnsgate.nftset import MemoryWriter
 from clawpolicy.dnsgate.server import Gate, GateOptions
 from clawpolicy.ir import Policy
 from clawpolicy.lower import load_policies
-from hostile import budget
 
 FUZZ = budget(400)  # CLAWPOLICY_FUZZ_EXAMPLES=N: N random inputs per target instead
 POLICY = """policy fuzz {

@@ -16,7 +16,6 @@ from clawpolicy.errors import PolicyError
 from clawpolicy.fmt import TOKEN, format_text
 from clawpolicy.lower import LoadResult, load_policies
 
-
 WORKDIR = Path(tempfile.mkdtemp(prefix="clawpolicy-fmt-fuzz-"))  # one path: equal `source`
 atexit.register(shutil.rmtree, WORKDIR, True)
 

@@ -23,7 +23,7 @@ from clawpolicy import ruleids
 from clawpolicy.backends import nftables
 from clawpolicy.compiler import CompileResult, compile_paths
 from clawpolicy.errors import Severity
-from clawpolicy.ir import Action, Policy
+from clawpolicy.ir import Action
 
 FUZZ = settings(max_examples=100, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])

@@ -20,11 +20,11 @@ from hostile import addresses, budget, hostile_text, inert_lines, names, numbers
 from hypothesis import given
 from hypothesis import strategies as st
 
+from clawpolicy.includes import normalise_name
 from clawpolicy.ir import Policy
 from clawpolicy.lower import load_policies
 from clawpolicy.operate import explain, flowfile, junit, logparse, simulate, suggest, textinput
 from clawpolicy.operate.kerneltest import CaseResult
-from clawpolicy.includes import normalise_name
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "logs"
 

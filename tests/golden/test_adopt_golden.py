@@ -10,13 +10,13 @@ import difflib
 from pathlib import Path
 
 import pytest
+from regenerate import regenerate
 
 from clawpolicy.adopt import deployment, openclaw_config, starter
 from clawpolicy.backends.registry import DEFAULT_TARGETS
 from clawpolicy.compiler import compile_paths
 from clawpolicy.evaluate import run_tests
 from clawpolicy.lower import load_policies
-from regenerate import regenerate
 
 DATA = Path("tests/data/openclaw")
 GOLDEN = Path("tests/golden/adopt")

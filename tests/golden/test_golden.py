@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from regenerate import regenerate
 
 from clawpolicy.backends.registry import DEFAULT_TARGETS
 from clawpolicy.compiler import compile_paths
 from clawpolicy.write import MANIFEST, apply, plan
-from regenerate import regenerate
 
 REPO = Path(__file__).resolve().parents[2]
 CASES = sorted((REPO / "tests/golden/cases").glob("*.claw"))

@@ -11,13 +11,13 @@ import itertools
 from pathlib import Path
 
 import pytest
+from regenerate import regenerate
 from test_golden import _compare
 
 from clawpolicy.backends.base import CompileOptions
 from clawpolicy.compiler import compile_paths
 from clawpolicy.ir import Mode
 from clawpolicy.write import apply, plan
-from regenerate import regenerate
 
 FLAVOURS = ("vanilla", "cilium", "calico")
 

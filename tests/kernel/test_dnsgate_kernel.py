@@ -13,8 +13,21 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from dnsgate_lab import (
-    EDGE, NAMES, PEERS, POLICY, TIMED, TTL, UPSTREAM, Resolver, asked, connect, load_ruleset,
-    lookup, start_gate, start_upstream, write_policy,
+    EDGE,
+    NAMES,
+    PEERS,
+    POLICY,
+    TIMED,
+    TTL,
+    UPSTREAM,
+    Resolver,
+    asked,
+    connect,
+    load_ruleset,
+    lookup,
+    start_gate,
+    start_upstream,
+    write_policy,
 )
 from netlab import Daemon, Lab
 

@@ -13,8 +13,19 @@ from collections.abc import Iterator
 
 import pytest
 from dnsgate_lab import (
-    NAMES, PEERS, TIMED, TTL, Resolver, asked, connect, load_ruleset, lookup,
-    start_dnsmasq_fragment, start_gate, start_upstream, write_policy,
+    NAMES,
+    PEERS,
+    TIMED,
+    TTL,
+    Resolver,
+    asked,
+    connect,
+    load_ruleset,
+    lookup,
+    start_dnsmasq_fragment,
+    start_gate,
+    start_upstream,
+    write_policy,
 )
 from netlab import Daemon, Lab
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from kernel_io import kmsg
 from netlab import Lab, Probe
+from regenerate import regenerate
 
 from clawpolicy.backends.base import CompileOptions
 from clawpolicy.backends.nftables import render
@@ -30,7 +31,6 @@ from clawpolicy.backends.seccomp import BACKEND as SECCOMP
 from clawpolicy.ir import Mode, Policy
 from clawpolicy.lower import load_policies
 from clawpolicy.operate import explain, logparse
-from regenerate import regenerate
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from netlab import Lab, LabError, NftError, Probe, ProbeResult, format_results
 
 pytestmark = pytest.mark.root

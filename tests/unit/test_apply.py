@@ -15,7 +15,15 @@ from clawpolicy.errors import render
 from clawpolicy.ir import Mode, Policy
 from clawpolicy.lower import load_policies
 from clawpolicy.operate.apply import (
-    STAMP_CHAIN, Nft, State, comparable, cut_sessions, read_stamp, sessions, source_hash, stamped,
+    STAMP_CHAIN,
+    Nft,
+    State,
+    comparable,
+    cut_sessions,
+    read_stamp,
+    sessions,
+    source_hash,
+    stamped,
 )
 from clawpolicy.operate.status import render_prometheus, render_text, table_status
 

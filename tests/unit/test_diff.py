@@ -18,7 +18,6 @@ from policy_snippets import snippet_policy
 from clawpolicy.cli import main
 from clawpolicy.evaluate import Flow, evaluate
 from clawpolicy.ir import Direction, Policy, Protocol
-from clawpolicy.lower import load_policies
 from clawpolicy.review.diff import Risk, at_or_above, diff_policies, diff_policy_sets
 from clawpolicy.review.reach import reach_changes
 

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from policy_snippets import snippet_policy
 
 from clawpolicy.cli import main
 from clawpolicy.review.diff import diff_policies
 from clawpolicy.review.render import to_markdown
-from policy_snippets import snippet_policy
 
 
 def _networks(n: int, seed: int) -> list[str]:

@@ -9,7 +9,14 @@ import pytest
 
 from clawpolicy.backends.nftables import fqdn_groups
 from clawpolicy.dnsgate.policy import (
-    Element, GatePolicy, Ledger, Record, Verdict, follow_chain, nft_transaction, plan_answer,
+    Element,
+    GatePolicy,
+    Ledger,
+    Record,
+    Verdict,
+    follow_chain,
+    nft_transaction,
+    plan_answer,
 )
 from clawpolicy.evaluate import peer_matches
 from clawpolicy.ir import Action, Mode, Policy

@@ -139,7 +139,7 @@ def test_special_files_neither_hang_nor_fill_memory(tree: Path, subtests: pytest
                        "/dev/urandom": Path("/dev/urandom"), "directory": tree / "adir.claw"}.items():
         with subtests.test(msg=f"command line: {name}"):
             done: list[LoadResult] = []
-            worker = threading.Thread(target=lambda p=path: done.append(
+            worker = threading.Thread(target=lambda p=path, out=done: out.append(
                 load_policies([p], today=TODAY)), daemon=True)
             worker.start()
             worker.join(timeout=30)  # a hang is a failure, never a stuck suite

@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 
 from clawpolicy.ir import PortRange, Protocol
 from clawpolicy.netspace import (
-    Box, interval_to_text, ipv4_network, merge_networks, merge_ports, network_interval, partition,
+    Box,
+    interval_to_text,
+    ipv4_network,
+    merge_networks,
+    merge_ports,
+    network_interval,
+    partition,
     protocol_number,
 )
 

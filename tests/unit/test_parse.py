@@ -10,12 +10,20 @@ from pathlib import Path
 import lark
 import pytest
 
+from clawpolicy import syntax as syn  # syn.TestDecl: a bare Test* name would make pytest collect it
 from clawpolicy.errors import Location, PolicyError, Severity, render
 from clawpolicy.lower import load_policies
 from clawpolicy.parse import parse_text
-from clawpolicy import syntax as syn  # syn.TestDecl: a bare Test* name would make pytest collect it
 from clawpolicy.syntax import (
-    CapabilitiesDecl, Define, FilesDecl, RuleDecl, Setting, SocketsDecl, SourceFile, ToSyntax, unquote,
+    CapabilitiesDecl,
+    Define,
+    FilesDecl,
+    RuleDecl,
+    Setting,
+    SocketsDecl,
+    SourceFile,
+    ToSyntax,
+    unquote,
 )
 
 TODAY = dt.date(2026, 11, 1)

@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import pytest
+from shared_schemas import schema_path
 
 from clawpolicy.cli import main
 from clawpolicy.review.lint import CHECKS
 from clawpolicy.review.suppress import inline_suppressions
-from shared_schemas import schema_path
 
 KNOWN = [c.id for c in CHECKS]
 WIDE = 'allow egress to any port 443/tcp reason "web"'

@@ -24,7 +24,6 @@ import dns.message
 import dns.query
 import dns.rcode
 import dns.rdatatype
-
 from probe import become  # type: ignore[import-not-found,unused-ignore]  # the sibling script
 
 
